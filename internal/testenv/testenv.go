@@ -1,0 +1,160 @@
+// Package testenv holds the helpers that tests against the real kernel share: skipping (or, in CI, failing)
+// when a prerequisite is missing, and creating network namespaces that are removed when the test ends.
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// InCI reports whether the tests run in CI, where a missing prerequisite is a failure and not a skip.
+func InCI() bool { return os.Getenv("CI") != "" }
+
+// Missing skips the test with reason, or fails it when running in CI: in CI every prerequisite must be there,
+// so that an end-to-end test can never pass by silently skipping.
+func Missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	reason := fmt.Sprintf(format, args...)
+	if InCI() {
+		t.Fatalf("prerequisite missing in CI: %s", reason)
+	}
+	t.Skipf("skipping: %s", reason)
+}
+
+// RequireRoot needs uid 0, which namespaces, nft rules and sysctls need.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Missing(t, "needs root (uid 0) to create network namespaces")
+	}
+}
+
+// RequireBinary returns the path of an executable on PATH (or in /usr/sbin, /sbin), else skips or fails.
+// Debian packages to install are named in the failure so the fix is obvious.
+func RequireBinary(t testing.TB, name, debianPackage string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/bin"} {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
+			return p
+		}
+	}
+	Missing(t, "%s not found (apt-get install -y %s)", name, debianPackage)
+	return ""
+}
+
+var nsCounter atomic.Uint64
+
+// NetNS is a network namespace created for one test, with its loopback up.
+type NetNS struct {
+	Name string // name under /run/netns, usable with `ip netns exec`
+	Path string // /run/netns/<name>
+}
+
+// NewNetNS creates a fresh network namespace with loopback up, deleted when the test ends. Host sysctls that
+// a namespace copies when created (net.ipv4.tcp_child_ehash_entries) must be set before calling it.
+func NewNetNS(t testing.TB) *NetNS {
+	t.Helper()
+	RequireRoot(t)
+	ip := RequireBinary(t, "ip", "iproute2")
+	name := fmt.Sprintf("sbtest-%d-%d", os.Getpid(), nsCounter.Add(1))
+	if out, err := exec.Command(ip, "netns", "add", name).CombinedOutput(); err != nil {
+		Missing(t, "cannot create network namespace: ip netns add: %v: %s", err, out)
+	}
+	ns := &NetNS{Name: name, Path: "/run/netns/" + name}
+	t.Cleanup(func() {
+		if out, err := exec.Command(ip, "netns", "delete", name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns delete %s: %v: %s", name, err, out)
+		}
+	})
+	ns.MustRun(t, ip, "link", "set", "lo", "up")
+	return ns
+}
+
+// Command returns a command that runs inside the namespace (through `ip netns exec`).
+func (ns *NetNS) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
+}
+
+// MustRun runs a command inside the namespace and returns its standard output; any failure fails the test.
+func (ns *NetNS) MustRun(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := ns.Command(ctx, name, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("in netns %s: %s %s: %v: %s", ns.Name, name, strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String()
+}
+
+// Do runs fn on a locked OS thread that has joined the namespace, then returns the thread to the original
+// namespace. Sockets opened inside fn belong to the namespace for their whole life.
+func (ns *NetNS) Do(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// The thread is left locked on purpose when restoring fails: Go then kills it instead of reusing
+		// a thread stuck in the wrong namespace.
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			errc <- fmt.Errorf("opening current netns: %w", err)
+			return
+		}
+		defer orig.Close()
+		target, err := os.Open(ns.Path)
+		if err != nil {
+			errc <- fmt.Errorf("opening netns %s: %w", ns.Path, err)
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("entering netns %s: %w", ns.Name, err)
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("leaving netns %s: %w", ns.Name, err)
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// WithSysctl sets a sysctl (path below /proc/sys, e.g. "net/ipv4/tcp_child_ehash_entries") for the length of
+// the test and puts the old value back when it ends.
+func WithSysctl(t testing.TB, path, value string) {
+	t.Helper()
+	RequireRoot(t)
+	full := filepath.Join("/proc/sys", path)
+	old, err := os.ReadFile(full)
+	if err != nil {
+		Missing(t, "sysctl %s: %v", path, err)
+	}
+	if err := os.WriteFile(full, []byte(value), 0o644); err != nil {
+		Missing(t, "setting sysctl %s=%s: %v", path, value, err)
+	}
+	t.Cleanup(func() {
+		if err := os.WriteFile(full, bytes.TrimSpace(old), 0o644); err != nil {
+			t.Errorf("restoring sysctl %s: %v", path, err)
+		}
+	})
+}
