@@ -1,0 +1,116 @@
+// Command sockbuf_exporter exports the state of the kernel's TCP receive buffers to Prometheus: prune and
+// collapse counters, TCP memory against tcp_mem, the buffer sysctls, softnet drops and per-socket queues.
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/common/promslog"
+	"github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/sockbuf/sockbuf_exporter/collector"
+)
+
+// defaultPort is ours alone: above the crowded 9xxx exporter range and clear of well-known services
+// (webmin 10000, zabbix 10050/10051, amanda 10080, Kubernetes 10248-10259, nbd 10809, Thanos 1090x).
+const defaultPort = ":10714"
+
+func main() {
+	app := kingpin.New("sockbuf_exporter", "Exports where and why Linux drops TCP data for lack of receive-buffer room.")
+	var (
+		metricsPath   = app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
+		maxRequests   = app.Flag("web.max-requests", "Maximum number of parallel scrape requests. 0 disables the limit.").Default("40").Int()
+		timeoutOffset = app.Flag("web.timeout-offset", "Time kept back from Prometheus' scrape timeout (X-Prometheus-Scrape-Timeout-Seconds) so the answer arrives in time.").Default("500ms").Duration()
+		procPath      = app.Flag("path.procfs", "procfs mountpoint; /host/proc in a container that mounts the host's /proc there.").Default("/proc").String()
+		maxGroups     = app.Flag("collector.sockets.max-groups", "Most socket groups (role, port, cgroup, process) exported; the rest fold into port=\"other\".").Default("200").Int()
+		fullRatio     = app.Flag("collector.sockets.full-ratio", "rmem_alloc/rcvbuf at or above which a socket counts as full.").Default("0.9").Float64()
+		states        = app.Flag("collector.sockets.states", "Comma-separated TCP states to dump (e.g. established,close-wait). Empty: every state that holds memory (not time-wait or syn-recv).").Default("").String()
+		tcpInfo       = app.Flag("collector.sockets.tcp-info", "Ask the kernel for tcp_info with each socket (about 25% of the dump's cost).").Default("true").Bool()
+		cgroupAttr    = app.Flag("collector.sockets.cgroup", "Label socket groups with the owning cgroup (from the cgroup id in each inet_diag reply; cheap).").Default("true").Bool()
+		processAttr   = app.Flag("collector.sockets.process", "Label socket groups with the owning process name, found by scanning /proc/*/fd on each scrape (expensive on hosts with many sockets).").Default("false").Bool()
+		cgroupRoot    = app.Flag("collector.sockets.cgroup-root", "Mount point of the cgroup v2 hierarchy. Empty: found in /proc/self/mountinfo.").Default("").String()
+	)
+	toolkitFlags := kingpinflag.AddFlags(app, defaultPort)
+
+	enabled := map[string]*bool{}
+	for _, c := range collector.Available() {
+		state := "disabled"
+		if c.DefaultEnabled {
+			state = "enabled"
+		}
+		enabled[c.Name] = app.Flag("collector."+c.Name, fmt.Sprintf("Enable the %s collector: %s (default: %s).", c.Name, c.Help, state)).
+			Default(fmt.Sprint(c.DefaultEnabled)).Bool()
+	}
+
+	logConfig := &promslog.Config{}
+	flag.AddFlags(app, logConfig)
+	app.Version(version.Print("sockbuf_exporter"))
+	app.HelpFlag.Short('h')
+	kingpin.MustParse(app.Parse(os.Args[1:]))
+	logger := promslog.New(logConfig)
+
+	var names []string
+	for name, on := range enabled {
+		if *on {
+			names = append(names, name)
+		}
+	}
+	exporter, err := collector.New(collector.Config{
+		ProcPath: *procPath,
+		Sockets: collector.SocketsConfig{
+			MaxGroups:          *maxGroups,
+			FullRatio:          *fullRatio,
+			States:             *states,
+			TCPInfo:            *tcpInfo,
+			CgroupAttribution:  *cgroupAttr,
+			ProcessAttribution: *processAttr,
+			CgroupRoot:         *cgroupRoot,
+		},
+	}, names, logger)
+	if err != nil {
+		logger.Error("cannot start", "err", err)
+		os.Exit(1)
+	}
+	logger.Info("starting sockbuf_exporter", "version", version.Info(), "build_context", version.BuildContext(),
+		"collectors", strings.Join(exporter.Names(), ","))
+
+	base := prometheus.NewRegistry()
+	base.MustRegister(
+		versioncollector.NewCollector("sockbuf"),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	http.Handle(*metricsPath, collector.NewHandler(exporter, base, collector.HandlerOpts{
+		MaxRequests: *maxRequests, TimeoutOffset: *timeoutOffset,
+	}, logger))
+	if *metricsPath != "/" {
+		landing, err := web.NewLandingPage(web.LandingConfig{
+			Name:        "sockbuf_exporter",
+			Description: "Where and why Linux drops TCP data for lack of receive-buffer room",
+			Version:     version.Info(),
+			Links:       []web.LandingLinks{{Address: *metricsPath, Text: "Metrics"}},
+		})
+		if err != nil {
+			logger.Error("building landing page", "err", err)
+			os.Exit(1)
+		}
+		http.Handle("/", landing)
+	}
+
+	server := &http.Server{ReadHeaderTimeout: 10 * time.Second}
+	if err := web.ListenAndServe(server, toolkitFlags, logger); err != nil {
+		logger.Error("serving", "err", err)
+		os.Exit(1)
+	}
+}
