@@ -162,7 +162,7 @@ type scoped struct {
 }
 
 func (s scoped) Describe(ch chan<- *prometheus.Desc) { s.e.Describe(ch) }
-func (s scoped) Collect(ch chan<- prometheus.Metric)  { s.e.CollectContext(s.ctx, ch) }
+func (s scoped) Collect(ch chan<- prometheus.Metric) { s.e.CollectContext(s.ctx, ch) }
 
 type result struct {
 	name     string
