@@ -109,40 +109,44 @@ func New(cfg Config, enabled []string, logger *slog.Logger) (*Exporter, error) {
 	if cfg.ProcPath == "" {
 		cfg.ProcPath = "/proc"
 	}
-	e := &Exporter{
-		collectors:   make(map[string]Collector, len(enabled)),
-		logger:       logger,
-		successDesc:  scrapeSuccessSpec.Desc(),
-		durationDesc: scrapeDurationSpec.Desc(),
-	}
+	built := make(map[string]Collector, len(enabled))
 	for _, name := range enabled {
 		f, ok := factories[name]
 		if !ok {
 			return nil, fmt.Errorf("unknown collector %q", name)
 		}
-		if _, dup := e.collectors[name]; dup {
+		if _, dup := built[name]; dup {
 			continue
 		}
 		c, err := f.build(cfg, logger.With("collector", name))
 		if err != nil {
 			return nil, fmt.Errorf("building collector %s: %w", name, err)
 		}
-		e.collectors[name] = c
+		built[name] = c
+	}
+	return newExporter(built, logger), nil
+}
+
+func newExporter(collectors map[string]Collector, logger *slog.Logger) *Exporter {
+	e := &Exporter{
+		collectors:   collectors,
+		logger:       logger,
+		successDesc:  scrapeSuccessSpec.Desc(),
+		durationDesc: scrapeDurationSpec.Desc(),
+	}
+	for name := range collectors {
 		e.names = append(e.names, name)
 	}
 	sort.Strings(e.names)
-	return e, nil
+	return e
 }
 
 // Names returns the enabled collectors, sorted.
 func (e *Exporter) Names() []string { return append([]string(nil), e.names...) }
 
-// Describe sends the exporter's own descriptors only: the collectors' metrics depend on what the running
-// kernel has, so the exporter is an unchecked collector for them.
-func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
-	ch <- e.successDesc
-	ch <- e.durationDesc
-}
+// Describe sends nothing: which metrics a scrape has depends on the running kernel (a field an older kernel
+// lacks is absent), so the exporter is an unchecked collector.
+func (e *Exporter) Describe(chan<- *prometheus.Desc) {}
 
 // Collect runs every collector without a deadline.
 func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
