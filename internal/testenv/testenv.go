@@ -85,6 +85,43 @@ func NewNetNS(t testing.TB) *NetNS {
 	return ns
 }
 
+// NewIsolatedNetNS creates a network namespace with a TCP established-hash table of its own
+// (net.ipv4.tcp_child_ehash_entries), so that socket dumps in it cost what its own sockets cost and not what the
+// whole host's do. The host sysctl is set, the namespace created and the sysctl put back under a lock that
+// all test processes share, so concurrent test packages cannot leave the host changed.
+func NewIsolatedNetNS(t testing.TB, ehashEntries int) *NetNS {
+	t.Helper()
+	RequireRoot(t)
+	lock, err := os.OpenFile("/run/lock/sockbuf-test-sysctl.lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		Missing(t, "opening sysctl lock: %v", err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatalf("locking %s: %v", lock.Name(), err)
+	}
+	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN) //nolint:errcheck // closing releases it too
+
+	const path = "/proc/sys/net/ipv4/tcp_child_ehash_entries"
+	old, err := os.ReadFile(path)
+	if err != nil {
+		Missing(t, "kernel has no tcp_child_ehash_entries (5.19+): %v", err)
+	}
+	if err := os.WriteFile(path, []byte(fmt.Sprint(ehashEntries)), 0o644); err != nil {
+		Missing(t, "setting tcp_child_ehash_entries: %v", err)
+	}
+	var ns *NetNS
+	func() {
+		defer func() {
+			if err := os.WriteFile(path, bytes.TrimSpace(old), 0o644); err != nil {
+				t.Errorf("restoring tcp_child_ehash_entries to %s: %v", old, err)
+			}
+		}()
+		ns = NewNetNS(t)
+	}()
+	return ns
+}
+
 // Command returns a command that runs inside the namespace (through `ip netns exec`).
 func (ns *NetNS) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)

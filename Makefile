@@ -1,0 +1,67 @@
+# sockbuf_exporter: `make run` runs the exporter on this host, `make test` runs every test.
+GO          ?= go
+GOOS        ?= linux
+GOARCH      ?= $(shell $(GO) env GOARCH)
+BUILD_DIR   := .build/$(GOOS)-$(GOARCH)
+BIN         := $(BUILD_DIR)/sockbuf_exporter
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo unknown)
+REVISION    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BRANCH      ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
+VERSION_PKG := github.com/prometheus/common/version
+LDFLAGS     := -s -w -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revision=$(REVISION) \
+               -X $(VERSION_PKG).Branch=$(BRANCH) -X $(VERSION_PKG).BuildUser=$(shell id -un)@$(shell hostname) \
+               -X $(VERSION_PKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# What the tests run besides Go: promtool and the Prometheus server, Alertmanager, node_exporter (the bench
+# reference), nft (packet loss for out-of-order pruning), podman (image build), ip/ss/nstat, systemd-analyze.
+DEB_PACKAGES := prometheus prometheus-alertmanager prometheus-node-exporter nftables podman iproute2 systemd
+# How long the fuzz target runs inside `make test`; run longer by hand with FUZZTIME=10m.
+FUZZTIME    ?= 15s
+IMAGE       ?= sockbuf_exporter
+BASE_IMAGE  ?= quay.io/prometheus/busybox-linux-$(GOARCH):latest
+
+.PHONY: all build run test deps check-format vet lint unit fuzz bench image
+
+all: build
+
+build:
+	CGO_ENABLED=0 GOOS=$(GOOS) GOARCH=$(GOARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/sockbuf_exporter
+
+# Runs the exporter on this host with its defaults (listens on :10714).
+run: build
+	$(BIN) $(ARGS)
+
+# Every test: formatting, vet, staticcheck, unit and fixture tests, end-to-end tests against the real kernel in
+# network namespaces with a real Prometheus and Alertmanager, and a short fuzz run of the netlink decoder.
+test: deps check-format vet lint unit fuzz
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		if [ "$$(id -u)" != 0 ]; then echo "run as root to install:$$missing" >&2; [ -z "$$CI" ] || exit 1; \
+		else apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; fi; \
+	fi
+
+check-format:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+lint:
+	$(GO) run $(STATICCHECK) ./...
+
+unit:
+	$(GO) test -count=1 -timeout 20m ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./sockdiag
+
+# Side-by-side benchmarks against node_exporter and ss; run by hand, they print ratios.
+bench: build
+	bash collector/bench/host.sh
+	bash sockdiag/bench.sh
+
+image: build
+	podman build --build-arg ARCH=$(GOARCH) --build-arg BASE=$(BASE_IMAGE) -t $(IMAGE):$(VERSION) .
