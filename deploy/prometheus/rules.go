@@ -1,0 +1,369 @@
+// Package prometheus renders sockbuf_exporter's Prometheus alerting and recording rules (alerts.yml and
+// recording.yml in this directory) from one typed Config, so that every threshold, `for` duration and label
+// selector lives in one place a user can change. The rendered YAML is committed; TestGenerated fails when it
+// is stale, and `go generate ./deploy/prometheus` (or `go test ./deploy/prometheus -run TestGenerated
+// -update`) rewrites it.
+package prometheus
+
+//go:generate go test -run TestGenerated -update .
+
+import (
+	"bytes"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Threshold is one alert's trigger: the value the expression compares against and how long it must hold.
+type Threshold struct {
+	Value float64
+	For   string // a Prometheus duration, e.g. "10m"
+}
+
+// Config holds every knob of the rules. Change DefaultConfig (or build your own and call Render) and
+// regenerate.
+type Config struct {
+	// Selector is added to every selector of an exporter metric (and to `up`), e.g. `job=~".*sockbuf.*"`,
+	// so that the rules only look at sockbuf_exporter targets.
+	Selector string
+	// RunbookBase is what runbook_url starts with; the alert's anchor is appended after '#'. The default
+	// is the repository-relative path; set it to where the runbooks are browsable, e.g.
+	// https://github.com/ORG/sockbuf_exporter/blob/main/docs/runbooks.md.
+	RunbookBase string
+	// RateWindow is the range of every rate() and increase() in alerts and recording rules. It must cover at
+	// least four scrapes so that a single missed scrape does not blank the rate.
+	RateWindow string
+
+	// PruneCalled per second: the kernel had to prune (collapse, then drop) receive queues.
+	Pruning Threshold
+	// RcvPruned + OfoPruned per second: data the kernel received and then threw away.
+	DataPruned Threshold
+	// TCPRcvCollapsed per incoming segment: CPU spent compacting receive queues.
+	CollapseRatio Threshold
+	// Value unused: fires while TCP memory is above tcp_mem's pressure threshold.
+	MemoryPressure Threshold
+	// Fraction of tcp_mem's max threshold: above it the kernel refuses memory to every TCP socket.
+	MemoryNearMax Threshold
+	// Number of times TCP entered memory pressure within PressureEpisodesWindow.
+	PressureEpisodes       Threshold
+	PressureEpisodesWindow string
+	// TCPRcvQDrop + TCPBacklogDrop per second.
+	ReceiveQueueDrops Threshold
+	// Per-socket drops (skmeminfo) per second, per group.
+	SocketDrops Threshold
+	// Minimum number of sockets with a full receive buffer in one group.
+	FullSockets Threshold
+	// ListenOverflows per second.
+	ListenOverflows Threshold
+	// Fraction of a listener's backlog limit its accept queue must reach.
+	ListenQueueFull Threshold
+	// Softnet (netdev_max_backlog) drops per second, summed over CPUs.
+	SoftnetDrops Threshold
+	// Value unused: the target has not been scraped successfully.
+	ExporterDown Threshold
+	// Value unused: a collector has reported failure on every scrape.
+	CollectorFailing Threshold
+}
+
+// DefaultConfig is what the committed alerts.yml and recording.yml are rendered from.
+func DefaultConfig() Config {
+	return Config{
+		Selector:    `job=~".*sockbuf.*"`,
+		RunbookBase: "docs/runbooks.md",
+		RateWindow:  "5m",
+
+		// A few prunes a minute are tolerable; sustained pruning means an application falls behind.
+		Pruning: Threshold{Value: 0.1, For: "10m"},
+		// Any data thrown away after it was received costs a retransmission and a stall: alert on any.
+		DataPruned:    Threshold{Value: 0, For: "5m"},
+		CollapseRatio: Threshold{Value: 0.01, For: "15m"},
+		// Short pressure spikes are normal under bursts; a quarter of an hour is not.
+		MemoryPressure: Threshold{For: "15m"},
+		MemoryNearMax:  Threshold{Value: 0.9, For: "2m"},
+		// Flapping in and out of pressure shows a host sized at the edge.
+		PressureEpisodes:       Threshold{Value: 3, For: "0m"},
+		PressureEpisodesWindow: "1h",
+		ReceiveQueueDrops:      Threshold{Value: 0, For: "10m"},
+		SocketDrops:            Threshold{Value: 0, For: "10m"},
+		FullSockets:            Threshold{Value: 1, For: "15m"},
+		ListenOverflows:        Threshold{Value: 0, For: "5m"},
+		ListenQueueFull:        Threshold{Value: 1, For: "5m"},
+		SoftnetDrops:           Threshold{Value: 0, For: "10m"},
+		ExporterDown:           Threshold{For: "5m"},
+		CollectorFailing:       Threshold{For: "15m"},
+	}
+}
+
+// Rule is one Prometheus rule, alerting or recording, in the rule-file format.
+type Rule struct {
+	Record      string            `yaml:"record,omitempty"`
+	Alert       string            `yaml:"alert,omitempty"`
+	Expr        string            `yaml:"expr"`
+	For         string            `yaml:"for,omitempty"`
+	Labels      map[string]string `yaml:"labels,omitempty"`
+	Annotations map[string]string `yaml:"annotations,omitempty"`
+}
+
+// Group is a named list of rules evaluated together.
+type Group struct {
+	Name  string `yaml:"name"`
+	Rules []Rule `yaml:"rules"`
+}
+
+// RuleFile is the top level of a Prometheus rule file.
+type RuleFile struct {
+	Groups []Group `yaml:"groups"`
+}
+
+// builder renders expressions with the configured selector and window.
+type builder struct{ c Config }
+
+// sel returns metric{selector[,extra]}.
+func (b builder) sel(metric string, extra ...string) string {
+	var m []string
+	if b.c.Selector != "" {
+		m = append(m, b.c.Selector)
+	}
+	m = append(m, extra...)
+	if len(m) == 0 {
+		return metric
+	}
+	return metric + "{" + strings.Join(m, ",") + "}"
+}
+
+// rate returns rate(metric{selector}[window]).
+func (b builder) rate(metric string) string {
+	return "rate(" + b.sel(metric) + "[" + b.c.RateWindow + "])"
+}
+
+// num formats a threshold the way a person would write it in PromQL.
+func num(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+
+// recorded turns a counter name into the metric part of its recording rule: sockbuf_x_total -> sockbuf_x.
+func recorded(level, counter, op string) string {
+	return level + ":" + strings.TrimSuffix(counter, "_total") + ":" + op
+}
+
+// The counters the recording rules turn into per-second rates.
+var rateCounters = []string{
+	"sockbuf_tcp_prune_called_total",
+	"sockbuf_tcp_rcv_pruned_total",
+	"sockbuf_tcp_ofo_pruned_total",
+	"sockbuf_tcp_rcv_collapsed_total",
+	"sockbuf_tcp_rcvq_drop_total",
+	"sockbuf_tcp_backlog_drop_total",
+	"sockbuf_tcp_ofo_drop_total",
+	"sockbuf_tcp_zero_window_drop_total",
+	"sockbuf_tcp_in_segments_total",
+	"sockbuf_tcp_memory_pressures_total",
+	"sockbuf_tcp_memory_pressure_seconds_total",
+	"sockbuf_tcp_listen_overflows_total",
+	"sockbuf_tcp_listen_drops_total",
+}
+
+// The counters shown per incoming segment, which makes hosts of different traffic comparable.
+var perSegmentCounters = []string{
+	"sockbuf_tcp_prune_called_total",
+	"sockbuf_tcp_rcv_pruned_total",
+	"sockbuf_tcp_ofo_pruned_total",
+	"sockbuf_tcp_rcv_collapsed_total",
+	"sockbuf_tcp_rcvq_drop_total",
+}
+
+// RateRecord names the recording rule holding counter's per-second rate, e.g.
+// instance:sockbuf_tcp_prune_called:rate5m.
+func (c Config) RateRecord(counter string) string {
+	return recorded("instance", counter, "rate"+c.RateWindow)
+}
+
+// PerSegmentRecord names the recording rule holding counter's rate divided by the rate of incoming segments.
+func (c Config) PerSegmentRecord(counter string) string {
+	return "instance:" + strings.TrimSuffix(counter, "_total") + "_per_in_segment:ratio_rate" + c.RateWindow
+}
+
+// Recording returns the recording rules: the rates and ratios the dashboards and ad-hoc queries use.
+func Recording(c Config) RuleFile {
+	b := builder{c}
+	var rules []Rule
+	for _, m := range rateCounters {
+		rules = append(rules, Rule{Record: c.RateRecord(m), Expr: b.rate(m)})
+	}
+	inSegs := c.RateRecord("sockbuf_tcp_in_segments_total")
+	for _, m := range perSegmentCounters {
+		// An idle host has no incoming segments; dropping it avoids NaN instead of reporting a ratio of nothing.
+		rules = append(rules, Rule{
+			Record: c.PerSegmentRecord(m),
+			Expr:   c.RateRecord(m) + " / (" + inSegs + " > 0)",
+		})
+	}
+	rules = append(rules,
+		Rule{
+			Record: "instance:sockbuf_softnet_dropped:rate" + c.RateWindow,
+			Expr:   "sum without (cpu) (" + b.rate("sockbuf_softnet_dropped_total") + ")",
+		},
+		Rule{
+			// Share of tcp_mem's max in use: 1 means the kernel refuses TCP memory to every socket.
+			Record: "instance:sockbuf_tcp_memory_max_utilisation:ratio",
+			Expr:   b.sel("sockbuf_tcp_memory_bytes") + " / ignoring (level) " + b.sel("sockbuf_tcp_mem_threshold_bytes", `level="max"`),
+		},
+		Rule{
+			Record: "group:sockbuf_socket_drops:rate" + c.RateWindow,
+			Expr:   b.rate("sockbuf_socket_drops_total"),
+		},
+		Rule{
+			// Share of a group's receive-buffer budget that is filled with unread data.
+			Record: "group:sockbuf_rmem_alloc_bytes_per_rcvbuf_bytes:ratio",
+			Expr:   b.sel("sockbuf_rmem_alloc_bytes") + " / (" + b.sel("sockbuf_rcvbuf_bytes") + " > 0)",
+		},
+	)
+	return RuleFile{Groups: []Group{{Name: "sockbuf.rules", Rules: rules}}}
+}
+
+// alert builds one alerting rule with the house annotations.
+func (b builder) alert(name, severity, expr string, th Threshold, summary, description string) Rule {
+	return Rule{
+		Alert:  name,
+		Expr:   expr,
+		For:    th.For,
+		Labels: map[string]string{"severity": severity},
+		Annotations: map[string]string{
+			"summary":     summary,
+			"description": description,
+			"runbook_url": b.c.RunbookBase + "#" + Anchor(name),
+		},
+	}
+}
+
+// Anchor is the runbook section anchor for an alert: its name in lower case, the way GitHub renders a
+// "## SockbufFoo" heading.
+func Anchor(alert string) string { return strings.ToLower(alert) }
+
+// Alerting returns the alert rules, grouped by what they look at.
+func Alerting(c Config) RuleFile {
+	b := builder{c}
+	w := c.RateWindow
+	on := "{{ $labels.instance }}"
+	group := `{{ $labels.role }} port {{ $labels.port }}{{ with $labels.cgroup }} in cgroup {{ . }}{{ end }}{{ with $labels.process }} ({{ . }}){{ end }}`
+
+	host := []Rule{
+		b.alert("SockbufTCPReceiveQueuePruning", "warning",
+			b.rate("sockbuf_tcp_prune_called_total")+" > "+num(c.Pruning.Value), c.Pruning,
+			"TCP receive queues are being pruned on "+on+".",
+			"The kernel on "+on+" ran out of receive-buffer room and pruned receive queues {{ $value | humanize }} times per second over the last "+w+" (TcpExt PruneCalled). Applications are not reading fast enough for their buffers."),
+		b.alert("SockbufTCPReceiveDataDropped", "critical",
+			b.rate("sockbuf_tcp_rcv_pruned_total")+" + "+b.rate("sockbuf_tcp_ofo_pruned_total")+" > "+num(c.DataPruned.Value), c.DataPruned,
+			"TCP data already received is being thrown away on "+on+".",
+			"The kernel on "+on+" dropped {{ $value | humanize }} packets per second of received data from receive and out-of-order queues over the last "+w+" (TcpExt RcvPruned + OfoPruned). Senders must retransmit it."),
+		b.alert("SockbufTCPReceiveQueueCollapsing", "warning",
+			b.rate("sockbuf_tcp_rcv_collapsed_total")+" / "+b.rate("sockbuf_tcp_in_segments_total")+" > "+num(c.CollapseRatio.Value), c.CollapseRatio,
+			"TCP receive queues are being collapsed on "+on+".",
+			"On "+on+" the kernel collapsed {{ $value | humanizePercentage }} as many receive-queue packets as segments arrived over the last "+w+" (TcpExt TCPRcvCollapsed / Tcp InSegs): CPU spent compacting queues of sockets near their buffer limit."),
+		b.alert("SockbufTCPMemoryPressure", "warning",
+			b.sel("sockbuf_tcp_memory_bytes")+" > ignoring (level) "+b.sel("sockbuf_tcp_mem_threshold_bytes", `level="pressure"`), c.MemoryPressure,
+			"TCP memory is above the tcp_mem pressure threshold on "+on+".",
+			"TCP sockets on "+on+" use {{ $value | humanize1024 }}B, above net.ipv4.tcp_mem's pressure threshold: the kernel is shrinking every socket's buffers."),
+		b.alert("SockbufTCPMemoryNearLimit", "critical",
+			b.sel("sockbuf_tcp_memory_bytes")+" / ignoring (level) "+b.sel("sockbuf_tcp_mem_threshold_bytes", `level="max"`)+" > "+num(c.MemoryNearMax.Value), c.MemoryNearMax,
+			"TCP memory is close to the tcp_mem limit on "+on+".",
+			"TCP sockets on "+on+" use {{ $value | humanizePercentage }} of net.ipv4.tcp_mem's max threshold; at 100% the kernel drops incoming data on every socket."),
+		b.alert("SockbufTCPMemoryPressureEpisodes", "warning",
+			"increase("+b.sel("sockbuf_tcp_memory_pressures_total")+"["+c.PressureEpisodesWindow+"]) > "+num(c.PressureEpisodes.Value), c.PressureEpisodes,
+			"TCP keeps entering memory pressure on "+on+".",
+			"TCP on "+on+" entered memory pressure {{ $value | humanize }} times in the last "+c.PressureEpisodesWindow+" (TcpExt TCPMemoryPressures): the host's TCP memory is sized at the edge of its load."),
+		b.alert("SockbufTCPReceiveQueueDrops", "warning",
+			b.rate("sockbuf_tcp_rcvq_drop_total")+" + "+b.rate("sockbuf_tcp_backlog_drop_total")+" > "+num(c.ReceiveQueueDrops.Value), c.ReceiveQueueDrops,
+			"TCP packets are dropped for lack of receive memory on "+on+".",
+			"On "+on+" the kernel dropped {{ $value | humanize }} packets per second over the last "+w+" because a socket's receive queue or backlog had no room (TcpExt TCPRcvQDrop + TCPBacklogDrop)."),
+		b.alert("SockbufListenQueueOverflows", "warning",
+			b.rate("sockbuf_tcp_listen_overflows_total")+" > "+num(c.ListenOverflows.Value), c.ListenOverflows,
+			"Listen queues overflow on "+on+".",
+			"On "+on+" {{ $value | humanize }} connections per second over the last "+w+" found their listener's accept queue full (TcpExt ListenOverflows): the application does not accept fast enough or its backlog is too small."),
+		b.alert("SockbufSoftnetBacklogDrops", "warning",
+			"sum without (cpu) ("+b.rate("sockbuf_softnet_dropped_total")+") > "+num(c.SoftnetDrops.Value), c.SoftnetDrops,
+			"Packets are dropped at the per-CPU input backlog on "+on+".",
+			"On "+on+" {{ $value | humanize }} packets per second over the last "+w+" were dropped because a CPU's input backlog was longer than net.core.netdev_max_backlog (/proc/net/softnet_stat)."),
+	}
+
+	listenFull := b.sel("sockbuf_listen_queue_length") + " >= " + b.sel("sockbuf_listen_queue_limit")
+	if c.ListenQueueFull.Value != 1 {
+		listenFull = b.sel("sockbuf_listen_queue_length") + " >= " + num(c.ListenQueueFull.Value) + " * " + b.sel("sockbuf_listen_queue_limit")
+	}
+	sockets := []Rule{
+		b.alert("SockbufSocketsReceiveBufferFull", "warning",
+			b.sel("sockbuf_rcvbuf_full_sockets")+" >= "+num(c.FullSockets.Value), c.FullSockets,
+			"Sockets keep a full receive buffer on "+on+".",
+			"{{ $value | humanize }} "+group+" sockets on "+on+" have kept a full receive buffer (rmem_alloc at least --collector.sockets.full-ratio of rcvbuf) for "+c.FullSockets.For+": the owning application is not reading fast enough."),
+		b.alert("SockbufSocketDrops", "warning",
+			b.rate("sockbuf_socket_drops_total")+" > "+num(c.SocketDrops.Value), c.SocketDrops,
+			"Sockets drop received packets on "+on+".",
+			"The "+group+" sockets on "+on+" dropped {{ $value | humanize }} packets per second over the last "+w+" (skmeminfo drops): their receive buffer had no room."),
+		b.alert("SockbufListenQueueFull", "warning",
+			listenFull+" and "+b.sel("sockbuf_listen_queue_limit")+" > 0", c.ListenQueueFull,
+			"A listener's accept queue is at its limit on "+on+".",
+			"The listener on port {{ $labels.port }} on "+on+" has {{ $value | humanize }} connections waiting to be accepted, at its backlog limit: new connections are being dropped."),
+	}
+
+	exporter := []Rule{
+		b.alert("SockbufExporterDown", "warning",
+			b.sel("up")+" == 0", c.ExporterDown,
+			"sockbuf_exporter on "+on+" cannot be scraped.",
+			"Prometheus has failed to scrape {{ $labels.job }} on "+on+" for "+c.ExporterDown.For+" (up = {{ $value }}): receive-buffer drops on that host go unseen."),
+		b.alert("SockbufCollectorFailing", "warning",
+			b.sel("sockbuf_scrape_collector_success")+" == 0", c.CollectorFailing,
+			"The {{ $labels.collector }} collector of sockbuf_exporter fails on "+on+".",
+			"The {{ $labels.collector }} collector on "+on+" has failed on every scrape for "+c.CollectorFailing.For+" (success = {{ $value }}); its metrics are missing. The exporter's log says why."),
+	}
+
+	return RuleFile{Groups: []Group{
+		{Name: "sockbuf.host", Rules: host},
+		{Name: "sockbuf.sockets", Rules: sockets},
+		{Name: "sockbuf.exporter", Rules: exporter},
+	}}
+}
+
+// AlertNames lists the alerts of c, sorted.
+func AlertNames(c Config) []string {
+	var names []string
+	for _, g := range Alerting(c).Groups {
+		for _, r := range g.Rules {
+			names = append(names, r.Alert)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// header is written above the rendered YAML so nobody edits it by hand.
+const header = "# Generated by deploy/prometheus (rules.go) from DefaultConfig; DO NOT EDIT.\n" +
+	"# Change the Config and run: go generate ./deploy/prometheus\n"
+
+// Render returns a rule file as YAML.
+func Render(f RuleFile) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteString(header)
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(f); err != nil {
+		return nil, fmt.Errorf("encoding rules: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("encoding rules: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// Files returns the rendered rule files by name, as committed in this directory.
+func Files(c Config) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for name, f := range map[string]RuleFile{"alerts.yml": Alerting(c), "recording.yml": Recording(c)} {
+		b, err := Render(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		out[name] = b
+	}
+	return out, nil
+}
