@@ -1,0 +1,287 @@
+package trafficgen
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
+)
+
+func TestParseNetstat(t *testing.T) {
+	in := "TcpExt: SyncookiesSent PruneCalled RcvPruned\n" +
+		"TcpExt: 0 12 3\n" +
+		"Tcp: RtoAlgorithm MaxConn InSegs\n" +
+		"Tcp: 1 -1 18446744073709551615\n"
+	got, err := ParseNetstat(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Netstat{
+		"TcpExt": {"SyncookiesSent": 0, "PruneCalled": 12, "RcvPruned": 3},
+		// MaxConn is -1, not a counter: left out.
+		"Tcp": {"RtoAlgorithm": 1, "InSegs": 18446744073709551615},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ParseNetstat (-want +got):\n%s", diff)
+	}
+	for _, bad := range []string{
+		"TcpExt: A B\n",                  // no value line
+		"TcpExt: A B\nTcpExt: 1\n",       // count mismatch
+		"TcpExt: A B\nIpExt: 1 2\n",      // section mismatch
+		"TcpExt: A\nTcpExt: 1\nTcp: A\n", // second pair cut
+	} {
+		if _, err := ParseNetstat(strings.NewReader(bad)); err == nil {
+			t.Errorf("ParseNetstat(%q): no error", bad)
+		}
+	}
+	after := Netstat{"TcpExt": {"PruneCalled": 20, "RcvPruned": 1, "New": 5}}
+	if diff := cmp.Diff(Netstat{"TcpExt": {"PruneCalled": 8, "RcvPruned": 0}}, after.Sub(got)); diff != "" {
+		t.Errorf("Sub (-want +got):\n%s", diff)
+	}
+}
+
+// inNetNS runs fn inside a fresh namespace and fails the test on error.
+func inNetNS(t *testing.T, fn func() error) *testenv.NetNS {
+	t.Helper()
+	ns := testenv.NewNetNS(t)
+	if err := ns.Do(fn); err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}
+
+func pruneMoved(t *testing.T, base Netstat, fields ...string) func() bool {
+	return func() bool {
+		now, err := ReadNetstat()
+		if err != nil {
+			t.Error(err)
+			return true
+		}
+		d := now.Sub(base)
+		for _, f := range fields {
+			if d["TcpExt"][f] == 0 {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+func TestPrune(t *testing.T) {
+	inNetNS(t, func() error {
+		before, err := ReadNetstat()
+		if err != nil {
+			return err
+		}
+		ctx := context.Background()
+		res, err := Prune(ctx, Options{Duration: 10 * time.Second,
+			Until: pruneMoved(t, before, "PruneCalled", "RcvPruned", "TCPRcvCollapsed")})
+		if err != nil {
+			return err
+		}
+		after, err := ReadNetstat()
+		if err != nil {
+			return err
+		}
+		d := after.Sub(before)["TcpExt"]
+		t.Logf("%s; TcpExt deltas: PruneCalled=%d RcvPruned=%d TCPRcvCollapsed=%d OfoPruned=%d",
+			res, d["PruneCalled"], d["RcvPruned"], d["TCPRcvCollapsed"], d["OfoPruned"])
+		if res.Stopped != StoppedUntil {
+			t.Errorf("counters did not all move: %s", res)
+		}
+		return nil
+	})
+}
+
+func TestPruneOfo(t *testing.T) {
+	testenv.RequireBinary(t, "nft", "nftables")
+	inNetNS(t, func() error {
+		ctx := context.Background()
+		l, err := NewLoad(ctx, Options{Duration: 10 * time.Second})
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		remove, err := AddDropRule(l.Port(), 50)
+		if err != nil {
+			return err
+		}
+		defer remove()
+		before, err := ReadNetstat()
+		if err != nil {
+			return err
+		}
+		res, err := l.RunUntil(ctx, pruneMoved(t, before, "OfoPruned"))
+		if err != nil {
+			return err
+		}
+		after, _ := ReadNetstat()
+		d := after.Sub(before)["TcpExt"]
+		t.Logf("%s; TcpExt deltas: PruneCalled=%d RcvPruned=%d TCPRcvCollapsed=%d OfoPruned=%d OFOQueue=%d",
+			res, d["PruneCalled"], d["RcvPruned"], d["TCPRcvCollapsed"], d["OfoPruned"], d["TCPOFOQueue"])
+		if res.Stopped != StoppedUntil {
+			t.Errorf("OfoPruned did not move: %s", res)
+		}
+		drops, err := l.ServerDrops()
+		t.Logf("server-side skmeminfo drops: %d (%v)", drops, err)
+		return nil
+	})
+}
+
+func TestPruneRenewKeepsPruning(t *testing.T) {
+	inNetNS(t, func() error {
+		ctx := context.Background()
+		l, err := NewLoad(ctx, Options{Duration: 3500 * time.Millisecond, Renew: time.Second})
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		var last uint64
+		var seconds []uint64
+		l.opts.CheckEvery = time.Second
+		res, err := l.RunUntil(ctx, func() bool {
+			n, _ := ReadNetstat()
+			v := n["TcpExt"]["PruneCalled"]
+			seconds = append(seconds, v-last)
+			last = v
+			return false
+		})
+		t.Logf("%s; PruneCalled per second: %v", res, seconds)
+		for i, n := range seconds {
+			if n == 0 {
+				t.Errorf("no pruning in second %d: %v", i+1, seconds)
+			}
+		}
+		return err
+	})
+}
+
+func TestUnread(t *testing.T) {
+	ns := testenv.NewNetNS(t)
+	var c *Conns
+	if err := ns.Do(func() (err error) {
+		c, err = Unread(context.Background(), UnreadConfig{Conns: 5, Bytes: 3000})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	port := c.Servers[0].Port()
+	// ss agrees, seen from outside the process: five established server-side sockets with 3000 bytes each.
+	out := ns.MustRun(t, "ss", "-Htn", "state", "established", "sport", "= :"+itoa(port))
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 5 {
+		t.Fatalf("ss shows %d server sockets, want 5:\n%s", len(lines), out)
+	}
+	for _, l := range lines {
+		if f := strings.Fields(l); f[0] != "3000" {
+			t.Errorf("Recv-Q %s, want 3000: %s", f[0], l)
+		}
+	}
+}
+
+func TestFullAcceptQueue(t *testing.T) {
+	ns := testenv.NewNetNS(t)
+	var b *Backlogged
+	var before Netstat
+	if err := ns.Do(func() (err error) {
+		if before, err = ReadNetstat(); err != nil {
+			return err
+		}
+		b, err = FullAcceptQueue(context.Background(), "", 4, 3)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	n, limit, err := AcceptQueue(b.Server.Listener())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 5 || limit != 4 {
+		t.Errorf("accept queue %d/%d, want 5/4", n, limit)
+	}
+	out := ns.MustRun(t, "ss", "-Htln", "sport", "= :"+itoa(b.Server.Port()))
+	if f := strings.Fields(out); len(f) < 3 || f[1] != "5" || f[2] != "4" {
+		t.Errorf("ss shows %q, want Recv-Q 5 and Send-Q 4", out)
+	}
+	var after Netstat
+	ns.Do(func() (err error) { after, err = ReadNetstat(); return err })
+	if d := after.Sub(before)["TcpExt"]["ListenOverflows"]; d < 3 {
+		t.Errorf("ListenOverflows rose by %d, want at least the 3 pending SYNs", d)
+	}
+}
+
+func TestFanout(t *testing.T) {
+	restore, err := RaiseNoFile(4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer restore()
+	ns := testenv.NewNetNS(t)
+	// Listeners and clients opened by separate calls, as they would be in separate processes.
+	var split, dialed *Conns
+	if err := ns.Do(func() (err error) {
+		if split, err = Fanout(context.Background(), FanoutConfig{Ports: 3, BasePort: 20000, ListenOnly: true, NoAccept: true}); err != nil {
+			return err
+		}
+		dialed, err = Fanout(context.Background(), FanoutConfig{Ports: 3, BasePort: 20000, Conns: 9, DialOnly: true})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer split.Close()
+	defer dialed.Close()
+	for _, s := range split.Servers {
+		if n, _, err := AcceptQueue(s.Listener()); err != nil || n != 3 {
+			t.Errorf("port %d: accept queue %d (%v), want 3", s.Port(), n, err)
+		}
+	}
+
+	var c *Conns
+	if err := ns.Do(func() (err error) {
+		c, err = Fanout(context.Background(), FanoutConfig{Ports: 20, Conns: 200})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := len(c.ServerConns()); got != 200 {
+		t.Errorf("%d server-side connections, want 200", got)
+	}
+	ports := map[string]int{}
+	for _, cl := range c.Clients.Conns {
+		ports[cl.RemoteAddr().String()]++
+	}
+	if len(ports) != 20 {
+		t.Errorf("clients reach %d ports, want 20", len(ports))
+	}
+	for p, n := range ports {
+		if n != 10 {
+			t.Errorf("port %s has %d connections, want 10", p, n)
+		}
+	}
+}
+
+// TestDropsThenClose shows the recipe for per-socket drops: one connection pruned until its server-side
+// socket has dropped data, visible in skmeminfo.
+func TestDropsThenClose(t *testing.T) {
+	inNetNS(t, func() error {
+		ctx := context.Background()
+		l, err := NewLoad(ctx, Options{Conns: 1, Duration: 5 * time.Second})
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		res, d, err := l.RunUntilDrops(ctx, 1)
+		t.Logf("%s; drops %d", res, d)
+		return err
+	})
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
