@@ -1,0 +1,177 @@
+package collector
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func init() {
+	registerCollector("sysctl", "socket buffer and backlog sysctls from /proc/sys/net", true,
+		func(cfg Config, _ *slog.Logger) (Collector, error) { return newSysctlCollector(cfg), nil })
+}
+
+// sysctlSetting is one file under /proc/sys. A file with several values (tcp_rmem) becomes one series per
+// value, labelled by the label values in values.
+type sysctlSetting struct {
+	path   string   // under <proc>/sys
+	values []string // label values, one per number in the file; nil for a single number
+	signed bool     // may be negative (tcp_adv_win_scale)
+	spec   MetricSpec
+}
+
+func sysctlGauge(path, metric, unit, help string) sysctlSetting {
+	return sysctlSetting{path: path, spec: spec("sysctl", MetricSpec{
+		Name: metric, Type: Gauge, Unit: unit, Help: help, Source: "/proc/sys/" + path,
+	})}
+}
+
+func sysctlTriple(path, metric, help string) sysctlSetting {
+	return sysctlSetting{path: path, values: []string{"min", "default", "max"}, spec: spec("sysctl", MetricSpec{
+		Name: metric, Type: Gauge, Unit: "bytes", Labels: []string{"setting"}, Help: help, Source: "/proc/sys/" + path,
+	})}
+}
+
+// sysctlSettings are the receive-path settings people tune. In a network namespace other than the host's,
+// some of them (net.core.netdev_max_backlog on current kernels) do not exist; those are left out and the
+// collector still succeeds.
+var sysctlSettings = []sysctlSetting{
+	sysctlGauge("net/core/rmem_max", "net_core_rmem_max_bytes", "bytes",
+		"net.core.rmem_max: the largest receive buffer an application may ask for with SO_RCVBUF (the kernel doubles the request)."),
+	sysctlGauge("net/core/rmem_default", "net_core_rmem_default_bytes", "bytes",
+		"net.core.rmem_default: the receive buffer of non-TCP sockets that do not set SO_RCVBUF."),
+	sysctlGauge("net/core/wmem_max", "net_core_wmem_max_bytes", "bytes",
+		"net.core.wmem_max: the largest send buffer an application may ask for with SO_SNDBUF."),
+	sysctlGauge("net/core/wmem_default", "net_core_wmem_default_bytes", "bytes",
+		"net.core.wmem_default: the send buffer of non-TCP sockets that do not set SO_SNDBUF."),
+	sysctlTriple("net/ipv4/tcp_rmem", "tcp_rmem_bytes",
+		"net.ipv4.tcp_rmem: a TCP socket's receive buffer starts at default and auto-tuning grows it up to max (not limited by rmem_max); min is kept even under memory pressure."),
+	sysctlTriple("net/ipv4/tcp_wmem", "tcp_wmem_bytes",
+		"net.ipv4.tcp_wmem: a TCP socket's send buffer starts at default and auto-tuning grows it up to max; min is kept even under memory pressure."),
+	sysctlGauge("net/core/netdev_max_backlog", "net_core_netdev_max_backlog", "",
+		"net.core.netdev_max_backlog: packets a CPU's input queue holds before dropping (sockbuf_softnet_dropped_total). Absent outside the host's network namespace."),
+	sysctlGauge("net/core/somaxconn", "net_core_somaxconn", "",
+		"net.core.somaxconn: the largest accept queue a listen() call gets (sockbuf_tcp_listen_overflows_total)."),
+	sysctlGauge("net/ipv4/tcp_window_scaling", "tcp_window_scaling", "",
+		"net.ipv4.tcp_window_scaling: 1 if TCP window scaling (RFC 7323) is on; without it a receive window is at most 64 KiB."),
+	sysctlGauge("net/ipv4/tcp_moderate_rcvbuf", "tcp_moderate_rcvbuf", "",
+		"net.ipv4.tcp_moderate_rcvbuf: 1 if receive buffer auto-tuning is on (it is off for sockets that set SO_RCVBUF)."),
+	{path: "net/ipv4/tcp_adv_win_scale", signed: true, spec: spec("sysctl", MetricSpec{
+		Name: "tcp_adv_win_scale", Type: Gauge,
+		Help:   "net.ipv4.tcp_adv_win_scale: how much of the receive buffer is advertised as window, the rest being overhead (n > 0: buffer - buffer/2^n; n <= 0: buffer/2^-n). Ignored since Linux 6.6, which measures the overhead.",
+		Source: "/proc/sys/net/ipv4/tcp_adv_win_scale",
+	})},
+}
+
+// maxSysctlValues is the most numbers one sysctl file of ours holds.
+const maxSysctlValues = 3
+
+type sysctlCollector struct {
+	root  string // <proc>/sys
+	paths []string
+	descs []*prometheus.Desc
+}
+
+func newSysctlCollector(cfg Config) *sysctlCollector {
+	c := &sysctlCollector{root: filepath.Join(cfg.ProcPath, "sys")}
+	for _, s := range sysctlSettings {
+		c.paths = append(c.paths, filepath.Join(cfg.ProcPath, "sys", s.path))
+		c.descs = append(c.descs, s.spec.Desc())
+	}
+	return c
+}
+
+func (c *sysctlCollector) Update(ch chan<- prometheus.Metric) error {
+	var (
+		vals  [16][maxSysctlValues]int64
+		found [16]bool
+		seen  bool
+	)
+	if len(sysctlSettings) > len(vals) {
+		panic("too many sysctl settings")
+	}
+	buf := getBuf()
+	defer putBuf(buf)
+	for i, s := range sysctlSettings {
+		n := max(1, len(s.values))
+		ok, err := readSysctl(c.paths[i], buf, vals[i][:n], s.signed)
+		if err != nil {
+			return err
+		}
+		found[i] = ok
+		seen = seen || ok
+	}
+	if !seen {
+		// Every file missing means a wrong --path.procfs, not a namespace that lacks a few.
+		return fmt.Errorf("none of the sysctl files exist under %s: %w", c.root, os.ErrNotExist)
+	}
+	for i, s := range sysctlSettings {
+		if !found[i] {
+			continue
+		}
+		if s.values == nil {
+			ch <- prometheus.MustNewConstMetric(c.descs[i], prometheus.GaugeValue, float64(vals[i][0]))
+			continue
+		}
+		for j, lv := range s.values {
+			ch <- prometheus.MustNewConstMetric(c.descs[i], prometheus.GaugeValue, float64(vals[i][j]), lv)
+		}
+	}
+	return nil
+}
+
+// readSysctl reads a /proc/sys file of len(out) integers. A missing file is not an error but reported as
+// found=false: several of these files exist only in the host's network namespace.
+func readSysctl(path string, buf *[]byte, out []int64, signed bool) (found bool, err error) {
+	data, err := readProcFile(path, buf)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := parseSysctl(data, out, signed); err != nil {
+		return false, fmt.Errorf("parsing %s: %w", path, err)
+	}
+	return true, nil
+}
+
+// parseSysctl parses a one-line /proc/sys file holding exactly len(out) integers separated by tabs or
+// spaces. Negative numbers are an error unless signed.
+func parseSysctl(data []byte, out []int64, signed bool) error {
+	line, rest, err := nextLine(data)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 0 {
+		return errors.New("more than one line")
+	}
+	n := 0
+	for {
+		var f []byte
+		f, line = nextField(line)
+		if len(f) == 0 {
+			break
+		}
+		if n == len(out) {
+			return fmt.Errorf("more than %d values", len(out))
+		}
+		v, err := parseInt(f)
+		if err != nil {
+			return err
+		}
+		if v < 0 && !signed {
+			return fmt.Errorf("%w: negative value %d", errNumber, v)
+		}
+		out[n] = v
+		n++
+	}
+	if n != len(out) {
+		return fmt.Errorf("%d values, want %d", n, len(out))
+	}
+	return nil
+}
