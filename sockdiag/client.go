@@ -1,0 +1,258 @@
+package sockdiag
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/mdlayher/netlink"
+)
+
+// Config configures a Client.
+type Config struct {
+	// NetNS is an open file descriptor of a network namespace (e.g. of /run/netns/<name> or
+	// /proc/<pid>/ns/net) whose sockets to dump; 0 means the namespace of the calling thread. The caller
+	// keeps it open for the Client's life: the Client reopens its socket after an aborted dump.
+	NetNS int
+	// BufferSize is the size of the one buffer every recvmsg reads into. It is raised to MinBufferSize,
+	// which is also the default: the kernel fills dump datagrams up to 32 KiB, never more.
+	BufferSize int
+}
+
+// MinBufferSize is the smallest and default Config.BufferSize. A dump datagram is at most
+// SKB_WITH_OVERHEAD(32768) bytes (net/netlink/af_netlink.c caps max_recvmsg_len there), so 32 KiB always
+// holds one whole.
+const MinBufferSize = 32 << 10
+
+// maxRetries bounds how often Dump starts over after the kernel marked a dump inconsistent.
+const maxRetries = 3
+
+// DumpStats describes one Dump.
+type DumpStats struct {
+	Sockets      int  // sockets handed to the callback by the last attempt
+	Retries      int  // attempts started over because of NLM_F_DUMP_INTR
+	Inconsistent bool // NLM_F_DUMP_INTR persisted after the retries; the data was delivered anyway
+	Bytes        int  // netlink bytes read by the last attempt
+}
+
+// transport is the netlink socket under a Client: the real one reads with raw recvmsg, tests script
+// replies through nltest.
+type transport interface {
+	// Send sends a request as netlink.Conn.Send does, returning it with sequence and port id filled in.
+	Send(m netlink.Message) (netlink.Message, error)
+	// Recv reads one datagram into b and returns its full length, which exceeds len(b) if it was
+	// truncated. io.EOF means no more datagrams will come.
+	Recv(b []byte) (int, error)
+	SetDeadline(t time.Time) error
+	Close() error
+}
+
+// Client dumps sockets over one netlink sock_diag socket. Its methods are safe for concurrent use; dumps
+// run one at a time.
+type Client struct {
+	dial func() (transport, error)
+
+	mu  sync.Mutex // serializes dumps; guards everything below but tmu's fields
+	buf []byte
+	req []byte
+	dec Decoder
+	// unspec records whether the kernel takes the single-walk FamilyUnspec request: 0 unknown, 1 yes,
+	// -1 no (then both families are dumped one after the other).
+	unspec int8
+
+	tmu      sync.Mutex // guards t and deadline, so SetDeadline can reach a dump in progress
+	t        transport
+	deadline time.Time
+}
+
+func newClient(cfg *Config, dial func() (transport, error)) (*Client, error) {
+	size := MinBufferSize
+	if cfg != nil && cfg.BufferSize > size {
+		size = cfg.BufferSize
+	}
+	c := &Client{dial: dial, buf: make([]byte, size), req: make([]byte, 0, sizeofReqV1)}
+	if _, err := c.transport(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close closes the netlink socket.
+func (c *Client) Close() error {
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	if c.t == nil {
+		return nil
+	}
+	err := c.t.Close()
+	c.t = nil
+	return err
+}
+
+// SetDeadline bounds every read and write of this and later dumps; a dump that runs past it fails with an
+// error that matches os.ErrDeadlineExceeded. The zero time removes the deadline.
+func (c *Client) SetDeadline(t time.Time) error {
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	c.deadline = t
+	if c.t != nil {
+		return c.t.SetDeadline(t)
+	}
+	return nil
+}
+
+// transport returns the open socket, dialing a new one if the last dump was aborted.
+func (c *Client) transport() (transport, error) {
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	if c.t != nil {
+		return c.t, nil
+	}
+	t, err := c.dial()
+	if err != nil {
+		return nil, fmt.Errorf("opening netlink sock_diag socket: %w", err)
+	}
+	if !c.deadline.IsZero() {
+		if err := t.SetDeadline(c.deadline); err != nil {
+			t.Close()
+			return nil, fmt.Errorf("setting deadline: %w", err)
+		}
+	}
+	c.t = t
+	return t, nil
+}
+
+// abort closes a socket left in the middle of a dump: the kernel would answer the next request with
+// EBUSY until the rest was read, and reading it costs as much as a new dump.
+func (c *Client) abort() {
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	if c.t != nil {
+		c.t.Close()
+		c.t = nil
+	}
+}
+
+// Dump streams every TCP socket that matches req to fn, in the order the kernel walks them. The *Socket is
+// reused: it is valid only during fn. An error from fn stops the dump and is returned wrapped.
+//
+// When the kernel marks the dump inconsistent (NLM_F_DUMP_INTR), Dump stops calling fn and starts over, at
+// most 3 times; the last attempt is delivered whole and reported as Inconsistent. Sockets of a restarted
+// attempt come again with a higher Socket.Attempt, so a caller that sums must reset when it changes.
+func (c *Client) Dump(req Request, fn func(*Socket) error) (DumpStats, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var st DumpStats
+	for attempt := 0; ; attempt++ {
+		st.Sockets, st.Bytes = 0, 0
+		last := attempt == maxRetries
+		intr, err := c.dumpFamilies(req, fn, attempt, last, &st)
+		if err != nil || !intr {
+			return st, err
+		}
+		if last {
+			st.Inconsistent = true
+			return st, nil
+		}
+		st.Retries++
+	}
+}
+
+func (c *Client) dumpFamilies(req Request, fn func(*Socket) error, attempt int, last bool, st *DumpStats) (bool, error) {
+	if req.Family != FamilyUnspec {
+		return c.dumpOnce(req, fn, attempt, last, st)
+	}
+	if c.unspec >= 0 {
+		intr, err := c.dumpOnce(req, fn, attempt, last, st)
+		switch {
+		case err == nil:
+			c.unspec = 1
+			return intr, nil
+		case c.unspec == 0 && st.Sockets == 0 && isNotSupported(err):
+			c.unspec = -1 // this kernel only has per-family dumps
+		default:
+			return intr, err
+		}
+	}
+	var intr bool
+	for _, fam := range [...]uint8{FamilyInet, FamilyInet6} {
+		r := req
+		r.Family = fam
+		i, err := c.dumpOnce(r, fn, attempt, last, st)
+		if err != nil {
+			return false, err
+		}
+		if i && !last {
+			return true, nil
+		}
+		intr = intr || i
+	}
+	return intr, nil
+}
+
+// dumpOnce sends one dump request and decodes its reply, reporting whether it was interrupted.
+func (c *Client) dumpOnce(req Request, fn func(*Socket) error, attempt int, last bool, st *DumpStats) (bool, error) {
+	t, err := c.transport()
+	if err != nil {
+		return false, err
+	}
+	var typ uint16
+	typ, c.req = req.AppendPayload(c.req[:0])
+	sent, err := t.Send(netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: netlink.HeaderFlags(RequestFlags)},
+		Data:   c.req,
+	})
+	if err != nil {
+		c.abort()
+		return false, fmt.Errorf("sending %s dump request: %w", familyName(req.Family), err)
+	}
+	c.dec.Seq, c.dec.PID = sent.Header.Sequence, sent.Header.PID
+	c.dec.StopOnInterrupt = !last
+	c.dec.Attempt = attempt
+
+	var intr bool
+	for {
+		n, err := t.Recv(c.buf)
+		switch {
+		case errors.Is(err, io.EOF) || (err == nil && n == 0):
+			err = ErrNoDone
+		case err == nil && n > len(c.buf):
+			err = fmt.Errorf("datagram of %d bytes does not fit the %d-byte buffer: %w", n, len(c.buf), ErrTruncated)
+		}
+		if err != nil {
+			c.abort()
+			return false, fmt.Errorf("dumping %s sockets: %w", familyName(req.Family), err)
+		}
+		st.Bytes += n
+		res, err := c.dec.Decode(c.buf[:n], fn)
+		st.Sockets += res.Sockets
+		intr = intr || res.Interrupted
+		switch {
+		case err != nil:
+			// After NLMSG_ERROR the kernel sends nothing more, but after a callback error or a bad
+			// message the rest of the dump is still queued.
+			c.abort()
+			return false, fmt.Errorf("dumping %s sockets: %w", familyName(req.Family), err)
+		case intr && !last:
+			c.abort()
+			return true, nil
+		case res.Done:
+			return intr, nil
+		}
+	}
+}
+
+func familyName(f uint8) string {
+	switch f {
+	case FamilyInet:
+		return "AF_INET"
+	case FamilyInet6:
+		return "AF_INET6"
+	case FamilyUnspec:
+		return "AF_INET and AF_INET6"
+	default:
+		return fmt.Sprintf("family %d", f)
+	}
+}
