@@ -1,0 +1,139 @@
+package collector
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func TestParseSockstat(t *testing.T) {
+	for _, tc := range []struct {
+		name, fixture string
+		want          map[string]uint64
+		wantErr       string
+	}{
+		{
+			name: "linux 6.18", fixture: "proc-host/net/sockstat",
+			want: map[string]uint64{"TCP inuse": 20, "TCP orphan": 3, "TCP tw": 7, "TCP alloc": 25, "TCP mem": 1500, "UDP mem": 12},
+		},
+		{
+			name: "unknown keys and protocols", fixture: "parse/sockstat-extra-keys",
+			want: map[string]uint64{"TCP inuse": 1, "TCP orphan": 0, "TCP tw": 2, "TCP alloc": 3, "TCP mem": 4, "UDP mem": 5},
+		},
+		{
+			// A kernel without UDP mem accounting: the UDP value is absent, not 0.
+			name: "older kernel", fixture: "parse/sockstat-old",
+			want: map[string]uint64{"TCP inuse": 1, "TCP orphan": 0, "TCP tw": 2, "TCP alloc": 3, "TCP mem": 4},
+		},
+		{
+			name: "huge", fixture: "parse/sockstat-huge",
+			want: map[string]uint64{"TCP inuse": 1, "TCP orphan": 0, "TCP tw": 2, "TCP alloc": 3, "TCP mem": 1<<64 - 1},
+		},
+		{name: "truncated", fixture: "parse/sockstat-truncated", wantErr: "truncated"},
+		{name: "key without value", fixture: "parse/sockstat-odd", wantErr: "key mem without a value"},
+		{name: "negative", fixture: "parse/sockstat-negative", wantErr: `TCP orphan: not a number: "-1"`},
+		{name: "non-numeric", fixture: "parse/sockstat-nonnumeric", wantErr: `TCP mem: not a number: "lots"`},
+		{name: "no TCP line", fixture: "parse/sockstat-no-tcp", wantErr: "no TCP line"},
+		{name: "garbage", fixture: "parse/sockstat-garbage", wantErr: "does not start with"},
+		{name: "empty", fixture: "parse/sockstat-empty", wantErr: "no TCP line"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var (
+				vals [maxSockstatFields]uint64
+				have [maxSockstatFields]bool
+			)
+			err := parseSockstat(readFixture(t, tc.fixture), sockstatWant, vals[:], have[:])
+			if !checkErr(t, err, tc.wantErr) {
+				return
+			}
+			got := map[string]uint64{}
+			for i, f := range sockstatFields {
+				if have[i] {
+					got[f.proto+" "+f.key] = vals[i]
+				}
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("parsed fields (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+const sockstatHelp = `
+# HELP sockbuf_tcp_mem_threshold_bytes net.ipv4.tcp_mem in bytes (pages × page size), host-wide: below min TCP memory is not regulated, above pressure TCP enters memory pressure and shrinks buffers, at max new allocations fail and data is dropped. Absent outside the host's network namespace, where the file does not exist.
+# TYPE sockbuf_tcp_mem_threshold_bytes gauge
+# HELP sockbuf_tcp_max_orphans net.ipv4.tcp_max_orphans: orphaned TCP sockets beyond this are reset (TcpExt TCPAbortOnMemory). Absent outside the host's network namespace.
+# TYPE sockbuf_tcp_max_orphans gauge
+# HELP sockbuf_tcp_memory_bytes Memory charged to all TCP sockets (/proc/net/sockstat TCP mem, pages × page size). Host-wide, across all network namespaces; compare with sockbuf_tcp_mem_threshold_bytes.
+# TYPE sockbuf_tcp_memory_bytes gauge
+# HELP sockbuf_tcp_sockets_alloc TCP sockets allocated, in any state but TIME-WAIT, including orphans (/proc/net/sockstat TCP alloc). Host-wide, across all network namespaces.
+# TYPE sockbuf_tcp_sockets_alloc gauge
+# HELP sockbuf_tcp_sockets_inuse TCP sockets in use (/proc/net/sockstat TCP inuse). Counts this network namespace only.
+# TYPE sockbuf_tcp_sockets_inuse gauge
+# HELP sockbuf_tcp_sockets_orphan Orphaned TCP sockets: closed by their application, still holding memory (/proc/net/sockstat TCP orphan). Host-wide, across all network namespaces; compare with sockbuf_tcp_max_orphans.
+# TYPE sockbuf_tcp_sockets_orphan gauge
+# HELP sockbuf_tcp_sockets_time_wait TCP sockets in TIME-WAIT (/proc/net/sockstat TCP tw). Counts this network namespace only.
+# TYPE sockbuf_tcp_sockets_time_wait gauge
+# HELP sockbuf_udp_mem_threshold_bytes net.ipv4.udp_mem in bytes (pages × page size), host-wide: the min, pressure and max limits of memory charged to UDP sockets. Absent outside the host's network namespace, where the file does not exist.
+# TYPE sockbuf_udp_mem_threshold_bytes gauge
+# HELP sockbuf_udp_memory_bytes Memory charged to all UDP sockets (/proc/net/sockstat UDP mem, pages × page size). Host-wide, across all network namespaces; compare with sockbuf_udp_mem_threshold_bytes.
+# TYPE sockbuf_udp_memory_bytes gauge
+`
+
+func TestSockstatCollector(t *testing.T) {
+	for _, tc := range []struct {
+		name, proc, want string
+	}{
+		{
+			name: "host namespace", proc: "testdata/proc-host",
+			want: `
+sockbuf_tcp_mem_threshold_bytes{level="max"} 2.358484992e+09
+sockbuf_tcp_mem_threshold_bytes{level="min"} 1.179242496e+09
+sockbuf_tcp_mem_threshold_bytes{level="pressure"} 1.57233152e+09
+sockbuf_tcp_max_orphans 131072
+sockbuf_tcp_memory_bytes 6.144e+06
+sockbuf_tcp_sockets_alloc 25
+sockbuf_tcp_sockets_inuse 20
+sockbuf_tcp_sockets_orphan 3
+sockbuf_tcp_sockets_time_wait 7
+sockbuf_udp_mem_threshold_bytes{level="max"} 4.71699456e+09
+sockbuf_udp_mem_threshold_bytes{level="min"} 2.35849728e+09
+sockbuf_udp_mem_threshold_bytes{level="pressure"} 3.14466304e+09
+sockbuf_udp_memory_bytes 49152
+`,
+		},
+		{
+			// No tcp_mem, udp_mem or tcp_max_orphans: the limits are absent and the collector succeeds.
+			name: "other network namespace", proc: "testdata/proc-netns",
+			want: `
+sockbuf_tcp_memory_bytes 6.144e+06
+sockbuf_tcp_sockets_alloc 25
+sockbuf_tcp_sockets_inuse 0
+sockbuf_tcp_sockets_orphan 3
+sockbuf_tcp_sockets_time_wait 0
+sockbuf_udp_memory_bytes 49152
+`,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newSockstatCollector(Config{ProcPath: tc.proc})
+			c.pageSize = 4096
+			if err := testutil.CollectAndCompare(asPromCollector(c), strings.NewReader(sockstatHelp+tc.want)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+func TestSockstatCollectorErrors(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"net/sockstat": "TCP: inuse 1 orphan 0 tw 0 alloc 1 mem 1\n", "sys/net/ipv4/tcp_mem": "1 2\n"})
+	if err := newSockstatCollector(Config{ProcPath: dir}).Update(discard(t)); err == nil || !strings.Contains(err.Error(), "tcp_mem: 2 values, want 3") {
+		t.Errorf("garbled tcp_mem: got %v", err)
+	}
+	if err := newSockstatCollector(Config{ProcPath: t.TempDir()}).Update(discard(t)); err == nil || !strings.Contains(err.Error(), "net/sockstat") {
+		t.Errorf("missing sockstat: got %v", err)
+	}
+}
