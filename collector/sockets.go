@@ -1,0 +1,447 @@
+package collector
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sockbuf/sockbuf_exporter/sockdiag"
+)
+
+// The sockets collector dumps every TCP socket of the exporter's network namespace over netlink inet_diag on
+// each scrape and exports sums per group of sockets, never per socket: a group is a role (server when the
+// socket's local port has a LISTEN socket, client otherwise), a port (the local port for servers, the
+// remote port for clients) and the owner (cgroup, optionally process). A scrape makes two dumps: first the
+// LISTEN sockets alone, without attributes (a few hundred bytes on most hosts), so that the role of every
+// socket is known when the second, full dump streams through the aggregator.
+
+func init() {
+	registerCollector("sockets",
+		"receive queues and buffers of every TCP socket (netlink inet_diag), summed per role, port, cgroup and process",
+		true, func(cfg Config, logger *slog.Logger) (Collector, error) {
+			return newSocketsCollector(cfg, logger, func() (socketDumper, error) { return sockdiag.Dial(nil) })
+		})
+}
+
+// Defaults for a zero SocketsConfig (tests); the command line sets its own.
+const (
+	defaultMaxGroups = 200
+	defaultFullRatio = 0.9
+)
+
+var (
+	groupLabelNames = []string{"role", "port", "cgroup", "process"}
+
+	socketsSpec = spec("sockets", MetricSpec{
+		Name: "sockets", Type: Gauge, Labels: groupLabelNames,
+		Help: "Non-listening TCP sockets in the group (role server: local port has a LISTEN socket, port = local port; " +
+			"role client: port = remote port; port=\"other\": groups beyond --collector.sockets.max-groups).",
+		Source: "inet_diag dump (NETLINK_SOCK_DIAG), the sockets of `ss -tn`",
+	})
+	recvQueueSpec = spec("sockets", MetricSpec{
+		Name: "recv_queue_bytes", Type: Gauge, Unit: "bytes", Labels: groupLabelNames,
+		Help:   "Sum of Recv-Q over the group's sockets: bytes received and not yet read by the application (idiag_rqueue).",
+		Source: "inet_diag_msg idiag_rqueue (ss Recv-Q)",
+	})
+	recvQueueMaxSpec = spec("sockets", MetricSpec{
+		Name: "recv_queue_max_bytes", Type: Gauge, Unit: "bytes", Labels: groupLabelNames,
+		Help:   "Largest Recv-Q of one socket of the group (idiag_rqueue).",
+		Source: "inet_diag_msg idiag_rqueue (ss Recv-Q)",
+	})
+	rmemAllocSpec = spec("sockets", MetricSpec{
+		Name: "rmem_alloc_bytes", Type: Gauge, Unit: "bytes", Labels: groupLabelNames,
+		Help:   "Sum of rmem_alloc over the group's sockets: memory (skb truesize) charged to their receive queues (skmeminfo r).",
+		Source: "INET_DIAG_SKMEMINFO SK_MEMINFO_RMEM_ALLOC (ss -m skmem r)",
+	})
+	rcvbufSpec = spec("sockets", MetricSpec{
+		Name: "rcvbuf_bytes", Type: Gauge, Unit: "bytes", Labels: groupLabelNames,
+		Help:   "Sum of rcvbuf over the group's sockets: their receive buffer limits, set by SO_RCVBUF or autotuning (skmeminfo rb).",
+		Source: "INET_DIAG_SKMEMINFO SK_MEMINFO_RCVBUF (ss -m skmem rb)",
+	})
+	rcvbufFullSpec = spec("sockets", MetricSpec{
+		Name: "rcvbuf_full_sockets", Type: Gauge, Labels: groupLabelNames,
+		Help: "Sockets of the group whose rmem_alloc is at least --collector.sockets.full-ratio of their rcvbuf: " +
+			"the kernel is about to collapse or prune their queues, or to drop what arrives.",
+		Source: "INET_DIAG_SKMEMINFO SK_MEMINFO_RMEM_ALLOC and SK_MEMINFO_RCVBUF",
+	})
+	socketDropsSpec = spec("sockets", MetricSpec{
+		Name: "socket_drops_total", Type: Counter, Labels: groupLabelNames,
+		Help: "Packets the group's sockets dropped (sk_drops: receive memory or backlog full, filter, checksum), " +
+			"counted per socket cookie from the first scrape that saw the socket; closed sockets keep their " +
+			"contribution. Absent on kernels whose skmeminfo has no drops field.",
+		Source: "INET_DIAG_SKMEMINFO SK_MEMINFO_DROPS (ss -m skmem d)",
+	})
+	sendQueueSpec = spec("sockets", MetricSpec{
+		Name: "send_queue_bytes", Type: Gauge, Unit: "bytes", Labels: groupLabelNames,
+		Help:   "Sum of Send-Q over the group's sockets: bytes sent and not yet acknowledged by the peer (idiag_wqueue).",
+		Source: "inet_diag_msg idiag_wqueue (ss Send-Q)",
+	})
+	fillRatioSpec = spec("sockets", MetricSpec{
+		Name: "rmem_fill_ratio", Type: Histogram, Unit: "ratio",
+		Help: "rmem_alloc / rcvbuf of every non-listening socket of the namespace that has buffers " +
+			"(not TIME_WAIT or SYN_RECV): how full the receive buffers are. The le=\"0\" bucket holds the empty ones.",
+		Source: "INET_DIAG_SKMEMINFO SK_MEMINFO_RMEM_ALLOC / SK_MEMINFO_RCVBUF",
+	})
+	rcvbufSizeSpec = spec("sockets", MetricSpec{
+		Name: "rcvbuf_size_bytes", Type: Histogram, Unit: "bytes",
+		Help: "rcvbuf of every ESTABLISHED socket of the namespace. le=131072: tcp_rmem default, never grown; " +
+			"(2097151, 2097152] and (4194303, 4194304]: pinned by SO_RCVBUF of 1 MiB and 2 MiB (the kernel doubles " +
+			"the value); 425984: SO_RCVBUF capped by the default rmem_max; up to 6291456: autotuned within the default " +
+			"tcp_rmem max; above: a raised tcp_rmem max.",
+		Source: "INET_DIAG_SKMEMINFO SK_MEMINFO_RCVBUF (ss -m skmem rb)",
+	})
+	listenLengthSpec = spec("sockets", MetricSpec{
+		Name: "listen_queue_length", Type: Gauge, Labels: []string{"port"},
+		Help: "Connections waiting in the accept queue of the port's LISTEN sockets (Recv-Q of a LISTEN socket, " +
+			"summed over IPv4, IPv6 and SO_REUSEPORT sockets). When it reaches the limit, new connections are dropped.",
+		Source: "inet_diag_msg idiag_rqueue of LISTEN sockets (ss -ltn Recv-Q)",
+	})
+	listenLimitSpec = spec("sockets", MetricSpec{
+		Name: "listen_queue_limit", Type: Gauge, Labels: []string{"port"},
+		Help:   "Accept queue limit of the port's LISTEN sockets: the listen() backlog capped by net.core.somaxconn (Send-Q of a LISTEN socket, summed like the length).",
+		Source: "inet_diag_msg idiag_wqueue of LISTEN sockets (ss -ltn Send-Q)",
+	})
+	byStateSpec = spec("sockets", MetricSpec{
+		Name: "tcp_sockets_by_state", Type: Gauge, Labels: []string{"state"},
+		Help: "TCP sockets of the exporter's network namespace by state, for the states the collector dumps " +
+			"(--collector.sockets.states; listen always). time_wait and syn_recv are not dumped by default: " +
+			"they hold no buffers and a busy host has many.",
+		Source: "inet_diag dump (idiag_state)",
+	})
+	groupsFoldedSpec = spec("sockets", MetricSpec{
+		Name: "socket_groups_folded", Type: Gauge,
+		Help:   "Groups that did not fit under --collector.sockets.max-groups on this scrape and were summed into port=\"other\" (0: every group is exported).",
+		Source: "the exporter",
+	})
+	dumpRetriesSpec = spec("sockets", MetricSpec{
+		Name: "sockets_dump_retries_total", Type: Counter,
+		Help:   "inet_diag dumps started over because the kernel's socket tables changed under them (NLM_F_DUMP_INTR).",
+		Source: "netlink NLM_F_DUMP_INTR",
+	})
+	dumpInconsistentSpec = spec("sockets", MetricSpec{
+		Name: "sockets_dump_inconsistent_total", Type: Counter,
+		Help:   "inet_diag dumps still interrupted after 3 retries and served anyway: a socket may be missing or counted twice on that scrape.",
+		Source: "netlink NLM_F_DUMP_INTR",
+	})
+)
+
+// tcpStateLabels are the values of the state label, node_exporter's tcpstat names, by idiag_state
+// (include/net/tcp_states.h).
+var tcpStateLabels = [...]string{
+	sockdiag.StateEstablished: "established",
+	sockdiag.StateSynSent:     "syn_sent",
+	sockdiag.StateSynRecv:     "syn_recv",
+	sockdiag.StateFinWait1:    "fin_wait1",
+	sockdiag.StateFinWait2:    "fin_wait2",
+	sockdiag.StateTimeWait:    "time_wait",
+	sockdiag.StateClose:       "close",
+	sockdiag.StateCloseWait:   "close_wait",
+	sockdiag.StateLastAck:     "last_ack",
+	sockdiag.StateListen:      "listen",
+	sockdiag.StateClosing:     "closing",
+}
+
+// parseStates turns --collector.sockets.states into a dump mask. It takes ss's names (established,
+// syn-sent, syn-recv, fin-wait-1, fin-wait-2, time-wait, closed, close-wait, last-ack, listening, closing),
+// the state label's names, and "all"; empty means sockdiag.DefaultStates.
+func parseStates(s string) (uint32, error) {
+	if strings.TrimSpace(s) == "" {
+		return sockdiag.DefaultStates, nil
+	}
+	norm := func(n string) string {
+		return strings.NewReplacer("-", "", "_", "").Replace(strings.ToLower(strings.TrimSpace(n)))
+	}
+	var mask uint32
+	for _, name := range strings.Split(s, ",") {
+		n := norm(name)
+		switch n {
+		case "":
+			continue
+		case "all":
+			for st := range tcpStateLabels {
+				if tcpStateLabels[st] != "" {
+					mask |= 1 << st
+				}
+			}
+			continue
+		case "closed", "unconn":
+			n = "close"
+		case "listening":
+			n = "listen"
+		case "estab":
+			n = "established"
+		}
+		found := false
+		for st, label := range tcpStateLabels {
+			if label != "" && norm(label) == n {
+				mask |= 1 << st
+				found = true
+			}
+		}
+		if !found {
+			return 0, fmt.Errorf("unknown TCP state %q", strings.TrimSpace(name))
+		}
+	}
+	if mask&(1<<sockdiag.StateSynRecv) != 0 {
+		// Connections in the handshake are request sockets, TCP_NEW_SYN_RECV inside the kernel.
+		mask |= 1 << sockdiag.StateNewSynRecv
+	}
+	return mask, nil
+}
+
+// socketDumper is what the collector needs of a sockdiag.Client; tests replace it.
+type socketDumper interface {
+	Dump(req sockdiag.Request, fn func(*sockdiag.Socket) error) (sockdiag.DumpStats, error)
+	SetDeadline(t time.Time) error
+	Close() error
+}
+
+// socketsCollector exports per-group socket metrics. Scrapes may come concurrently; they take turns, because
+// the drops counters and the reused aggregation state are shared.
+type socketsCollector struct {
+	logger *slog.Logger
+	dial   func() (socketDumper, error)
+	states uint32 // of the main dump; LISTEN is dumped separately
+	ext    sockdiag.Ext
+
+	turn    chan struct{} // holds one token while a scrape runs; guards everything below
+	client  socketDumper
+	agg     *aggregator
+	cgroups *cgroupResolver // nil without cgroup attribution
+	procs   *processScanner // nil without process attribution
+	attempt int             // Socket.Attempt of the dump in progress
+	hasDrop bool            // the kernel's skmeminfo has the drops field
+
+	retries, inconsistent uint64
+
+	onListener, onSocket func(*sockdiag.Socket) error // bound once, so a scrape allocates no closure
+
+	sockets, recvQueue, recvQueueMax, rmemAlloc, rcvbuf, full, drops, sendQueue           *prometheus.Desc
+	fill, size, listenLength, listenLimit, byState, folded, dumpRetries, dumpInconsistent *prometheus.Desc
+}
+
+func newSocketsCollector(cfg Config, logger *slog.Logger, dial func() (socketDumper, error)) (*socketsCollector, error) {
+	sc := cfg.Sockets
+	if sc.MaxGroups <= 0 {
+		sc.MaxGroups = defaultMaxGroups
+	}
+	if sc.MaxGroups < 2 {
+		return nil, fmt.Errorf("--collector.sockets.max-groups must be at least 2 (one \"other\" group per role), got %d", sc.MaxGroups)
+	}
+	if sc.FullRatio == 0 {
+		sc.FullRatio = defaultFullRatio
+	}
+	if sc.FullRatio < 0 || sc.FullRatio > 2 {
+		return nil, fmt.Errorf("--collector.sockets.full-ratio must be in (0, 2], got %g", sc.FullRatio)
+	}
+	states, err := parseStates(sc.States)
+	if err != nil {
+		return nil, fmt.Errorf("--collector.sockets.states: %w", err)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	c := &socketsCollector{
+		logger: logger,
+		dial:   dial,
+		states: states &^ (1 << sockdiag.StateListen),
+		ext:    sockdiag.ExtSKMemInfo,
+		turn:   make(chan struct{}, 1),
+		agg:    newAggregator(sc.MaxGroups, sc.FullRatio, sc.CgroupAttribution),
+
+		sockets: socketsSpec.Desc(), recvQueue: recvQueueSpec.Desc(), recvQueueMax: recvQueueMaxSpec.Desc(),
+		rmemAlloc: rmemAllocSpec.Desc(), rcvbuf: rcvbufSpec.Desc(), full: rcvbufFullSpec.Desc(),
+		drops: socketDropsSpec.Desc(), sendQueue: sendQueueSpec.Desc(), fill: fillRatioSpec.Desc(),
+		size: rcvbufSizeSpec.Desc(), listenLength: listenLengthSpec.Desc(), listenLimit: listenLimitSpec.Desc(),
+		byState: byStateSpec.Desc(), folded: groupsFoldedSpec.Desc(), dumpRetries: dumpRetriesSpec.Desc(),
+		dumpInconsistent: dumpInconsistentSpec.Desc(),
+	}
+	if sc.TCPInfo {
+		c.ext |= sockdiag.ExtInfo
+	}
+	c.onListener, c.onSocket = c.listener, c.socket
+	if sc.CgroupAttribution {
+		root := sc.CgroupRoot
+		if root == "" {
+			root, err = findCgroup2Mount(cfg.ProcPath)
+			if err != nil {
+				logger.Warn("cannot find the cgroup v2 mount; the cgroup label stays empty", "err", err)
+			}
+		}
+		if root == "" {
+			logger.Info("no cgroup v2 hierarchy mounted; the cgroup label stays empty")
+		} else {
+			c.cgroups = newCgroupResolver(root)
+		}
+	}
+	if sc.ProcessAttribution {
+		c.procs = newProcessScanner(cfg.ProcPath)
+	}
+	return c, nil
+}
+
+func (c *socketsCollector) Update(ch chan<- prometheus.Metric) error {
+	return c.UpdateContext(context.Background(), ch)
+}
+
+// UpdateContext runs one scrape; the scrape's deadline (or its cancellation) interrupts a dump in progress.
+func (c *socketsCollector) UpdateContext(ctx context.Context, ch chan<- prometheus.Metric) error {
+	select {
+	case c.turn <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for a concurrent scrape of the sockets: %w", ctx.Err())
+	}
+	defer func() { <-c.turn }()
+
+	if c.client == nil {
+		cl, err := c.dial()
+		if err != nil {
+			return fmt.Errorf("opening sock_diag: %w", err)
+		}
+		c.client = cl
+	}
+	deadline, _ := ctx.Deadline() // zero without one: clears the last scrape's
+	if err := c.client.SetDeadline(deadline); err != nil {
+		return fmt.Errorf("setting the dump deadline: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() {
+		// A deadline in the past makes the blocked read return at once.
+		_ = c.client.SetDeadline(time.Unix(1, 0))
+	})
+	defer stop()
+
+	if c.procs != nil {
+		if err := c.procs.scan(); err != nil {
+			return fmt.Errorf("scanning processes for socket owners: %w", err)
+		}
+	}
+	c.agg.begin()
+	c.attempt = 0
+	st, err := c.client.Dump(sockdiag.Request{Family: sockdiag.FamilyUnspec, States: 1 << sockdiag.StateListen}, c.onListener)
+	if err != nil {
+		return c.dumpError(ctx, "LISTEN", err)
+	}
+	c.countDump(st)
+	if c.states != 0 {
+		c.attempt = 0
+		st, err = c.client.Dump(sockdiag.Request{Family: sockdiag.FamilyUnspec, States: c.states, Extensions: c.ext}, c.onSocket)
+		if err != nil {
+			return c.dumpError(ctx, "TCP", err)
+		}
+		c.countDump(st)
+	}
+	var name func(uint64) string
+	if c.cgroups != nil {
+		name = c.cgroups.name
+	}
+	c.agg.finish(name)
+	c.emit(ch)
+	return nil
+}
+
+func (c *socketsCollector) dumpError(ctx context.Context, what string, err error) error {
+	if ctx.Err() != nil {
+		err = fmt.Errorf("%w (%w)", err, ctx.Err())
+	}
+	// The aggregation of this scrape is half done; the drops baseline was not committed, so the next
+	// scrape recomputes the same deltas.
+	return fmt.Errorf("dumping %s sockets: %w", what, err)
+}
+
+func (c *socketsCollector) countDump(st sockdiag.DumpStats) {
+	c.retries += uint64(st.Retries)
+	if st.Inconsistent {
+		c.inconsistent++
+	}
+}
+
+func (c *socketsCollector) listener(s *sockdiag.Socket) error {
+	if s.Attempt != c.attempt {
+		c.attempt = s.Attempt
+		c.agg.resetListeners()
+	}
+	if s.IsListen() {
+		c.agg.addListener(s)
+	}
+	return nil
+}
+
+func (c *socketsCollector) socket(s *sockdiag.Socket) error {
+	if s.Attempt != c.attempt {
+		c.attempt = s.Attempt
+		c.agg.resetSockets()
+	}
+	if s.IsListen() {
+		return nil // counted by the LISTEN dump
+	}
+	if !c.hasDrop && s.HasSKMemInfo && s.SKMemInfoHasDrops() {
+		c.hasDrop = true
+	}
+	var proc int32
+	if c.procs != nil {
+		proc = c.procs.owner(s.Inode)
+	}
+	c.agg.add(s, proc)
+	return nil
+}
+
+func (c *socketsCollector) emit(ch chan<- prometheus.Metric) {
+	a := c.agg
+	procName := func(int32) string { return "" }
+	if c.procs != nil {
+		procName = c.procs.name
+	}
+	labels := func(l groupLabels) []string {
+		port := foldedPort
+		if !l.other {
+			port = strconv.Itoa(int(l.port))
+		}
+		return []string{roleNames[l.role], port, l.cgroup, procName(l.process)}
+	}
+	gauge := func(d *prometheus.Desc, v uint64, lv []string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), lv...)
+	}
+	for i := range a.out {
+		g := &a.out[i]
+		lv := labels(g.labels)
+		gauge(c.sockets, g.stats.sockets, lv)
+		gauge(c.recvQueue, g.stats.recvQueue, lv)
+		gauge(c.recvQueueMax, g.stats.recvQueueMax, lv)
+		gauge(c.rmemAlloc, g.stats.rmemAlloc, lv)
+		gauge(c.rcvbuf, g.stats.rcvbuf, lv)
+		gauge(c.full, g.stats.full, lv)
+		gauge(c.sendQueue, g.stats.sendQueue, lv)
+		if c.hasDrop {
+			ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(g.drops), lv...)
+		}
+	}
+	if c.hasDrop {
+		for i := range a.outOld {
+			ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(a.outOld[i].drops), labels(a.outOld[i].labels)...)
+		}
+	}
+	ch <- prometheus.MustNewConstHistogram(c.fill, a.fill.count, a.fill.sum, a.fill.cumulative())
+	ch <- prometheus.MustNewConstHistogram(c.size, a.size.count, a.size.sum, a.size.cumulative())
+	for _, l := range a.outListn {
+		port := foldedPort
+		if !l.other {
+			port = strconv.Itoa(int(l.port))
+		}
+		gauge(c.listenLength, l.length, []string{port})
+		gauge(c.listenLimit, l.limit, []string{port})
+	}
+	mask := c.states | 1<<sockdiag.StateListen
+	for st, label := range tcpStateLabels {
+		if label != "" && (mask&(1<<st) != 0 || a.states[st] != 0) {
+			gauge(c.byState, a.states[st], []string{label})
+		}
+	}
+	gauge(c.folded, uint64(a.folded), nil)
+	ch <- prometheus.MustNewConstMetric(c.dumpRetries, prometheus.CounterValue, float64(c.retries))
+	ch <- prometheus.MustNewConstMetric(c.dumpInconsistent, prometheus.CounterValue, float64(c.inconsistent))
+}

@@ -1,0 +1,485 @@
+package collector
+
+import (
+	"cmp"
+	"slices"
+
+	"github.com/sockbuf/sockbuf_exporter/sockdiag"
+)
+
+// This file is the pure part of the sockets collector: it turns a stream of sockdiag.Socket into per-group
+// sums, two histograms and a drops counter, without system calls, so tests can feed it synthetic sockets.
+// The hot path (add) does one map lookup per socket and never allocates once the maps have grown to the
+// host's size: the maps and slices live in the aggregator and are cleared, not reallocated, every scrape.
+
+// Socket roles. A socket is a server socket when its local port is one a LISTEN socket of the namespace
+// listens on; every other non-listening socket is a client socket, grouped by the port it talks to.
+const (
+	roleClient uint8 = iota
+	roleServer
+)
+
+var roleNames = [...]string{roleClient: "client", roleServer: "server"}
+
+// foldedPort is the port label of the groups that did not fit under the cap.
+const foldedPort = "other"
+
+// fillBuckets are the upper bounds of sockbuf_rmem_fill_ratio. 0 separates idle sockets (almost all of
+// them) from the rest; the configured full ratio is added when missing so the histogram agrees with
+// sockbuf_rcvbuf_full_sockets; rmem_alloc can exceed rcvbuf shortly before the kernel prunes, hence 1.5.
+var fillBuckets = []float64{0, 0.1, 0.25, 0.5, 0.75, 0.9, 1, 1.5}
+
+// rcvbufBuckets are the upper bounds of sockbuf_rcvbuf_size_bytes. The kernel stores twice the value an
+// application passes to SO_RCVBUF (capped at 2 × net.core.rmem_max) and then never autotunes that socket,
+// while autotuning produces arbitrary sizes between tcp_rmem's default and its max. So the narrow buckets
+// (2097151, 2097152] and (4194303, 4194304] hold the sockets pinned with SO_RCVBUF of 1 MiB and 2 MiB;
+// 131072 is tcp_rmem's default (a socket that never grew); 425984 is a SO_RCVBUF request capped by the
+// default rmem_max (212992); 6291456 is tcp_rmem's default max, and the buckets above show growth toward
+// a raised max (up to 32 MiB).
+var rcvbufBuckets = []float64{
+	65536, 131072, 262144, 425984, 1048576,
+	2097151, 2097152, 4194303, 4194304,
+	6291456, 8388608, 16777216, 33554432,
+}
+
+// groupKey identifies a group while a dump streams: the cgroup is still its id (names are resolved once per
+// group afterwards, not once per socket) and the process is an index into the process scanner's names.
+type groupKey struct {
+	cgroupID uint64
+	process  int32
+	port     uint16
+	role     uint8
+}
+
+// groupStats are the sums over one group's sockets.
+type groupStats struct {
+	sockets      uint64
+	recvQueue    uint64
+	recvQueueMax uint64
+	sendQueue    uint64
+	rmemAlloc    uint64
+	rcvbuf       uint64
+	full         uint64
+	drops        uint64 // drops added on this scrape (deltas since the previous one)
+}
+
+func (g *groupStats) merge(o *groupStats) {
+	g.sockets += o.sockets
+	g.recvQueue += o.recvQueue
+	g.recvQueueMax = max(g.recvQueueMax, o.recvQueueMax)
+	g.sendQueue += o.sendQueue
+	g.rmemAlloc += o.rmemAlloc
+	g.rcvbuf += o.rcvbuf
+	g.full += o.full
+	g.drops += o.drops
+}
+
+// groupLabels is a group as exported: after cgroup ids became names (two ids can share a name) and after
+// folding (folded groups have other set and no attribution).
+type groupLabels struct {
+	role    uint8
+	other   bool
+	port    uint16
+	cgroup  string
+	process int32
+}
+
+func compareLabels(a, b groupLabels) int {
+	if c := cmp.Compare(a.role, b.role); c != 0 {
+		return -c // servers first: there are few of them and they are the host's own services
+	}
+	if a.other != b.other {
+		if a.other {
+			return 1
+		}
+		return -1
+	}
+	return cmp.Or(cmp.Compare(a.port, b.port), cmp.Compare(a.cgroup, b.cgroup), cmp.Compare(a.process, b.process))
+}
+
+// group is one exported group with its sums; drops is the group's cumulative counter.
+type group struct {
+	labels groupLabels
+	stats  groupStats
+	drops  uint64
+	gen    uint32 // the scrape that last saw the group live
+}
+
+// listenStats sums the LISTEN sockets of one port (IPv4 and IPv6, several SO_REUSEPORT sockets).
+type listenStats struct {
+	port    uint16
+	other   bool
+	sockets uint64
+	length  uint64 // accept queue: connections waiting for accept()
+	limit   uint64 // the backlog the application passed to listen(), capped by net.core.somaxconn
+}
+
+// histogram counts observations per bucket (not cumulative until exported).
+type histogram struct {
+	bounds []float64
+	counts []uint64 // len(bounds)+1: the last one is above every bound
+	sum    float64
+	count  uint64
+}
+
+func newHistogram(bounds []float64) histogram {
+	return histogram{bounds: bounds, counts: make([]uint64, len(bounds)+1)}
+}
+
+func (h *histogram) observe(v float64) {
+	i := 0
+	for i < len(h.bounds) && v > h.bounds[i] {
+		i++
+	}
+	h.counts[i]++
+	h.sum += v
+	h.count++
+}
+
+func (h *histogram) reset() {
+	clear(h.counts)
+	h.sum, h.count = 0, 0
+}
+
+// cumulative returns the buckets as Prometheus wants them: upper bound → observations at or below it.
+func (h *histogram) cumulative() map[float64]uint64 {
+	out := make(map[float64]uint64, len(h.bounds))
+	var n uint64
+	for i, b := range h.bounds {
+		n += h.counts[i]
+		out[b] = n
+	}
+	return out
+}
+
+// dropEntry remembers one socket's drops. last is what the previous scrapes already counted; cur is this
+// scrape's value, committed into last when the scrape ends, so a dump that the kernel restarts (and that
+// shows the same socket twice) does not count a delta twice.
+type dropEntry struct {
+	last, cur uint32
+	gen       uint32
+}
+
+// maxTrackedDroppers bounds the per-socket drops memory (about 40 bytes an entry): only sockets that have
+// dropped something are tracked, and closed ones are forgotten at the end of the scrape that no longer sees
+// them. Beyond the bound, the drops of sockets not yet tracked are not counted.
+const maxTrackedDroppers = 1 << 16
+
+// dropTracker turns the per-socket sk_drops gauges into deltas.
+type dropTracker struct {
+	gen      uint32
+	byCookie map[uint64]dropEntry
+	limit    int
+}
+
+// observe returns how many drops the socket added since the scrape that last saw it. A socket that was
+// never seen contributes all its drops; a cookie whose drops went down belongs to a new socket (cookies are
+// not reused by Linux, but a restarted kernel-side counter must not make the total go down).
+func (d *dropTracker) observe(cookie uint64, drops uint32) uint64 {
+	if drops == 0 {
+		// The common case needs no lookup. A tracked cookie that now shows 0 is a new socket: it is
+		// dropped as unseen at the end of the scrape, which is correct.
+		return 0
+	}
+	e, ok := d.byCookie[cookie]
+	switch {
+	case !ok:
+		if len(d.byCookie) >= d.limit {
+			return 0
+		}
+		e = dropEntry{}
+	case drops < e.last:
+		e.last = 0
+	}
+	e.cur, e.gen = drops, d.gen
+	d.byCookie[cookie] = e
+	return uint64(drops - e.last)
+}
+
+// commit ends a scrape: what was seen becomes the baseline and what was not seen has closed.
+func (d *dropTracker) commit() {
+	for k, e := range d.byCookie {
+		if e.gen != d.gen {
+			delete(d.byCookie, k)
+			continue
+		}
+		e.last = e.cur
+		d.byCookie[k] = e
+	}
+}
+
+// dropTotal is a group's cumulative drops counter and the scrape that last exported it live.
+type dropTotal struct {
+	value uint64
+	gen   uint32
+}
+
+// aggregator holds everything that persists between scrapes. It is not safe for concurrent use; the
+// collector serializes scrapes around it.
+type aggregator struct {
+	maxGroups int
+	fullRatio float64
+	cgroups   bool // key groups by cgroup id; otherwise every socket gets id 0
+
+	gen       uint32
+	listening [65536 / 64]uint64 // bitset of listening ports, for the role of each socket
+	listeners map[uint16]int     // port → index in listen
+	listen    []listenStats
+	states    [16]uint64 // by idiag_state
+
+	index  map[groupKey]int32
+	groups []groupKeyStats
+
+	fill histogram
+	size histogram
+
+	drops      dropTracker
+	dropTotals map[groupLabels]dropTotal
+
+	// Output of finish, reused.
+	merged   map[groupLabels]int
+	out      []group
+	outOld   []group // counters of groups without live sockets this scrape
+	outListn []listenStats
+	folded   int
+}
+
+type groupKeyStats struct {
+	key   groupKey
+	stats groupStats
+}
+
+func newAggregator(maxGroups int, fullRatio float64, cgroups bool) *aggregator {
+	if maxGroups < 2 {
+		maxGroups = 2 // one "other" group per role must always fit
+	}
+	fb := fillBuckets
+	if !slices.Contains(fb, fullRatio) && fullRatio > 0 {
+		fb = append(slices.Clone(fb), fullRatio)
+		slices.Sort(fb)
+	}
+	return &aggregator{
+		maxGroups:  maxGroups,
+		fullRatio:  fullRatio,
+		cgroups:    cgroups,
+		listeners:  map[uint16]int{},
+		index:      map[groupKey]int32{},
+		fill:       newHistogram(fb),
+		size:       newHistogram(rcvbufBuckets),
+		drops:      dropTracker{byCookie: map[uint64]dropEntry{}, limit: maxTrackedDroppers},
+		dropTotals: map[groupLabels]dropTotal{},
+		merged:     map[groupLabels]int{},
+	}
+}
+
+// begin starts a scrape.
+func (a *aggregator) begin() {
+	a.gen++
+	a.drops.gen = a.gen
+	a.resetListeners()
+	a.resetSockets()
+}
+
+// resetListeners forgets the listeners seen so far; the collector calls it again when a dump restarts.
+func (a *aggregator) resetListeners() {
+	clear(a.listening[:])
+	clear(a.listeners)
+	a.listen = a.listen[:0]
+	a.states[sockdiag.StateListen] = 0
+}
+
+// resetSockets forgets the non-listening sockets seen so far; the collector calls it again when a dump
+// restarts. Tracked drops need no reset: their deltas are recomputed from the committed baseline.
+func (a *aggregator) resetSockets() {
+	listen := a.states[sockdiag.StateListen]
+	clear(a.states[:])
+	a.states[sockdiag.StateListen] = listen
+	clear(a.index)
+	a.groups = a.groups[:0]
+	a.fill.reset()
+	a.size.reset()
+}
+
+// addListener records a LISTEN socket. Every listener must be added before the first add.
+func (a *aggregator) addListener(s *sockdiag.Socket) {
+	port := s.Src.Port()
+	a.states[sockdiag.StateListen]++
+	a.listening[port/64] |= 1 << (port % 64)
+	i, ok := a.listeners[port]
+	if !ok {
+		i = len(a.listen)
+		a.listen = append(a.listen, listenStats{port: port})
+		a.listeners[port] = i
+	}
+	l := &a.listen[i]
+	l.sockets++
+	l.length += uint64(s.AcceptQueue())
+	l.limit += uint64(s.AcceptQueueLimit())
+}
+
+// add records a non-listening socket; process is the owner's index in the process names, 0 for none.
+func (a *aggregator) add(s *sockdiag.Socket, process int32) {
+	if s.IsListen() {
+		a.addListener(s)
+		return
+	}
+	a.states[s.State&15]++
+	k := groupKey{process: process, role: roleClient, port: s.Dst.Port()}
+	if lp := s.Src.Port(); a.listening[lp/64]&(1<<(lp%64)) != 0 {
+		k.role, k.port = roleServer, lp
+	}
+	if a.cgroups && s.HasCgroupID {
+		k.cgroupID = s.CgroupID
+	}
+	i, ok := a.index[k]
+	if !ok {
+		i = int32(len(a.groups))
+		a.groups = append(a.groups, groupKeyStats{key: k})
+		a.index[k] = i
+	}
+	g := &a.groups[i].stats
+	g.sockets++
+	rq := uint64(s.RQueue)
+	g.recvQueue += rq
+	g.recvQueueMax = max(g.recvQueueMax, rq)
+	g.sendQueue += uint64(s.WQueue)
+	if !s.HasSKMemInfo {
+		return // TIME_WAIT and SYN_RECV mini-sockets have no buffers
+	}
+	m := &s.SKMemInfo
+	g.rmemAlloc += uint64(m.RmemAlloc)
+	g.rcvbuf += uint64(m.Rcvbuf)
+	if m.Rcvbuf > 0 {
+		ratio := float64(m.RmemAlloc) / float64(m.Rcvbuf)
+		a.fill.observe(ratio)
+		if ratio >= a.fullRatio {
+			g.full++
+		}
+	}
+	if s.State == sockdiag.StateEstablished {
+		a.size.observe(float64(m.Rcvbuf))
+	}
+	if m.Drops > 0 {
+		g.drops += a.drops.observe(s.Cookie, m.Drops)
+	}
+}
+
+// finish ends a scrape: it names the groups (cgroupName maps a cgroup id to its label), merges those that
+// got the same labels, keeps the most interesting maxGroups and folds the rest into port="other" per
+// role, and adds this scrape's drops to the cumulative counters. The result is in a.out (live groups),
+// a.outOld (counters of groups with no socket left), a.outListn and a.folded; all are valid until the next
+// begin.
+func (a *aggregator) finish(cgroupName func(id uint64) string) {
+	a.drops.commit()
+
+	clear(a.merged)
+	a.out = a.out[:0]
+	for i := range a.groups {
+		g := &a.groups[i]
+		l := groupLabels{role: g.key.role, port: g.key.port, process: g.key.process}
+		if g.key.cgroupID != 0 && cgroupName != nil {
+			l.cgroup = cgroupName(g.key.cgroupID)
+		}
+		j, ok := a.merged[l]
+		if !ok {
+			j = len(a.out)
+			a.out = append(a.out, group{labels: l})
+			a.merged[l] = j
+		}
+		a.out[j].stats.merge(&g.stats)
+	}
+
+	// Keep the groups an operator most needs to see: full sockets first, then queued bytes, then size.
+	// Ties break on the labels so that the kept set does not flap between scrapes.
+	slices.SortFunc(a.out, func(x, y group) int {
+		return cmp.Or(
+			-cmp.Compare(x.stats.full, y.stats.full),
+			-cmp.Compare(x.stats.recvQueue, y.stats.recvQueue),
+			-cmp.Compare(x.stats.sockets, y.stats.sockets),
+			compareLabels(x.labels, y.labels))
+	})
+	a.folded = 0
+	if len(a.out) > a.maxGroups {
+		a.fold()
+	}
+
+	for i := range a.out {
+		g := &a.out[i]
+		t := a.dropTotals[g.labels]
+		t.value += g.stats.drops
+		t.gen = a.gen
+		if t.value > 0 {
+			a.dropTotals[g.labels] = t
+		}
+		g.drops = t.value
+	}
+	a.collectOldTotals()
+	a.finishListeners()
+}
+
+// fold keeps the first groups of a.out (sorted) and merges the rest into one "other" group per role, so
+// that the output never has more than maxGroups groups.
+func (a *aggregator) fold() {
+	keep := a.maxGroups - 1
+	rest := a.out[keep:]
+	if slices.ContainsFunc(rest, func(g group) bool { return g.labels.role != rest[0].labels.role }) {
+		keep = a.maxGroups - 2
+		rest = a.out[keep:]
+	}
+	var others [len(roleNames)]group
+	for r := range others {
+		others[r].labels = groupLabels{role: uint8(r), other: true}
+	}
+	for i := range rest {
+		o := &others[rest[i].labels.role]
+		o.stats.merge(&rest[i].stats)
+	}
+	a.folded = len(rest)
+	a.out = a.out[:keep]
+	for r := range others {
+		if others[r].stats.sockets > 0 {
+			a.out = append(a.out, others[r])
+		}
+	}
+}
+
+// collectOldTotals lists the counters of groups that had no socket this scrape, so that a group whose
+// sockets all closed keeps its drops, and forgets the oldest of them when there are more counters than
+// the cap allows.
+func (a *aggregator) collectOldTotals() {
+	a.outOld = a.outOld[:0]
+	for l, t := range a.dropTotals {
+		if t.gen != a.gen {
+			a.outOld = append(a.outOld, group{labels: l, drops: t.value, gen: t.gen})
+		}
+	}
+	// Newest first: the counters of groups that went away last are kept longest.
+	slices.SortFunc(a.outOld, func(x, y group) int {
+		return cmp.Or(-cmp.Compare(x.gen, y.gen), compareLabels(x.labels, y.labels))
+	})
+	room := max(a.maxGroups-len(a.out), 0)
+	if len(a.outOld) > room {
+		for _, g := range a.outOld[room:] {
+			delete(a.dropTotals, g.labels)
+		}
+		a.outOld = a.outOld[:room]
+	}
+	slices.SortFunc(a.outOld, func(x, y group) int { return compareLabels(x.labels, y.labels) })
+}
+
+// finishListeners caps the listening ports like the groups: the ports with the longest accept queues stay.
+func (a *aggregator) finishListeners() {
+	a.outListn = append(a.outListn[:0], a.listen...)
+	slices.SortFunc(a.outListn, func(x, y listenStats) int {
+		return cmp.Or(-cmp.Compare(x.length, y.length), cmp.Compare(x.port, y.port))
+	})
+	if len(a.outListn) > a.maxGroups {
+		other := listenStats{other: true}
+		for _, l := range a.outListn[a.maxGroups-1:] {
+			other.sockets += l.sockets
+			other.length += l.length
+			other.limit += l.limit
+		}
+		a.outListn = append(a.outListn[:a.maxGroups-1], other)
+	}
+}
