@@ -1,0 +1,134 @@
+package dashboards
+
+import (
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
+
+	rules "github.com/sockbuf/sockbuf_exporter/deploy/prometheus"
+)
+
+// rate is the dashboards' rate of a counter over Grafana's rate interval (at least four scrapes).
+func rate(metric string) string {
+	return "rate(" + metric + "{" + sel + "}[$__rate_interval])"
+}
+
+func m(metric string, extra ...string) string {
+	s := metric + "{" + sel
+	for _, e := range extra {
+		s += "," + e
+	}
+	return s + "}"
+}
+
+// Host is the host dashboard: where on this host the kernel drops or prunes TCP data for lack of
+// receive-buffer room, and the settings in force.
+func Host() *dashboard.DashboardBuilder {
+	rc := rules.DefaultConfig()
+	perSeg := func(counter, legend string) query {
+		return q(m(rc.PerSegmentRecord(counter)), "{{instance}} "+legend)
+	}
+	return base("sockbuf-host", "sockbuf / Host",
+		"Receive-buffer pruning, collapsing and drops, TCP memory against tcp_mem, softnet and listen-queue drops, and the buffer settings in force. Generated from dashboards/*.go; do not edit in Grafana.").
+		WithRow(row("Receive queues")).
+		WithPanel(graph("Receive-queue pruning",
+			"Red: the kernel prunes receive queues more than 0.1×/s (SockbufTCPReceiveQueuePruning); any RcvPruned or OfoPruned line above zero means received data was thrown away.",
+			"ops", redAbove(rc.Pruning.Value), 8,
+			q(rate("sockbuf_tcp_prune_called_total"), "{{instance}} PruneCalled (prune runs)"),
+			q(rate("sockbuf_tcp_rcv_pruned_total"), "{{instance}} RcvPruned (packets dropped)"),
+			q(rate("sockbuf_tcp_ofo_pruned_total"), "{{instance}} OfoPruned (out-of-order packets dropped)"))).
+		WithPanel(graph("Receive-queue collapsing",
+			"Red: more than 10 packets/s are copied into compact buffers because sockets are near their rcvbuf limit — CPU spent instead of reading; see the per-segment panel.",
+			"pps", redAbove(10), 8,
+			q(rate("sockbuf_tcp_rcv_collapsed_total"), "{{instance}} TCPRcvCollapsed"),
+			q(rate("sockbuf_tcp_ofo_queue_total"), "{{instance}} TCPOFOQueue (queued out of order)"))).
+		WithPanel(graph("Receive-queue drops",
+			"Red: packets dropped because a socket's receive queue, backlog or zero window had no room (SockbufTCPReceiveQueueDrops) — the sender will retransmit them.",
+			"pps", redAbove(0.01), 8,
+			q(rate("sockbuf_tcp_rcvq_drop_total"), "{{instance}} TCPRcvQDrop"),
+			q(rate("sockbuf_tcp_backlog_drop_total"), "{{instance}} TCPBacklogDrop"),
+			q(rate("sockbuf_tcp_ofo_drop_total"), "{{instance}} TCPOFODrop"),
+			q(rate("sockbuf_tcp_zero_window_drop_total"), "{{instance}} TCPZeroWindowDrop"))).
+		WithPanel(graph("Pruning, collapsing and drops per incoming segment",
+			"Red: more than 1% of incoming segments meet pruning, collapsing or a queue drop (the collapsing alert's threshold); compares hosts of different traffic. From the recording rules.",
+			"percentunit", redAbove(rc.CollapseRatio.Value), 24,
+			perSeg("sockbuf_tcp_prune_called_total", "PruneCalled"),
+			perSeg("sockbuf_tcp_rcv_pruned_total", "RcvPruned"),
+			perSeg("sockbuf_tcp_ofo_pruned_total", "OfoPruned"),
+			perSeg("sockbuf_tcp_rcv_collapsed_total", "TCPRcvCollapsed"),
+			perSeg("sockbuf_tcp_rcvq_drop_total", "TCPRcvQDrop"))).
+		WithRow(row("TCP memory")).
+		WithPanel(memoryGraph()).
+		WithPanel(graph("Time in memory pressure",
+			"Red: TCP spent more than 1% of the time in memory pressure, shrinking every socket's buffers (counted when an episode ends).",
+			"percentunit", redAbove(0.01), 8,
+			q(rate("sockbuf_tcp_memory_pressure_seconds_total"), "{{instance}} share of time in pressure"))).
+		WithPanel(graph("Memory pressure episodes and aborts",
+			"Red: TCP keeps entering memory pressure, or aborts connections because tcp_mem's max is reached (SockbufTCPMemoryPressureEpisodes).",
+			"ops", redAbove(0.001), 8,
+			q(rate("sockbuf_tcp_memory_pressures_total"), "{{instance}} entered pressure"),
+			q(rate("sockbuf_tcp_abort_on_memory_total"), "{{instance}} connections aborted for lack of memory"))).
+		WithRow(row("Backlogs and listeners")).
+		WithPanel(graph("Softnet drops per CPU",
+			"Red: packets dropped before TCP saw them because a CPU's input backlog exceeded net.core.netdev_max_backlog (SockbufSoftnetBacklogDrops).",
+			"pps", redAbove(0.01), 8,
+			q(rate("sockbuf_softnet_dropped_total"), "{{instance}} cpu {{cpu}}"))).
+		WithPanel(graph("Softnet squeezes per CPU",
+			"Red: a CPU ran out of its softirq budget more than 10×/s with packets still waiting — the next step toward softnet drops.",
+			"ops", redAbove(10), 8,
+			q(rate("sockbuf_softnet_times_squeezed_total"), "{{instance}} cpu {{cpu}}"))).
+		WithPanel(graph("Listen-queue overflows",
+			"Red: connections found their listener's accept queue full and were dropped (SockbufListenQueueOverflows); see the sockets dashboard for which port.",
+			"ops", redAbove(0.01), 8,
+			q(rate("sockbuf_tcp_listen_overflows_total"), "{{instance}} ListenOverflows"),
+			q(rate("sockbuf_tcp_listen_drops_total"), "{{instance}} ListenDrops"))).
+		WithRow(row("Settings in force")).
+		WithPanel(stats("Buffer sysctls",
+			"Never red: the limits in force. SO_RCVBUF requests are capped at rmem_max; autotuned sockets grow up to tcp_rmem max.",
+			"bytes", neverRed(), 12,
+			q(m("sockbuf_net_core_rmem_max_bytes"), "{{instance}} net.core.rmem_max"),
+			q(m("sockbuf_net_core_rmem_default_bytes"), "{{instance}} net.core.rmem_default"),
+			q(m("sockbuf_tcp_rmem_bytes"), "{{instance}} tcp_rmem {{setting}}"),
+			q(m("sockbuf_net_core_wmem_max_bytes"), "{{instance}} net.core.wmem_max"),
+			q(m("sockbuf_net_core_wmem_default_bytes"), "{{instance}} net.core.wmem_default"),
+			q(m("sockbuf_tcp_wmem_bytes"), "{{instance}} tcp_wmem {{setting}}"))).
+		WithPanel(stats("Receive-window autotuning",
+			"Red: receive-buffer autotuning (tcp_moderate_rcvbuf) or window scaling is switched off, which caps every connection's window.",
+			"bool_on_off", redBelow(1), 6,
+			q(m("sockbuf_tcp_moderate_rcvbuf"), "{{instance}} tcp_moderate_rcvbuf"),
+			q(m("sockbuf_tcp_window_scaling"), "{{instance}} tcp_window_scaling"))).
+		WithPanel(stats("Queue limits",
+			"Never red: net.core.netdev_max_backlog (per-CPU input backlog), net.core.somaxconn (cap on listen backlogs) and tcp_adv_win_scale (share of the buffer left for overhead).",
+			"none", neverRed(), 6,
+			q(m("sockbuf_net_core_netdev_max_backlog"), "{{instance}} netdev_max_backlog"),
+			q(m("sockbuf_net_core_somaxconn"), "{{instance}} somaxconn"),
+			q(m("sockbuf_tcp_adv_win_scale"), "{{instance}} tcp_adv_win_scale"))).
+		WithRow(row("Exporter")).
+		WithPanel(stats("Target and collectors up",
+			"Red: Prometheus cannot scrape the exporter, or a collector failed on the last scrape (its metrics are missing; the exporter's log says why).",
+			"none", redBelow(1), 12,
+			q(m("up"), "{{instance}} up"),
+			q(m("sockbuf_scrape_collector_success"), "{{instance}} {{collector}}"))).
+		WithPanel(graph("Collector duration",
+			"Red: a collector takes more than a second per scrape, eating into the scrape timeout.",
+			"s", redAbove(1), 12,
+			q(m("sockbuf_scrape_collector_duration_seconds"), "{{instance}} {{collector}}")))
+}
+
+// memoryGraph draws TCP memory in use with tcp_mem's three thresholds as dashed lines.
+func memoryGraph() *timeseries.PanelBuilder {
+	line := func(color string) []dashboard.DynamicConfigValue {
+		return []dashboard.DynamicConfigValue{
+			{Id: "color", Value: map[string]any{"mode": "fixed", "fixedColor": color}},
+			{Id: "custom.lineStyle", Value: map[string]any{"fill": "dash", "dash": []int{10, 10}}},
+			{Id: "custom.fillOpacity", Value: 0},
+		}
+	}
+	return graph("TCP memory against tcp_mem",
+		"Red: memory in use crosses the red tcp_mem max line, where the kernel refuses memory to every TCP socket; above the orange pressure line it shrinks every socket's buffers.",
+		"bytes", neverRed(), 8,
+		q(m("sockbuf_tcp_memory_bytes"), "{{instance}} in use"),
+		q(m("sockbuf_tcp_mem_threshold_bytes"), "{{instance}} tcp_mem {{level}}")).
+		OverrideByRegexp(".*tcp_mem min$", line("yellow")).
+		OverrideByRegexp(".*tcp_mem pressure$", line("orange")).
+		OverrideByRegexp(".*tcp_mem max$", line("red"))
+}

@@ -1,0 +1,99 @@
+package dashboards
+
+import (
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
+)
+
+// groupLegend names a socket group the way the alerts do.
+const groupLegend = "{{instance}} {{role}} :{{port}} {{cgroup}} {{process}}"
+
+// Sockets is the per-socket dashboard: which groups of sockets (role, port, cgroup, process) hold full
+// receive buffers, how full, how big their buffers are, and the listeners' accept queues.
+func Sockets() *dashboard.DashboardBuilder {
+	const mib = 1 << 20
+	full := m("sockbuf_rcvbuf_full_sockets")
+	recvq := m("sockbuf_recv_queue_bytes")
+	top := func(n, expr string) string { return "topk(" + n + ", " + expr + ")" }
+	return base("sockbuf-sockets", "sockbuf / Sockets",
+		"Per-socket receive-buffer state from the exporter's sockets collector, aggregated by role, port, cgroup and process. Generated from dashboards/*.go; do not edit in Grafana.").
+		WithRow(row("Who is not reading")).
+		WithPanel(ranked("Groups ranked by full sockets",
+			"Red: the group has sockets whose receive buffer is full (rmem_alloc ≥ full-ratio × rcvbuf): the owning application is not reading fast enough.",
+			"short", redAbove(1), 12,
+			q(top("20", full), ""),
+			q(m("sockbuf_sockets")+" and "+top("20", full), ""))).
+		WithPanel(ranked("Groups ranked by Recv-Q",
+			"Red: more than 1 MiB of received data waits unread in the group's sockets (Recv-Q sum, largest socket, and the buffer budget).",
+			"bytes", redAbove(mib), 12,
+			q(top("20", recvq), ""),
+			q(m("sockbuf_recv_queue_max_bytes")+" and "+top("20", recvq), ""),
+			q(m("sockbuf_rcvbuf_bytes")+" and "+top("20", recvq), ""))).
+		WithPanel(graph("Full sockets by group",
+			"Red: a group has at least one socket with a full receive buffer (SockbufSocketsReceiveBufferFull fires when it lasts 15m).",
+			"short", redAbove(1), 12,
+			q(top("10", full), groupLegend))).
+		WithPanel(graph("Receive-buffer fill by group",
+			"Red: a group's unread data fills more than 90% of its sockets' receive buffers in total; pruning follows. From the recording rules.",
+			"percentunit", redAbove(0.9), 12,
+			q(top("10", m("group:sockbuf_rmem_alloc_bytes_per_rcvbuf_bytes:ratio")), groupLegend))).
+		WithRow(row("Distributions")).
+		WithPanel(heat("Receive-buffer fill ratio",
+			"Red cells in the top rows: many sockets hold nearly a full buffer of unread data (rmem_alloc / rcvbuf of every non-listening socket).",
+			"percentunit", neverRed(), 12,
+			q("sum by (le) ("+m("sockbuf_rmem_fill_ratio_bucket")+")", "{{le}}"))).
+		WithPanel(buckets("Receive-buffer sizes",
+			"Never red: where established sockets' rcvbuf sits — a pile at one size (often 2 MiB from SO_RCVBUF=1 MiB) means pinned buffers, spread toward tcp_rmem max means autotuning works.",
+			"short", neverRed(), 12,
+			q("sum by (le) ("+m("sockbuf_rcvbuf_size_bytes_bucket")+")", "{{le}}"))).
+		WithPanel(graph("Socket drops by group",
+			"Red: sockets of the group drop received packets because their receive buffer had no room (SockbufSocketDrops).",
+			"pps", redAbove(0.01), 24,
+			q(top("10", rate("sockbuf_socket_drops_total")), groupLegend))).
+		WithRow(row("Listeners")).
+		WithPanel(acceptQueues()).
+		WithPanel(ranked("Accept-queue fill",
+			"Red: a listener's accept queue is at 90% or more of its backlog limit; at 100% new connections are dropped (SockbufListenQueueFull).",
+			"percentunit", redAbove(0.9), 12,
+			q(m("sockbuf_listen_queue_length")+" / ("+m("sockbuf_listen_queue_limit")+" > 0)", ""))).
+		WithRow(row("Attribution")).
+		WithPanel(ranked("By cgroup",
+			"Red: the cgroup (systemd unit or container) owns sockets with full receive buffers, or more than 1 MiB unread.",
+			"short", redAbove(1), 12,
+			q("sum by (instance, cgroup) ("+full+")", ""),
+			q("sum by (instance, cgroup) ("+recvq+")", "").in("bytes", redAbove(mib)),
+			q("sum by (instance, cgroup) ("+m("sockbuf_sockets")+")", "").in("short", neverRed()))).
+		WithPanel(ranked("By process",
+			"Red: the process owns sockets with full receive buffers, or more than 1 MiB unread (needs --collector.sockets.process-attribution).",
+			"short", redAbove(1), 12,
+			q("sum by (instance, process) ("+full+")", ""),
+			q("sum by (instance, process) ("+recvq+")", "").in("bytes", redAbove(mib)),
+			q("sum by (instance, process) ("+m("sockbuf_sockets")+")", "").in("short", neverRed()))).
+		WithRow(row("States and send queues")).
+		WithPanel(graph("TCP sockets by state",
+			"Never red: sockets per TCP state; a growing CLOSE_WAIT means an application stops reading and closing its sockets.",
+			"short", neverRed(), 8,
+			q(m("sockbuf_tcp_sockets_by_state"), "{{instance}} {{state}}"))).
+		WithPanel(graph("Send queue by group",
+			"Red: more than 4 MiB unsent in a group — the peer's receive buffer is the one filling up.",
+			"bytes", redAbove(4*mib), 8,
+			q(top("10", m("sockbuf_send_queue_bytes")), groupLegend))).
+		WithPanel(graph("Sockets by group",
+			"Never red: how many sockets each group holds, for scale when reading the other panels.",
+			"short", neverRed(), 8,
+			q(top("10", m("sockbuf_sockets")), groupLegend)))
+}
+
+// acceptQueues draws each listener's accept queue with its limit as a red dashed line.
+func acceptQueues() *timeseries.PanelBuilder {
+	return graph("Accept queues against their limits",
+		"Red: a listener's queued connections (solid) reach its backlog limit (red dashed); connections beyond it are dropped.",
+		"short", neverRed(), 12,
+		q(m("sockbuf_listen_queue_length"), "{{instance}} :{{port}} queued"),
+		q(m("sockbuf_listen_queue_limit"), "{{instance}} :{{port}} limit")).
+		OverrideByRegexp(".* limit$", []dashboard.DynamicConfigValue{
+			{Id: "color", Value: map[string]any{"mode": "fixed", "fixedColor": "red"}},
+			{Id: "custom.lineStyle", Value: map[string]any{"fill": "dash", "dash": []int{10, 10}}},
+			{Id: "custom.fillOpacity", Value: 0},
+		})
+}
