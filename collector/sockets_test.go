@@ -1,0 +1,273 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/sockbuf/sockbuf_exporter/sockdiag"
+)
+
+// fakeDumper serves synthetic sockets, filtered by the request's state mask as the kernel does.
+type fakeDumper struct {
+	socks     []fakeSock
+	interrupt bool // deliver every dump twice, the first attempt cut short, as after NLM_F_DUMP_INTR
+	block     bool // block until the deadline passes
+	deadline  time.Time
+	reqs      []sockdiag.Request
+}
+
+func (f *fakeDumper) Dump(req sockdiag.Request, fn func(*sockdiag.Socket) error) (sockdiag.DumpStats, error) {
+	f.reqs = append(f.reqs, req)
+	if f.block {
+		for time.Now().Before(f.deadline) || f.deadline.IsZero() {
+			time.Sleep(time.Millisecond)
+		}
+		return sockdiag.DumpStats{}, os.ErrDeadlineExceeded
+	}
+	var st sockdiag.DumpStats
+	attempts := 1
+	if f.interrupt {
+		attempts, st.Retries = 2, 1
+	}
+	for attempt := range attempts {
+		for i, fs := range f.socks {
+			if attempt == 0 && attempts > 1 && i == len(f.socks)/2 {
+				break
+			}
+			s := fs.socket()
+			if req.States&(1<<s.State) == 0 {
+				continue
+			}
+			s.Attempt = attempt
+			if err := fn(s); err != nil {
+				return st, err
+			}
+			st.Sockets++
+		}
+	}
+	return st, nil
+}
+
+func (f *fakeDumper) SetDeadline(t time.Time) error { f.deadline = t; return nil }
+func (f *fakeDumper) Close() error                  { return nil }
+
+func newTestSockets(t *testing.T, sc SocketsConfig, d *fakeDumper) *socketsCollector {
+	t.Helper()
+	c, err := newSocketsCollector(Config{ProcPath: "testdata/none", Sockets: sc}, nil,
+		func() (socketDumper, error) { return d, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// collectorFunc adapts a Collector to an unchecked prometheus.Collector for testutil, so that registering it
+// does not run a scrape (which would move the counters).
+type collectorFunc struct{ c Collector }
+
+func (f collectorFunc) Describe(chan<- *prometheus.Desc) {}
+func (f collectorFunc) Collect(ch chan<- prometheus.Metric) {
+	if err := f.c.Update(ch); err != nil {
+		panic(err)
+	}
+}
+
+func TestSocketsCollectorOutput(t *testing.T) {
+	d := &fakeDumper{socks: []fakeSock{
+		listenSock(8080, 3, 128),
+		fakeSock{local: 8080, remote: 40000, rq: 1000, wq: 0, rmem: 120000, rcvbuf: 131072, drops: 4, cookie: 1},
+		fakeSock{local: 8080, remote: 40001, rq: 10, rmem: 2304, rcvbuf: 131072, cookie: 2},
+		fakeSock{local: 40002, remote: 443, wq: 700, rmem: 0, rcvbuf: 2097152, cookie: 3},
+		fakeSock{local: 40003, remote: 443, state: sockdiag.StateTimeWait, noMem: true}, // not dumped by default
+	}}
+	c := newTestSockets(t, SocketsConfig{}, d)
+	want := `
+# HELP sockbuf_listen_queue_length ` + listenLengthSpec.Help + `
+# TYPE sockbuf_listen_queue_length gauge
+sockbuf_listen_queue_length{port="8080"} 3
+# HELP sockbuf_listen_queue_limit ` + listenLimitSpec.Help + `
+# TYPE sockbuf_listen_queue_limit gauge
+sockbuf_listen_queue_limit{port="8080"} 128
+# HELP sockbuf_rcvbuf_full_sockets ` + rcvbufFullSpec.Help + `
+# TYPE sockbuf_rcvbuf_full_sockets gauge
+sockbuf_rcvbuf_full_sockets{cgroup="",port="443",process="",role="client"} 0
+sockbuf_rcvbuf_full_sockets{cgroup="",port="8080",process="",role="server"} 1
+# HELP sockbuf_recv_queue_bytes ` + recvQueueSpec.Help + `
+# TYPE sockbuf_recv_queue_bytes gauge
+sockbuf_recv_queue_bytes{cgroup="",port="443",process="",role="client"} 0
+sockbuf_recv_queue_bytes{cgroup="",port="8080",process="",role="server"} 1010
+# HELP sockbuf_socket_drops_total ` + socketDropsSpec.Help + `
+# TYPE sockbuf_socket_drops_total counter
+sockbuf_socket_drops_total{cgroup="",port="443",process="",role="client"} 0
+sockbuf_socket_drops_total{cgroup="",port="8080",process="",role="server"} 4
+# HELP sockbuf_sockets ` + socketsSpec.Help + `
+# TYPE sockbuf_sockets gauge
+sockbuf_sockets{cgroup="",port="443",process="",role="client"} 1
+sockbuf_sockets{cgroup="",port="8080",process="",role="server"} 2
+# HELP sockbuf_socket_groups_folded ` + groupsFoldedSpec.Help + `
+# TYPE sockbuf_socket_groups_folded gauge
+sockbuf_socket_groups_folded 0
+# HELP sockbuf_tcp_sockets_by_state ` + byStateSpec.Help + `
+# TYPE sockbuf_tcp_sockets_by_state gauge
+sockbuf_tcp_sockets_by_state{state="close"} 0
+sockbuf_tcp_sockets_by_state{state="close_wait"} 0
+sockbuf_tcp_sockets_by_state{state="closing"} 0
+sockbuf_tcp_sockets_by_state{state="established"} 3
+sockbuf_tcp_sockets_by_state{state="fin_wait1"} 0
+sockbuf_tcp_sockets_by_state{state="fin_wait2"} 0
+sockbuf_tcp_sockets_by_state{state="last_ack"} 0
+sockbuf_tcp_sockets_by_state{state="listen"} 1
+sockbuf_tcp_sockets_by_state{state="syn_sent"} 0
+# HELP sockbuf_rmem_fill_ratio ` + fillRatioSpec.Help + `
+# TYPE sockbuf_rmem_fill_ratio histogram
+sockbuf_rmem_fill_ratio_bucket{le="0"} 1
+sockbuf_rmem_fill_ratio_bucket{le="0.1"} 2
+sockbuf_rmem_fill_ratio_bucket{le="0.25"} 2
+sockbuf_rmem_fill_ratio_bucket{le="0.5"} 2
+sockbuf_rmem_fill_ratio_bucket{le="0.75"} 2
+sockbuf_rmem_fill_ratio_bucket{le="0.9"} 2
+sockbuf_rmem_fill_ratio_bucket{le="1"} 3
+sockbuf_rmem_fill_ratio_bucket{le="1.5"} 3
+sockbuf_rmem_fill_ratio_bucket{le="+Inf"} 3
+sockbuf_rmem_fill_ratio_sum 0.93310546875
+sockbuf_rmem_fill_ratio_count 3
+`
+	names := []string{"sockbuf_listen_queue_length", "sockbuf_listen_queue_limit", "sockbuf_rcvbuf_full_sockets",
+		"sockbuf_recv_queue_bytes", "sockbuf_socket_drops_total", "sockbuf_sockets", "sockbuf_socket_groups_folded",
+		"sockbuf_tcp_sockets_by_state", "sockbuf_rmem_fill_ratio"}
+	if err := testutil.CollectAndCompare(collectorFunc{c}, strings.NewReader(want), names...); err != nil {
+		t.Error(err)
+	}
+	// A second scrape sees the same drops: the counter must not move. Every metric passes the linter.
+	if got := gather(t, c)[`sockbuf_socket_drops_total{cgroup="",port="8080",process="",role="server"}`]; got != 4 {
+		t.Errorf("drops after a second scrape = %g, want 4", got)
+	}
+	problems, err := testutil.CollectAndLint(collectorFunc{c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+	// The LISTEN dump asks for no attributes; the other one for skmeminfo only, without LISTEN.
+	if r := d.reqs[0]; r.States != 1<<sockdiag.StateListen || r.Extensions != 0 || r.Family != sockdiag.FamilyUnspec {
+		t.Errorf("listener request = %+v", r)
+	}
+	if r := d.reqs[1]; r.States != sockdiag.DefaultStates&^(1<<sockdiag.StateListen) || r.Extensions != sockdiag.ExtSKMemInfo {
+		t.Errorf("socket request = %+v", r)
+	}
+}
+
+func TestSocketsCollectorRestartedDump(t *testing.T) {
+	d := &fakeDumper{interrupt: true, socks: []fakeSock{
+		listenSock(80, 0, 10), listenSock(81, 0, 10),
+		fakeSock{local: 80, remote: 1, rq: 5}, fakeSock{local: 80, remote: 2, rq: 5},
+		fakeSock{local: 81, remote: 1, rq: 5}, fakeSock{local: 81, remote: 2, rq: 5},
+	}}
+	c := newTestSockets(t, SocketsConfig{States: "established"}, d)
+	m := gather(t, c)
+	for _, port := range []string{"80", "81"} {
+		if got := m[`sockbuf_sockets{cgroup="",port="`+port+`",process="",role="server"}`]; got != 2 {
+			t.Errorf("port %s: %g sockets after a restarted dump, want 2", port, got)
+		}
+		if got := m[`sockbuf_listen_queue_limit{port="`+port+`"}`]; got != 10 {
+			t.Errorf("port %s: listen limit %g after a restarted dump, want 10", port, got)
+		}
+	}
+	if got := m["sockbuf_sockets_dump_retries_total"]; got != 2 {
+		t.Errorf("retries = %g, want 2 (one per dump)", got)
+	}
+	if got := m[`sockbuf_tcp_sockets_by_state{state="established"}`]; got != 4 {
+		t.Errorf("established = %g, want 4", got)
+	}
+}
+
+func TestSocketsCollectorDeadline(t *testing.T) {
+	d := &fakeDumper{block: true}
+	c := newTestSockets(t, SocketsConfig{}, d)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	ch := make(chan prometheus.Metric, 100)
+	start := time.Now()
+	err := c.UpdateContext(ctx, ch)
+	if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("UpdateContext past the deadline: %v", err)
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Errorf("UpdateContext took %v past a 50ms deadline", el)
+	}
+}
+
+func TestSocketsCollectorConfig(t *testing.T) {
+	for _, sc := range []SocketsConfig{{MaxGroups: 1}, {FullRatio: -1}, {States: "nope"}} {
+		if _, err := newSocketsCollector(Config{Sockets: sc}, nil, nil); err == nil {
+			t.Errorf("config %+v accepted", sc)
+		}
+	}
+}
+
+func TestSocketsCollectorCgroupLabels(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "system.slice", "nginx.service")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := &fakeDumper{socks: []fakeSock{
+		listenSock(80, 0, 10),
+		fakeSock{local: 80, remote: 1, cgroup: inode(t, dir)},
+		fakeSock{local: 80, remote: 2, cgroup: inode(t, root)},
+		fakeSock{local: 80, remote: 3, cgroup: 999999999},
+	}}
+	c := newTestSockets(t, SocketsConfig{CgroupAttribution: true, CgroupRoot: root}, d)
+	m := gather(t, c)
+	for cg, want := range map[string]float64{"nginx.service": 1, "/": 1, "": 1} {
+		if got := m[`sockbuf_sockets{cgroup="`+cg+`",port="80",process="",role="server"}`]; got != want {
+			t.Errorf("cgroup %q: %g sockets, want %g", cg, got, want)
+		}
+	}
+}
+
+// gather scrapes c once and returns its series by their text form.
+func gather(t *testing.T, c Collector) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(collectorFunc{c})
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var b strings.Builder
+			b.WriteString(mf.GetName())
+			if len(m.GetLabel()) > 0 {
+				b.WriteByte('{')
+				for i, l := range m.GetLabel() {
+					if i > 0 {
+						b.WriteByte(',')
+					}
+					b.WriteString(l.GetName() + `="` + l.GetValue() + `"`)
+				}
+				b.WriteByte('}')
+			}
+			switch {
+			case m.Gauge != nil:
+				out[b.String()] = m.GetGauge().GetValue()
+			case m.Counter != nil:
+				out[b.String()] = m.GetCounter().GetValue()
+			case m.Histogram != nil:
+				out[b.String()+"_count"] = float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return out
+}
