@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"runtime"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,9 +19,10 @@ import (
 //     loses precision and "-1", "NaN" or "1e3" pass as valid counters;
 //   - their TcpExt struct is a fixed field list, so a field the struct does not know is dropped, and a file
 //     with an odd number of lines is not reported as truncated;
-//   - they allocate a map or a pointer per field on every read (about 200 allocations for /proc/net/netstat),
-//     while these parsers read into a pooled buffer and look up only the fields we export, which keeps a
-//     scrape cheaper than node_exporter's (see bench/host.sh).
+//   - they open the file on every read and allocate a map or a pointer per field (about 380 allocations for
+//     netstat and snmp, BenchmarkNetstatReadParse), while these parsers pread kept descriptors into a pooled
+//     buffer and look up only the fields we export, which keeps a scrape cheaper than node_exporter's
+//     (collector/bench/host.sh).
 // The parsers below check what those do not: a header/value count mismatch, a last line without its newline
 // (a truncated read), a number that is negative, non-numeric or beyond uint64.
 
@@ -179,15 +181,16 @@ type protoFields struct {
 // netstatCollector exports TCP receive-path counters from /proc/net/netstat and /proc/net/snmp. The counters
 // belong to the network namespace the exporter runs in.
 type netstatCollector struct {
-	paths []string // one per netstatFiles entry
+	files []*procFile // one per netstatFiles entry
 	descs []*prometheus.Desc
 }
 
 func newNetstatCollector(cfg Config) *netstatCollector {
 	c := &netstatCollector{}
 	for _, f := range netstatFiles {
-		c.paths = append(c.paths, filepath.Join(cfg.ProcPath, "net", f.name))
+		c.files = append(c.files, newProcFile(filepath.Join(cfg.ProcPath, "net", f.name)))
 	}
+	closeWhenUnreachable(c, c.files...)
 	for _, f := range netstatFields {
 		c.descs = append(c.descs, f.spec.Desc())
 	}
@@ -202,12 +205,12 @@ func (c *netstatCollector) Update(ch chan<- prometheus.Metric) error {
 	buf := getBuf()
 	defer putBuf(buf)
 	for i, f := range netstatFiles {
-		data, err := readProcFile(c.paths[i], buf)
+		data, err := c.files[i].read(buf)
 		if err != nil {
 			return err
 		}
 		if err := parseProtoStats(data, f.protos, vals[:], have[:]); err != nil {
-			return fmt.Errorf("parsing %s: %w", c.paths[i], err)
+			return fmt.Errorf("parsing %s: %w", c.files[i].path, err)
 		}
 	}
 	for i, f := range netstatFields {
@@ -320,47 +323,78 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b
 func getBuf() *[]byte  { return bufPool.Get().(*[]byte) }
 func putBuf(b *[]byte) { bufPool.Put(b) }
 
-// readProcFile reads the whole file into *buf, growing it as needed, and returns the content, which stays
-// valid until the next read into buf. It uses raw syscalls because os.Open costs an fstat, a finalizer and
-// several allocations per file, and a scrape reads about twenty files. A missing file satisfies
-// errors.Is(err, os.ErrNotExist).
-func readProcFile(path string, buf *[]byte) ([]byte, error) {
-	fd, err := openRetry(path)
-	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", path, err)
-	}
-	defer unix.Close(fd)
-	b := (*buf)[:0]
-	for {
-		if len(b) == cap(b) {
-			if cap(b) >= maxProcFile {
-				return nil, fmt.Errorf("reading %s: larger than %d bytes", path, maxProcFile)
+// procFile is a kernel file kept open between scrapes and re-read with pread from offset 0. Opening a
+// /proc/net file costs more than reading it (a path walk through /proc/self and the network namespace: about
+// 30 of 37 µs for /proc/net/sockstat here), and the kernel regenerates the content on every read from offset
+// 0 (seq_file and sysctl handlers), so a kept descriptor sees current values. Raw syscalls, because os.File
+// would add an fstat and allocations per read. A missing file is looked for again on every read, so a
+// missing file reads as an error matching os.ErrNotExist each time.
+type procFile struct {
+	path string
+	mu   sync.Mutex
+	fd   int // -1 while not open
+}
+
+func newProcFile(path string) *procFile { return &procFile{path: path, fd: -1} }
+
+// closeWhenUnreachable closes files once owner (the collector holding them) is garbage; the exporter keeps its
+// collectors for its lifetime, tests build many.
+func closeWhenUnreachable[T any](owner *T, files ...*procFile) {
+	runtime.AddCleanup(owner, func(files []*procFile) {
+		for _, f := range files {
+			if f.fd >= 0 {
+				unix.Close(f.fd)
 			}
-			b = append(b, make([]byte, cap(b)+4096)...)[:len(b)]
 		}
-		n, err := unix.Read(fd, b[len(b):cap(b)])
+	}, files)
+}
+
+func (f *procFile) descriptor() (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fd >= 0 {
+		return f.fd, nil
+	}
+	for {
+		fd, err := unix.Open(f.path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			*buf = b
-			return nil, fmt.Errorf("reading %s: %w", path, err)
+			return -1, fmt.Errorf("opening %s: %w", f.path, err)
 		}
-		if n == 0 {
-			break
-		}
-		b = b[:len(b)+n]
+		f.fd = fd
+		return fd, nil
 	}
-	*buf = b
-	return b, nil
 }
 
-func openRetry(path string) (int, error) {
+// read reads the whole file into *buf, growing it as needed, and returns the content, which stays valid until
+// the next read into buf. Concurrent reads of one procFile are safe: pread does not move a shared offset.
+func (f *procFile) read(buf *[]byte) ([]byte, error) {
+	fd, err := f.descriptor()
+	if err != nil {
+		return nil, err
+	}
+	b := (*buf)[:0]
+	defer func() { *buf = b[:0] }() // keep a grown buffer for the next read
 	for {
-		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != unix.EINTR {
-			return fd, err
+		if len(b) == cap(b) {
+			if cap(b) >= maxProcFile {
+				return nil, fmt.Errorf("reading %s: larger than %d bytes", f.path, maxProcFile)
+			}
+			b = append(b, make([]byte, cap(b)+4096)...)[:len(b)]
 		}
+		n, err := unix.Pread(fd, b[len(b):cap(b)], int64(len(b)))
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", f.path, err)
+		}
+		if n == 0 {
+			return b, nil
+		}
+		b = b[:len(b)+n]
 	}
 }
 

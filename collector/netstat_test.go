@@ -2,6 +2,7 @@ package collector
 
 import (
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -139,10 +140,10 @@ func TestParseNetstat(t *testing.T) {
 	}
 }
 
-func TestReadProcFileMissing(t *testing.T) {
+func TestProcFileMissing(t *testing.T) {
 	buf := getBuf()
 	defer putBuf(buf)
-	_, err := readProcFile("testdata/no-such-proc/net/netstat", buf)
+	_, err := newProcFile("testdata/no-such-proc/net/netstat").read(buf)
 	if !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("got %v, want an error matching os.ErrNotExist", err)
 	}
@@ -151,20 +152,82 @@ func TestReadProcFileMissing(t *testing.T) {
 	}
 }
 
-func TestReadProcFileGrowsBuffer(t *testing.T) {
+func TestProcFileGrowsBuffer(t *testing.T) {
 	want := strings.Repeat("0123456789abcdef", 3000) // larger than the pooled buffer
 	path := filepath.Join(t.TempDir(), "big")
 	if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	small := make([]byte, 0, 16)
-	got, err := readProcFile(path, &small)
+	got, err := newProcFile(path).read(&small)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if string(got) != want {
 		t.Errorf("read %d bytes, want %d", len(got), len(want))
 	}
+}
+
+// TestProcFileRereads: the kept descriptor sees new content, and a file that appears later is found.
+func TestProcFileRereads(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "value")
+	f := newProcFile(path)
+	buf := getBuf()
+	defer putBuf(buf)
+	if _, err := f.read(buf); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("missing file: got %v", err)
+	}
+	for _, content := range []string{"first value\n", "2\n"} {
+		// Rewritten in place, as the kernel regenerates a /proc file on every read.
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		got, err := f.read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != content {
+			t.Errorf("read %q, want %q", got, content)
+		}
+	}
+}
+
+// TestRealProcRereads: a kept /proc/net/snmp descriptor shows counters moving with loopback traffic.
+func TestRealProcRereads(t *testing.T) {
+	f := newProcFile("/proc/net/snmp")
+	segs := func() uint64 {
+		t.Helper()
+		buf := getBuf()
+		defer putBuf(buf)
+		got, err := parseNetstatFile("snmp", mustRead(t, f, buf))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got["Tcp InSegs"]
+	}
+	before := segs()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	conn, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	if after := segs(); after <= before {
+		t.Errorf("Tcp InSegs %d after a loopback connection, %d before", after, before)
+	}
+}
+
+func mustRead(t *testing.T, f *procFile, buf *[]byte) []byte {
+	t.Helper()
+	b, err := f.read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestNetstatCollector(t *testing.T) {

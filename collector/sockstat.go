@@ -87,8 +87,7 @@ var memLevels = [3]string{"min", "pressure", "max"}
 // the tcp_mem, udp_mem and tcp_max_orphans limits.
 type sockstatCollector struct {
 	pageSize                               float64
-	sockstatPath, tcpMemPath, udpMemPath   string
-	maxOrphansPath                         string
+	sockstat, tcpMem, udpMem, maxOrphans   *procFile
 	descs                                  []*prometheus.Desc
 	tcpMemDesc, udpMemDesc, maxOrphansDesc *prometheus.Desc
 }
@@ -96,10 +95,10 @@ type sockstatCollector struct {
 func newSockstatCollector(cfg Config) *sockstatCollector {
 	c := &sockstatCollector{
 		pageSize:       float64(os.Getpagesize()),
-		sockstatPath:   filepath.Join(cfg.ProcPath, "net", "sockstat"),
-		tcpMemPath:     filepath.Join(cfg.ProcPath, "sys", "net", "ipv4", "tcp_mem"),
-		udpMemPath:     filepath.Join(cfg.ProcPath, "sys", "net", "ipv4", "udp_mem"),
-		maxOrphansPath: filepath.Join(cfg.ProcPath, "sys", "net", "ipv4", "tcp_max_orphans"),
+		sockstat:       newProcFile(filepath.Join(cfg.ProcPath, "net", "sockstat")),
+		tcpMem:         newProcFile(filepath.Join(cfg.ProcPath, "sys", "net", "ipv4", "tcp_mem")),
+		udpMem:         newProcFile(filepath.Join(cfg.ProcPath, "sys", "net", "ipv4", "udp_mem")),
+		maxOrphans:     newProcFile(filepath.Join(cfg.ProcPath, "sys", "net", "ipv4", "tcp_max_orphans")),
 		tcpMemDesc:     tcpMemThresholdSpec.Desc(),
 		udpMemDesc:     udpMemThresholdSpec.Desc(),
 		maxOrphansDesc: tcpMaxOrphansSpec.Desc(),
@@ -107,6 +106,7 @@ func newSockstatCollector(cfg Config) *sockstatCollector {
 	for _, f := range sockstatFields {
 		c.descs = append(c.descs, f.spec.Desc())
 	}
+	closeWhenUnreachable(c, c.sockstat, c.tcpMem, c.udpMem, c.maxOrphans)
 	return c
 }
 
@@ -117,26 +117,26 @@ func (c *sockstatCollector) Update(ch chan<- prometheus.Metric) error {
 	)
 	buf := getBuf()
 	defer putBuf(buf)
-	data, err := readProcFile(c.sockstatPath, buf)
+	data, err := c.sockstat.read(buf)
 	if err != nil {
 		return err
 	}
 	if err := parseSockstat(data, sockstatWant, vals[:], have[:]); err != nil {
-		return fmt.Errorf("parsing %s: %w", c.sockstatPath, err)
+		return fmt.Errorf("parsing %s: %w", c.sockstat.path, err)
 	}
 
 	// The limits are read before anything is sent, so that a garbled one fails the collector whole.
 	var tcpMem, udpMem [3]int64
 	var maxOrphans [1]int64
-	haveTCPMem, err := readSysctl(c.tcpMemPath, buf, tcpMem[:], false)
+	haveTCPMem, err := readSysctl(c.tcpMem, buf, tcpMem[:], false)
 	if err != nil {
 		return err
 	}
-	haveUDPMem, err := readSysctl(c.udpMemPath, buf, udpMem[:], false)
+	haveUDPMem, err := readSysctl(c.udpMem, buf, udpMem[:], false)
 	if err != nil {
 		return err
 	}
-	haveMaxOrphans, err := readSysctl(c.maxOrphansPath, buf, maxOrphans[:], false)
+	haveMaxOrphans, err := readSysctl(c.maxOrphans, buf, maxOrphans[:], false)
 	if err != nil {
 		return err
 	}

@@ -33,23 +33,25 @@ var (
 // kernels name the CPU in column 13, for older ones the row number is the best we have (wrong only when CPUs
 // are offline).
 type softnetCollector struct {
-	path                      string
+	file                      *procFile
 	droppedDesc, squeezedDesc *prometheus.Desc
 }
 
 func newSoftnetCollector(cfg Config) *softnetCollector {
-	return &softnetCollector{
-		path:         filepath.Join(cfg.ProcPath, "net", "softnet_stat"),
+	c := &softnetCollector{
+		file:         newProcFile(filepath.Join(cfg.ProcPath, "net", "softnet_stat")),
 		droppedDesc:  softnetDroppedSpec.Desc(),
 		squeezedDesc: softnetSqueezedSpec.Desc(),
 	}
+	closeWhenUnreachable(c, c.file)
+	return c
 }
 
 // Update sends metrics while parsing; on an error the exporter discards what was sent.
 func (c *softnetCollector) Update(ch chan<- prometheus.Metric) error {
 	buf := getBuf()
 	defer putBuf(buf)
-	data, err := readProcFile(c.path, buf)
+	data, err := c.file.read(buf)
 	if err != nil {
 		return err
 	}
@@ -59,7 +61,7 @@ func (c *softnetCollector) Update(ch chan<- prometheus.Metric) error {
 		ch <- prometheus.MustNewConstMetric(c.squeezedDesc, prometheus.CounterValue, float64(r.squeezed), cpu)
 	})
 	if err != nil {
-		return fmt.Errorf("parsing %s: %w", c.path, err)
+		return fmt.Errorf("parsing %s: %w", c.file.path, err)
 	}
 	return nil
 }

@@ -72,16 +72,17 @@ const maxSysctlValues = 3
 
 type sysctlCollector struct {
 	root  string // <proc>/sys
-	paths []string
+	files []*procFile
 	descs []*prometheus.Desc
 }
 
 func newSysctlCollector(cfg Config) *sysctlCollector {
 	c := &sysctlCollector{root: filepath.Join(cfg.ProcPath, "sys")}
 	for _, s := range sysctlSettings {
-		c.paths = append(c.paths, filepath.Join(cfg.ProcPath, "sys", s.path))
+		c.files = append(c.files, newProcFile(filepath.Join(c.root, s.path)))
 		c.descs = append(c.descs, s.spec.Desc())
 	}
+	closeWhenUnreachable(c, c.files...)
 	return c
 }
 
@@ -98,7 +99,7 @@ func (c *sysctlCollector) Update(ch chan<- prometheus.Metric) error {
 	defer putBuf(buf)
 	for i, s := range sysctlSettings {
 		n := max(1, len(s.values))
-		ok, err := readSysctl(c.paths[i], buf, vals[i][:n], s.signed)
+		ok, err := readSysctl(c.files[i], buf, vals[i][:n], s.signed)
 		if err != nil {
 			return err
 		}
@@ -126,8 +127,8 @@ func (c *sysctlCollector) Update(ch chan<- prometheus.Metric) error {
 
 // readSysctl reads a /proc/sys file of len(out) integers. A missing file is not an error but reported as
 // found=false: several of these files exist only in the host's network namespace.
-func readSysctl(path string, buf *[]byte, out []int64, signed bool) (found bool, err error) {
-	data, err := readProcFile(path, buf)
+func readSysctl(f *procFile, buf *[]byte, out []int64, signed bool) (found bool, err error) {
+	data, err := f.read(buf)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
@@ -135,7 +136,7 @@ func readSysctl(path string, buf *[]byte, out []int64, signed bool) (found bool,
 		return false, err
 	}
 	if err := parseSysctl(data, out, signed); err != nil {
-		return false, fmt.Errorf("parsing %s: %w", path, err)
+		return false, fmt.Errorf("parsing %s: %w", f.path, err)
 	}
 	return true, nil
 }

@@ -1,0 +1,96 @@
+package collector
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// update is the package's one -update flag: other golden-file tests in this package should use it too
+// (defining a second flag of that name panics).
+var update = flag.Bool("update", false, "rewrite generated files (docs/metrics.md) instead of comparing with them")
+
+const metricsDocPath = "../docs/metrics.md"
+
+// TestMetricsDoc keeps docs/metrics.md equal to what the metric specs say. It is generated, so that a metric
+// added in any collector shows up there with nothing to write by hand:
+//
+//	go test ./collector -run TestMetricsDoc -update
+func TestMetricsDoc(t *testing.T) {
+	got := metricsDoc()
+	if *update {
+		if err := os.WriteFile(metricsDocPath, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(metricsDocPath)
+	if err != nil {
+		t.Fatalf("%v; generate it with: go test ./collector -run TestMetricsDoc -update", err)
+	}
+	if diff := cmp.Diff(strings.Split(string(want), "\n"), strings.Split(got, "\n")); diff != "" {
+		t.Errorf("docs/metrics.md is stale; regenerate it with: go test ./collector -run TestMetricsDoc -update\n(-committed +generated):\n%s", diff)
+	}
+}
+
+// metricsDoc renders every MetricSpec as one table per collector, in the order of Metrics().
+func metricsDoc() string {
+	infos := map[string]Info{}
+	for _, c := range Available() {
+		infos[c.Name] = c
+	}
+	var b strings.Builder
+	b.WriteString(`# Metrics
+
+<!-- Generated from the metric specs in collector/*.go by
+     go test ./collector -run TestMetricsDoc -update
+     Do not edit by hand: the test fails when this file and the code disagree. -->
+
+Every metric the exporter can export, by collector. A metric whose kernel field or file does not exist on the
+running kernel (or in the network namespace the exporter runs in) is absent, never 0. Enable or disable a
+collector with ` + "`--collector.<name>` / `--no-collector.<name>`" + `.
+
+`)
+	var section string
+	for _, m := range Metrics() {
+		if m.Collector != section {
+			if section != "" {
+				b.WriteString("\n")
+			}
+			section = m.Collector
+			if info, ok := infos[section]; ok {
+				state := "disabled"
+				if info.DefaultEnabled {
+					state = "enabled"
+				}
+				fmt.Fprintf(&b, "## %s\n\n%s. Default: %s (`--collector.%s`).\n\n", section, capitalize(info.Help), state, section)
+			} else {
+				fmt.Fprintf(&b, "## %s\n\nExported on every scrape, whatever collectors are enabled.\n\n", section)
+			}
+			b.WriteString("| Metric | Type | Unit | Labels | Help | Source |\n|---|---|---|---|---|---|\n")
+		}
+		labels := ""
+		if len(m.Labels) > 0 {
+			labels = "`" + strings.Join(m.Labels, "`, `") + "`"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s | %s |\n",
+			m.FullName(), m.Type, m.Unit, labels, mdCell(m.Help), mdCell(m.Source))
+	}
+	return b.String()
+}
+
+// mdCell escapes text for a Markdown table cell.
+func mdCell(s string) string {
+	return strings.NewReplacer("|", `\|`, "\n", " ").Replace(s)
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
