@@ -8,10 +8,14 @@
 package population
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
+	"os/exec"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -155,6 +159,92 @@ func Loopback(n int) (*Set, error) {
 		s.Add(c, a)
 	}
 	return s, nil
+}
+
+// PerProcess is how many connections (two descriptors each) one process can hold: RLIMIT_NOFILE's hard
+// limit, which only CAP_SYS_RESOURCE can raise, bounds it (20,000 descriptors on the machine this was
+// written on), less room for the runtime's own descriptors. The soft limit is raised to the hard one.
+func PerProcess() (int, error) {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, fmt.Errorf("getrlimit: %w", err)
+	}
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+			return 0, fmt.Errorf("raising RLIMIT_NOFILE to %d: %w", lim.Max, err)
+		}
+	}
+	return max(int(min(lim.Max, 1<<20)-256)/2, 1), nil
+}
+
+// Hold is the whole of a holder process: it opens n connections, writes "ready" to w, and keeps them
+// open until r reaches end of file (its parent closed the pipe or died).
+func Hold(n int, r io.Reader, w io.Writer) error {
+	if _, err := PerProcess(); err != nil {
+		return err
+	}
+	s, err := Loopback(n)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if _, err := fmt.Fprintln(w, "ready"); err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, r)
+	return err
+}
+
+// Holders starts processes until they hold total connections between them, each made by newCmd for n
+// connections (a command that calls Hold, started in the target namespace). stop ends them all.
+func Holders(total int, newCmd func(n int) *exec.Cmd) (stop func() error, err error) {
+	per, err := PerProcess()
+	if err != nil {
+		return nil, err
+	}
+	var stdins []io.Closer
+	var cmds []*exec.Cmd
+	stop = func() error {
+		var errs []error
+		for _, in := range stdins {
+			in.Close()
+		}
+		for _, c := range cmds {
+			if err := c.Wait(); err != nil {
+				errs = append(errs, fmt.Errorf("holder: %w", err))
+			}
+		}
+		stdins, cmds = nil, nil
+		return errors.Join(errs...)
+	}
+	for left := total; left > 0; {
+		n := min(left, per)
+		cmd := newCmd(n)
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			stop()
+			return nil, fmt.Errorf("starting holder: %w", err)
+		}
+		stdins, cmds = append(stdins, in), append(cmds, cmd)
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if strings.TrimSpace(line) != "ready" {
+			stop()
+			return nil, fmt.Errorf("holder of %d connections did not get ready: %q, %v", n, line, err)
+		}
+		left -= n
+	}
+	return stop, nil
 }
 
 // RaiseNoFile raises RLIMIT_NOFILE of the process to at least n descriptors.
