@@ -33,6 +33,7 @@ import (
 // 100,000 connections with peak RSS; run this one with
 //
 //	go test -run '^$' -bench BenchmarkDump -benchtime 20x ./sockdiag/
+//
 // holdEnv, set, turns the test binary into a holder of that many connections for BenchmarkDump.
 const holdEnv = "SOCKDIAG_HOLD"
 
