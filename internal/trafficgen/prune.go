@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -213,11 +215,12 @@ func (l *Load) RunUntil(ctx context.Context, until func() bool) (Result, error) 
 			}
 		}
 		if o.Renew > 0 && !now.Before(nextRenew) {
-			// Fresh connections start with open windows and prune again.
+			// Fresh connections start with open windows and prune again. The server side goes first: see
+			// Close.
+			l.server.dropConns()
 			if err := l.clients.Close(); err != nil {
 				return res, fmt.Errorf("closing stalled connections: %w", err)
 			}
-			l.server.dropConns()
 			if err := l.connect(ctx); err != nil {
 				res.Elapsed = time.Since(start)
 				return res, fmt.Errorf("renewing connections: %w", err)
@@ -253,9 +256,11 @@ func (l *Load) RunUntilDrops(ctx context.Context, min uint64) (Result, uint64, e
 	return res, drops, err
 }
 
-// Close closes every connection and the listener.
+// Close closes every connection and the listener. The server side goes first: closing a socket with unread
+// data resets the connection, so the clients' queued data is thrown away instead of being sent on by
+// orphaned sockets, and the kernel's prune counters stop moving at once.
 func (l *Load) Close() error {
-	return errors.Join(l.clients.Close(), l.server.Close())
+	return errors.Join(l.server.Close(), l.clients.Close())
 }
 
 // Prune opens a Load, runs it once and closes it: PruneCalled and TCPRcvCollapsed rise in the calling
@@ -267,4 +272,40 @@ func Prune(ctx context.Context, opts Options) (Result, error) {
 	}
 	res, err := l.Run(ctx)
 	return res, errors.Join(err, l.Close())
+}
+
+// Background runs Prune on a goroutine of its own, inside do (testenv.NetNS.Do, or a plain call for the
+// current namespace: func(f func() error) error { return f() }), until stop is called or one of the bounds of
+// opts is reached. stop ends the load, waits for its sockets to be closed and returns what it did. Use it
+// with Renew to keep the kernel pruning while Prometheus scrapes; opts.Until, if set, still ends it early.
+func Background(do func(func() error) error, opts Options) (stop func() (Result, error)) {
+	var stopped atomic.Bool
+	until := opts.Until
+	opts.Until = func() bool { return stopped.Load() || (until != nil && until()) }
+	if opts.CheckEvery <= 0 {
+		opts.CheckEvery = 100 * time.Millisecond
+	}
+	type outcome struct {
+		res Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		var o outcome
+		o.err = do(func() error {
+			var err error
+			o.res, err = Prune(context.Background(), opts)
+			return err
+		})
+		done <- o
+	}()
+	var once sync.Once
+	var o outcome
+	return func() (Result, error) {
+		once.Do(func() {
+			stopped.Store(true)
+			o = <-done
+		})
+		return o.res, o.err
+	}
 }

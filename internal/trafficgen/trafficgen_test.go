@@ -218,12 +218,12 @@ func TestFullAcceptQueue(t *testing.T) {
 }
 
 func TestFanout(t *testing.T) {
+	ns := testenv.NewNetNS(t)
 	restore, err := RaiseNoFile(4096)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer restore()
-	ns := testenv.NewNetNS(t)
 	// Listeners and clients opened by separate calls, as they would be in separate processes.
 	var split, dialed *Conns
 	if err := ns.Do(func() (err error) {
@@ -285,3 +285,24 @@ func TestDropsThenClose(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestBackground(t *testing.T) {
+	ns := testenv.NewNetNS(t)
+	stop := Background(ns.Do, Options{Duration: 10 * time.Second})
+	time.Sleep(300 * time.Millisecond)
+	res, err := stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Stopped != StoppedUntil || res.Writes == 0 || res.Elapsed > 2*time.Second {
+		t.Errorf("stop did not end a running load promptly: %s", res)
+	}
+	var n Netstat
+	ns.Do(func() (err error) { n, err = ReadNetstat(); return err })
+	if n["TcpExt"]["PruneCalled"] == 0 {
+		t.Errorf("no pruning in the namespace after %s", res)
+	}
+	if again, _ := stop(); again != res {
+		t.Errorf("second stop returned %v, want %v", again, res)
+	}
+}
