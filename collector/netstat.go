@@ -225,8 +225,8 @@ func (c *netstatCollector) Update(ch chan<- prometheus.Metric) error {
 // parseProtoStats parses a file made of line pairs, "Proto: Name1 Name2 ..." then "Proto: v1 v2 ...", as
 // /proc/net/netstat and /proc/net/snmp are. For every wanted field it stores the value in vals and sets have.
 // Values of fields nobody asked for are not checked (Tcp MaxConn is -1), but every pair must have as many
-// values as names.
-// Every protocol in want must have its line pair: a file without one is not the file we expect.
+// values as names, and every protocol in want must have its pair: a file without it is not the file we
+// expect.
 func parseProtoStats(data []byte, want []protoFields, vals []uint64, have []bool) error {
 	var seen uint64 // bit i: want[i] was found
 	for len(data) > 0 {
@@ -244,14 +244,15 @@ func parseProtoStats(data []byte, want []protoFields, vals []uint64, have []bool
 		}
 		data = rest
 
-		proto, names, ok := cutProto(names)
+		proto, nameFields, ok := cutProto(names)
 		if !ok {
 			return fmt.Errorf("line %.40q... does not start with \"Proto:\"", names)
 		}
-		vproto, values, ok := cutProto(values)
+		vproto, valueFields, ok := cutProto(values)
 		if !ok || !bytes.Equal(proto, vproto) {
 			return fmt.Errorf("%s names line followed by %.40q...", proto, values)
 		}
+		names, values = nameFields, valueFields
 		var wanted map[string]int
 		for i, w := range want {
 			if w.proto == string(proto) {

@@ -1,9 +1,11 @@
 package collector
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +13,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 )
 
 // hostCollectors are the collectors this file's tests cover; the others have their own tests.
@@ -351,6 +356,29 @@ func TestHostCollectorsLint(t *testing.T) {
 				t.Errorf("lint: %s: %s", p.Metric, p.Text)
 			}
 		})
+	}
+}
+
+// TestHostCollectorsPromtool runs `promtool check metrics` on a scrape of the real /proc, as the issue asks.
+func TestHostCollectorsPromtool(t *testing.T) {
+	promtool := testenv.RequireBinary(t, "promtool", "prometheus")
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(newHostExporter(t, "/proc"))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text bytes.Buffer
+	enc := expfmt.NewEncoder(&text, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = &text
+	if out, err := cmd.CombinedOutput(); err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 }
 

@@ -67,8 +67,12 @@ var sysctlSettings = []sysctlSetting{
 	})},
 }
 
-// maxSysctlValues is the most numbers one sysctl file of ours holds.
-const maxSysctlValues = 3
+// maxSysctlValues is the most numbers one sysctl file of ours holds; maxSysctlSettings bounds
+// sysctlSettings. Both size arrays that a scrape keeps on the stack.
+const (
+	maxSysctlValues   = 3
+	maxSysctlSettings = 16
+)
 
 type sysctlCollector struct {
 	root  string // <proc>/sys
@@ -77,6 +81,9 @@ type sysctlCollector struct {
 }
 
 func newSysctlCollector(cfg Config) *sysctlCollector {
+	if len(sysctlSettings) > maxSysctlSettings {
+		panic("sysctlSettings has more than maxSysctlSettings entries")
+	}
 	c := &sysctlCollector{root: filepath.Join(cfg.ProcPath, "sys")}
 	for _, s := range sysctlSettings {
 		c.files = append(c.files, newProcFile(filepath.Join(c.root, s.path)))
@@ -88,13 +95,10 @@ func newSysctlCollector(cfg Config) *sysctlCollector {
 
 func (c *sysctlCollector) Update(ch chan<- prometheus.Metric) error {
 	var (
-		vals  [16][maxSysctlValues]int64
-		found [16]bool
+		vals  [maxSysctlSettings][maxSysctlValues]int64
+		found [maxSysctlSettings]bool
 		seen  bool
 	)
-	if len(sysctlSettings) > len(vals) {
-		panic("too many sysctl settings")
-	}
 	buf := getBuf()
 	defer putBuf(buf)
 	for i, s := range sysctlSettings {

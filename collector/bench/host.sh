@@ -5,10 +5,10 @@
 #
 #   collector/bench/host.sh [scrapes]        (default 300 scrapes of each, alternating)
 #
-# Both exporters listen on free loopback ports; each scrape is a fresh curl request timed by curl
-# (time_total: connect, request, full response), first uncompressed, then with gzip as Prometheus asks for it.
-# It prints the median and p90 of each, the ratio ours/theirs (target: at most 1.0), the response sizes, and
-# the allocations per scrape from BenchmarkHostScrape.
+# Both exporters listen on free loopback ports; curl times each scrape (time_total: request to last byte of
+# the response): over kept-alive connections as Prometheus scrapes, uncompressed and with gzip, then with a
+# new connection per scrape. It prints the median and p90 of each, the ratio ours/theirs (target: at most
+# 1.0), the response sizes, and the allocations per scrape from BenchmarkHostScrape.
 set -eu
 
 N=${1:-300}
@@ -97,39 +97,44 @@ stats() {
 	sort -n "$1" | awk '{ v[NR] = $1 } END { printf "%.3f %.3f", v[int((NR + 1) / 2)] * 1000, v[int(NR * 0.9)] * 1000 }'
 }
 
-run() { # label, extra curl args
+# run LABEL MODE [curl args]: N scrapes of each exporter, alternating which goes first. MODE "fresh" runs one
+# curl per scrape (a new TCP connection each time); "keepalive" runs one curl for all of them, which keeps a
+# connection to each exporter open, as Prometheus does.
+run() {
 	label=$1
-	shift
-	: >"$WORK/ours.t"
-	: >"$WORK/theirs.t"
-	for _ in 1 2 3 4 5 6 7 8 9 10; do # warm-up
-		curl -s -o /dev/null "$@" "$OURS"
-		curl -s -o /dev/null "$@" "$THEIRS"
-	done
+	mode=$2
+	shift 2
+	ours_size=$(curl -s -o /dev/null -w '%{size_download}' "$@" "$OURS")
+	theirs_size=$(curl -s -o /dev/null -w '%{size_download}' "$@" "$THEIRS")
+	: >"$WORK/urls"
 	i=0
-	while [ $i -lt "$N" ]; do
-		# Alternate which goes first, so neither always runs on a cache the other warmed.
+	while [ $i -lt $((N + 10)) ]; do # the first 10 of each are warm-up
 		if [ $((i % 2)) -eq 0 ]; then
-			curl -s -o /dev/null -w '%{time_total}\n' "$@" "$OURS" >>"$WORK/ours.t"
-			curl -s -o /dev/null -w '%{time_total}\n' "$@" "$THEIRS" >>"$WORK/theirs.t"
+			printf 'url = "%s"\noutput = "/dev/null"\nurl = "%s"\noutput = "/dev/null"\n' "$OURS" "$THEIRS" >>"$WORK/urls"
 		else
-			curl -s -o /dev/null -w '%{time_total}\n' "$@" "$THEIRS" >>"$WORK/theirs.t"
-			curl -s -o /dev/null -w '%{time_total}\n' "$@" "$OURS" >>"$WORK/ours.t"
+			printf 'url = "%s"\noutput = "/dev/null"\nurl = "%s"\noutput = "/dev/null"\n' "$THEIRS" "$OURS" >>"$WORK/urls"
 		fi
 		i=$((i + 1))
 	done
+	if [ "$mode" = keepalive ]; then
+		curl -s -w '%{url_effective} %{time_total}\n' "$@" -K "$WORK/urls" >"$WORK/times"
+	else
+		: >"$WORK/times"
+		sed -n 's/^url = "\(.*\)"$/\1/p' "$WORK/urls" | while read -r url; do
+			curl -s -o /dev/null -w '%{url_effective} %{time_total}\n' "$@" "$url" >>"$WORK/times"
+		done
+	fi
+	grep -F "$OURS " "$WORK/times" | tail -n "$N" | cut -d' ' -f2 >"$WORK/ours.t"
+	grep -F "$THEIRS " "$WORK/times" | tail -n "$N" | cut -d' ' -f2 >"$WORK/theirs.t"
 	set -- $(stats "$WORK/ours.t") $(stats "$WORK/theirs.t")
-	ours_size=$(curl -s -o /dev/null -w '%{size_download}' $extra "$OURS")
-	theirs_size=$(curl -s -o /dev/null -w '%{size_download}' $extra "$THEIRS")
-	printf '%-13s ours median %s ms (p90 %s, %s bytes)   node_exporter median %s ms (p90 %s, %s bytes)   ratio ours/theirs %s\n' \
+	printf '%-22s ours median %s ms (p90 %s, %s bytes)   node_exporter median %s ms (p90 %s, %s bytes)   ratio ours/theirs %s\n' \
 		"$label" "$1" "$2" "$ours_size" "$3" "$4" "$theirs_size" "$(awk -v a="$1" -v b="$3" 'BEGIN { printf "%.2f", a / b }')"
 }
 
 echo "$N scrapes of each, alternating:"
-extra=""
-run "uncompressed"
-extra="-H Accept-Encoding:gzip"
-run "gzip" -H "Accept-Encoding: gzip"
+run "keep-alive" keepalive
+run "keep-alive, gzip" keepalive -H "Accept-Encoding: gzip"
+run "new connection" fresh
 
 echo "allocations per scrape (BenchmarkHostScrape, real /proc, no HTTP):"
 (cd "$ROOT" && go test ./collector -run '^$' -bench '^BenchmarkHostScrape$' -benchtime 2000x | grep Benchmark)
