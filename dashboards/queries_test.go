@@ -22,11 +22,10 @@ var (
 	ruleFiles      = []string{"../deploy/prometheus/alerts.yml", "../deploy/prometheus/recording.yml"}
 )
 
-// allQueries returns every query of both dashboards and both rule files, and the recorded metric names.
-func allQueries(t *testing.T) ([]promQuery, []string) {
+// allDashboardQueries returns every query of both dashboards.
+func allDashboardQueries(t *testing.T) []promQuery {
 	t.Helper()
 	var qs []promQuery
-	var records []string
 	for _, f := range dashboardFiles {
 		d, err := dashboardQueries(f)
 		if err != nil {
@@ -34,6 +33,14 @@ func allQueries(t *testing.T) ([]promQuery, []string) {
 		}
 		qs = append(qs, d...)
 	}
+	return qs
+}
+
+// allQueries returns every query of both dashboards and both rule files, and the recorded metric names.
+func allQueries(t *testing.T) ([]promQuery, []string) {
+	t.Helper()
+	qs := allDashboardQueries(t)
+	var records []string
 	for _, f := range ruleFiles {
 		r, rec, err := ruleQueries(f)
 		if err != nil {
