@@ -1,11 +1,16 @@
 package collector
 
 import (
+	"context"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 )
 
 func TestParseSockstat(t *testing.T) {
@@ -135,5 +140,40 @@ func TestSockstatCollectorErrors(t *testing.T) {
 	}
 	if err := newSockstatCollector(Config{ProcPath: t.TempDir()}).Update(discard(t)); err == nil || !strings.Contains(err.Error(), "net/sockstat") {
 		t.Errorf("missing sockstat: got %v", err)
+	}
+}
+
+// TestHostCollectorsInNetNS runs the host collectors against the real /proc inside a fresh network namespace,
+// where tcp_mem, udp_mem, tcp_max_orphans and netdev_max_backlog do not exist: every collector must still
+// succeed, with those metrics absent. The test binary re-runs itself inside the namespace, because /proc/net
+// follows the whole process's namespace, not one thread's.
+func TestHostCollectorsInNetNS(t *testing.T) {
+	if os.Getenv("SOCKBUF_TEST_IN_NETNS") == "1" {
+		e := newHostExporter(t, "/proc")
+		success, _ := successByCollector(t, e)
+		want := map[string]float64{"netstat": 1, "sockstat": 1, "softnet": 1, "sysctl": 1}
+		if diff := cmp.Diff(want, success); diff != "" {
+			t.Errorf("sockbuf_scrape_collector_success in a network namespace (-want +got):\n%s", diff)
+		}
+		for name, want := range map[string]int{
+			"sockbuf_tcp_mem_threshold_bytes": 0, "sockbuf_udp_mem_threshold_bytes": 0, "sockbuf_tcp_max_orphans": 0,
+			"sockbuf_net_core_netdev_max_backlog": 0,
+			"sockbuf_tcp_memory_bytes": 1, "sockbuf_tcp_sockets_inuse": 1, "sockbuf_net_core_rmem_max_bytes": 1,
+			"sockbuf_tcp_prune_called_total": 1,
+		} {
+			if got := testutil.CollectAndCount(e, name); got != want {
+				t.Errorf("%s: %d series in a network namespace, want %d", name, got, want)
+			}
+		}
+		return
+	}
+	ns := testenv.NewNetNS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := ns.Command(ctx, os.Args[0], "-test.run=^TestHostCollectorsInNetNS$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "SOCKBUF_TEST_IN_NETNS=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestHostCollectorsInNetNS") {
+		t.Errorf("inside network namespace %s: %v\n%s", ns.Name, err, out)
 	}
 }
