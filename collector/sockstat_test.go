@@ -158,7 +158,7 @@ func TestHostCollectorsInNetNS(t *testing.T) {
 		for name, want := range map[string]int{
 			"sockbuf_tcp_mem_threshold_bytes": 0, "sockbuf_udp_mem_threshold_bytes": 0, "sockbuf_tcp_max_orphans": 0,
 			"sockbuf_net_core_netdev_max_backlog": 0,
-			"sockbuf_tcp_memory_bytes": 1, "sockbuf_tcp_sockets_inuse": 1, "sockbuf_net_core_rmem_max_bytes": 1,
+			"sockbuf_tcp_memory_bytes":            1, "sockbuf_tcp_sockets_inuse": 1, "sockbuf_net_core_rmem_max_bytes": 1,
 			"sockbuf_tcp_prune_called_total": 1,
 		} {
 			if got := testutil.CollectAndCount(e, name); got != want {
