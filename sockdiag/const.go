@@ -87,22 +87,18 @@ const (
 
 // Structure sizes and offsets, from include/uapi/linux/inet_diag.h.
 const (
-	sizeofSockID     = 48         // struct inet_diag_sockid
-	sizeofReqV2      = 56         // struct inet_diag_req_v2
-	sizeofReqV1      = 60         // struct inet_diag_req
-	sizeofDiagMsg    = 72         // struct inet_diag_msg
-	sizeofMemInfo    = 16         // struct inet_diag_meminfo
-	inetDiagNoCookie = ^uint32(0) // INET_DIAG_NOCOOKIE
+	sizeofSockID  = 48 // struct inet_diag_sockid
+	sizeofReqV2   = 56 // struct inet_diag_req_v2
+	sizeofReqV1   = 60 // struct inet_diag_req
+	sizeofDiagMsg = 72 // struct inet_diag_msg
+	sizeofMemInfo = 16 // struct inet_diag_meminfo
 )
 
 // Reply attributes (enum { INET_DIAG_NONE, ... }), from include/uapi/linux/inet_diag.h.
 const (
 	inetDiagMemInfo   = 1  // INET_DIAG_MEMINFO: struct inet_diag_meminfo
 	inetDiagInfo      = 2  // INET_DIAG_INFO: struct tcp_info
-	inetDiagCong      = 4  // INET_DIAG_CONG
-	inetDiagTOS       = 5  // INET_DIAG_TOS
 	inetDiagSKMemInfo = 7  // INET_DIAG_SKMEMINFO: __u32[SK_MEMINFO_VARS]
-	inetDiagShutdown  = 8  // INET_DIAG_SHUTDOWN
 	inetDiagCgroupID  = 21 // INET_DIAG_CGROUP_ID: __u64, kernel 5.7+
 )
 

@@ -3,10 +3,10 @@
 package sockdiag
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
-	"sort"
 	"testing"
 	"time"
 
@@ -132,6 +132,18 @@ func knownSet(s *population.Set) error {
 	return nil
 }
 
+// knownClient dials a Client into a fresh namespace holding knownSet.
+func knownClient(t *testing.T) *Client {
+	t.Helper()
+	_, nsfd := knownNetNS(t)
+	c, err := Dial(&Config{NetNS: nsfd})
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // knownNetNS creates a namespace holding knownSet and returns it with an open descriptor of it.
 func knownNetNS(t *testing.T) (*testenv.NetNS, int) {
 	t.Helper()
@@ -147,15 +159,6 @@ func knownNetNS(t *testing.T) (*testenv.NetNS, int) {
 	}
 	t.Cleanup(func() { f.Close() })
 	return ns, int(f.Fd())
-}
-
-func sortSS(s []ssSocket) {
-	sort.Slice(s, func(i, j int) bool {
-		if c := s[i].Local.Compare(s[j].Local); c != 0 {
-			return c < 0
-		}
-		return s[i].Peer.Compare(s[j].Peer) < 0
-	})
 }
 
 func dumpView(t *testing.T, c *Client, req Request) []ssSocket {
@@ -230,12 +233,7 @@ func TestDumpMatchesSS(t *testing.T) {
 // TIME_WAIT.
 func TestDumpKnownSet(t *testing.T) {
 	testenv.RequireRoot(t)
-	_, nsfd := knownNetNS(t)
-	c, err := Dial(&Config{NetNS: nsfd})
-	if err != nil {
-		t.Fatalf("Dial: %v", err)
-	}
-	defer c.Close()
+	c := knownClient(t)
 
 	count := map[string]int{}
 	var listenWithQueue, unread1000, unread5000, fullSendQ, v6 int
@@ -288,5 +286,42 @@ func TestDumpKnownSet(t *testing.T) {
 	}
 	if st.Sockets != 23 || st.Bytes == 0 || st.Retries != 0 || st.Inconsistent {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestDumpAllocs: a dump allocates a small constant (the request message netlink.Conn.Send builds), not
+// per socket; BenchmarkDump shows the same 12 allocations on 40,000 sockets.
+func TestDumpAllocs(t *testing.T) {
+	testenv.RequireRoot(t)
+	c := knownClient(t)
+	var n int
+	fn := func(s *Socket) error { n += int(s.SKMemInfo.Rcvbuf & 1); return nil }
+	req := Request{Family: FamilyUnspec, Extensions: ExtSKMemInfo | ExtInfo | ExtMemInfo}
+	allocs := testing.AllocsPerRun(20, func() {
+		if _, err := c.Dump(req, fn); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs > 16 {
+		t.Errorf("Dump allocates %v times per dump of 23 sockets, want a small constant", allocs)
+	}
+}
+
+// TestDumpDeadline: a deadline that has passed aborts the dump with os.ErrDeadlineExceeded, and the
+// Client works again once it is lifted.
+func TestDumpDeadline(t *testing.T) {
+	testenv.RequireRoot(t)
+	c := knownClient(t)
+	if err := c.SetDeadline(time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Dump(Request{}, func(*Socket) error { return nil }); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("dump past its deadline: %v, want os.ErrDeadlineExceeded", err)
+	}
+	if err := c.SetDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := c.Dump(Request{Family: FamilyInet6}, func(*Socket) error { return nil }); err != nil || st.Sockets == 0 {
+		t.Errorf("dump after lifting the deadline: %+v, %v", st, err)
 	}
 }

@@ -3,13 +3,11 @@
 package sockdiag
 
 import (
-	"errors"
 	"flag"
 	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/mdlayher/netlink"
 
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
@@ -115,31 +113,4 @@ func recordReply(t *testing.T, nsfd int, req Request) []byte {
 			return all
 		}
 	}
-}
-
-// diffRecording decodes a recorded reply and compares it with the ss output recorded with it.
-func diffRecording(reply []byte, ssOut string) (string, error) {
-	var d Decoder
-	var got []ssSocket
-	res, err := d.Decode(reply, func(s *Socket) error {
-		got = append(got, ssComparable(ssView(s)))
-		return nil
-	})
-	if err != nil {
-		return "", err
-	}
-	if !res.Done {
-		return "", errors.New("recording does not end with NLMSG_DONE")
-	}
-	socks, err := parseSS(ssOut)
-	if err != nil {
-		return "", err
-	}
-	var want []ssSocket
-	for _, s := range socks {
-		want = append(want, ssComparable(s))
-	}
-	sortSS(want)
-	sortSS(got)
-	return cmp.Diff(want, got, cmpAddr), nil
 }

@@ -2,11 +2,14 @@ package sockdiag
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net/netip"
+	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
@@ -177,4 +180,40 @@ func ssComparable(s ssSocket) ssSocket {
 	}
 	s.Fields = f
 	return s
+}
+
+func sortSS(s []ssSocket) {
+	sort.Slice(s, func(i, j int) bool {
+		if c := s[i].Local.Compare(s[j].Local); c != 0 {
+			return c < 0
+		}
+		return s[i].Peer.Compare(s[j].Peer) < 0
+	})
+}
+
+// diffRecording decodes a recorded reply and compares it with the ss output recorded with it.
+func diffRecording(reply []byte, ssOut string) (string, error) {
+	var d Decoder
+	var got []ssSocket
+	res, err := d.Decode(reply, func(s *Socket) error {
+		got = append(got, ssComparable(ssView(s)))
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	if !res.Done {
+		return "", errors.New("recording does not end with NLMSG_DONE")
+	}
+	socks, err := parseSS(ssOut)
+	if err != nil {
+		return "", err
+	}
+	var want []ssSocket
+	for _, s := range socks {
+		want = append(want, ssComparable(s))
+	}
+	sortSS(want)
+	sortSS(got)
+	return cmp.Diff(want, got, cmpAddr), nil
 }
