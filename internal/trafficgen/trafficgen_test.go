@@ -79,7 +79,7 @@ func TestPrune(t *testing.T) {
 			return err
 		}
 		ctx := context.Background()
-		res, err := Prune(ctx, Options{Duration: 10 * time.Second,
+		res, err := Prune(ctx, Options{Duration: 20 * time.Second,
 			Until: pruneMoved(t, before, "PruneCalled", "RcvPruned", "TCPRcvCollapsed")})
 		if err != nil {
 			return err
