@@ -20,6 +20,10 @@
 //		after := exp.Scrape(t)
 //		rise := after.Sum("sockbuf_tcp_prune_called_total") - before.Sum("sockbuf_tcp_prune_called_total")
 //
+//		// Keep the kernel pruning while Prometheus scrapes (stops at the end, or after 60s):
+//		stop := trafficgen.Background(ns.Do, trafficgen.Options{Duration: 60 * time.Second, Renew: time.Second})
+//		defer stop()
+//
 //		hook := e2e.StartWebhook(t, ns)              // records what Alertmanager posts
 //		am := e2e.StartAlertmanager(t, ns, e2e.AlertmanagerConfig{WebhookURL: hook.URL()})
 //		prom := e2e.StartPrometheus(t, ns, e2e.PrometheusConfig{
