@@ -69,6 +69,13 @@ var (
 			"the kernel is about to collapse or prune their queues, or to drop what arrives.",
 		Source: "INET_DIAG_SKMEMINFO SK_MEMINFO_RMEM_ALLOC and SK_MEMINFO_RCVBUF",
 	})
+	zeroWindowSpec = spec("sockets", MetricSpec{
+		Name: "rcv_window_zero_sockets", Type: Gauge, Labels: groupLabelNames,
+		Help: "ESTABLISHED sockets of the group advertising a zero receive window: their buffer is full and " +
+			"the peer must stop sending. Only with --collector.sockets.tcp-info, on kernels whose tcp_info has " +
+			"tcpi_rcv_wnd (6.2+).",
+		Source: "INET_DIAG_INFO tcp_info tcpi_rcv_wnd",
+	})
 	socketDropsSpec = spec("sockets", MetricSpec{
 		Name: "socket_drops_total", Type: Counter, Labels: groupLabelNames,
 		Help: "Packets the group's sockets dropped (sk_drops: receive memory or backlog full, filter, checksum), " +
@@ -216,13 +223,14 @@ type socketsCollector struct {
 	procs   *processScanner // nil without process attribution
 	attempt int             // Socket.Attempt of the dump in progress
 	hasDrop bool            // the kernel's skmeminfo has the drops field
+	hasWnd  bool            // tcp_info was asked for and has tcpi_rcv_wnd
 
 	retries, inconsistent uint64
 
 	onListener, onSocket func(*sockdiag.Socket) error // bound once, so a scrape allocates no closure
 
-	sockets, recvQueue, recvQueueMax, rmemAlloc, rcvbuf, full, drops, sendQueue           *prometheus.Desc
-	fill, size, listenLength, listenLimit, byState, folded, dumpRetries, dumpInconsistent *prometheus.Desc
+	sockets, recvQueue, recvQueueMax, rmemAlloc, rcvbuf, full, zeroWindow, drops, sendQueue *prometheus.Desc
+	fill, size, listenLength, listenLimit, byState, folded, dumpRetries, dumpInconsistent   *prometheus.Desc
 }
 
 func newSocketsCollector(cfg Config, logger *slog.Logger, dial func() (socketDumper, error)) (*socketsCollector, error) {
@@ -256,7 +264,8 @@ func newSocketsCollector(cfg Config, logger *slog.Logger, dial func() (socketDum
 
 		sockets: socketsSpec.Desc(), recvQueue: recvQueueSpec.Desc(), recvQueueMax: recvQueueMaxSpec.Desc(),
 		rmemAlloc: rmemAllocSpec.Desc(), rcvbuf: rcvbufSpec.Desc(), full: rcvbufFullSpec.Desc(),
-		drops: socketDropsSpec.Desc(), sendQueue: sendQueueSpec.Desc(), fill: fillRatioSpec.Desc(),
+		zeroWindow: zeroWindowSpec.Desc(),
+		drops:      socketDropsSpec.Desc(), sendQueue: sendQueueSpec.Desc(), fill: fillRatioSpec.Desc(),
 		size: rcvbufSizeSpec.Desc(), listenLength: listenLengthSpec.Desc(), listenLimit: listenLimitSpec.Desc(),
 		byState: byStateSpec.Desc(), folded: groupsFoldedSpec.Desc(), dumpRetries: dumpRetriesSpec.Desc(),
 		dumpInconsistent: dumpInconsistentSpec.Desc(),
@@ -382,6 +391,9 @@ func (c *socketsCollector) socket(s *sockdiag.Socket) error {
 	if !c.hasDrop && s.HasSKMemInfo && s.SKMemInfoHasDrops() {
 		c.hasDrop = true
 	}
+	if !c.hasWnd && s.HasRcvWnd() {
+		c.hasWnd = true
+	}
 	var proc int32
 	if c.procs != nil {
 		proc = c.procs.owner(s.Inode)
@@ -416,6 +428,9 @@ func (c *socketsCollector) emit(ch chan<- prometheus.Metric) {
 		gauge(c.rcvbuf, g.stats.rcvbuf, lv)
 		gauge(c.full, g.stats.full, lv)
 		gauge(c.sendQueue, g.stats.sendQueue, lv)
+		if c.hasWnd {
+			gauge(c.zeroWindow, g.stats.zeroWindow, lv)
+		}
 		if c.hasDrop {
 			ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(g.drops), lv...)
 		}

@@ -60,6 +60,7 @@ type groupStats struct {
 	rmemAlloc    uint64
 	rcvbuf       uint64
 	full         uint64
+	zeroWindow   uint64 // sockets advertising a zero receive window (tcp_info, when asked for)
 	drops        uint64 // drops added on this scrape (deltas since the previous one)
 }
 
@@ -71,6 +72,7 @@ func (g *groupStats) merge(o *groupStats) {
 	g.rmemAlloc += o.rmemAlloc
 	g.rcvbuf += o.rcvbuf
 	g.full += o.full
+	g.zeroWindow += o.zeroWindow
 	g.drops += o.drops
 }
 
@@ -343,6 +345,9 @@ func (a *aggregator) add(s *sockdiag.Socket, process int32) {
 	g.recvQueue += rq
 	g.recvQueueMax = max(g.recvQueueMax, rq)
 	g.sendQueue += uint64(s.WQueue)
+	if s.HasRcvWnd() && s.TCPInfo.RcvWnd == 0 && s.State == sockdiag.StateEstablished {
+		g.zeroWindow++
+	}
 	if !s.HasSKMemInfo {
 		return // TIME_WAIT and SYN_RECV mini-sockets have no buffers
 	}

@@ -21,6 +21,7 @@ type fakeSock struct {
 	cgroup        uint64
 	inode         uint32
 	noMem         bool // a TIME_WAIT or SYN_RECV mini-socket
+	rcvWnd        int  // tcpi_rcv_wnd + 1 when tcp_info is present; 0: no tcp_info
 }
 
 func (f fakeSock) socket() *sockdiag.Socket {
@@ -38,6 +39,10 @@ func (f fakeSock) socket() *sockdiag.Socket {
 	}
 	if s.State == sockdiag.StateListen {
 		s.Dst = netip.AddrPortFrom(netip.IPv4Unspecified(), 0)
+	}
+	if f.rcvWnd > 0 {
+		s.TCPInfoLen = sockdiag.TCPInfoLenRcvWnd
+		s.TCPInfo.RcvWnd = uint32(f.rcvWnd - 1)
 	}
 	if !f.noMem {
 		s.HasSKMemInfo, s.SKMemInfoLen = true, 36
@@ -213,6 +218,24 @@ func ports(gs []group) []string {
 		out = append(out, r.Port)
 	}
 	return out
+}
+
+func TestAggregatorZeroWindow(t *testing.T) {
+	a := newAggregator(200, 0.9, false)
+	scrape(a, nil,
+		fakeSock{remote: 1, rcvWnd: 1},                                 // zero window
+		fakeSock{remote: 1, rcvWnd: 65536},                             // open
+		fakeSock{remote: 1},                                            // no tcp_info
+		fakeSock{remote: 1, rcvWnd: 1, state: sockdiag.StateCloseWait}, // not ESTABLISHED
+		fakeSock{remote: 2, rcvWnd: 1},
+	)
+	got := map[uint16]uint64{}
+	for _, g := range a.out {
+		got[g.labels.port] = g.stats.zeroWindow
+	}
+	if diff := cmp.Diff(map[uint16]uint64{1: 1, 2: 1}, got); diff != "" {
+		t.Errorf("zero-window sockets (-want +got):\n%s", diff)
+	}
 }
 
 func TestAggregatorFillRatio(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,14 +21,23 @@ type fakeDumper struct {
 	socks     []fakeSock
 	interrupt bool // deliver every dump twice, the first attempt cut short, as after NLM_F_DUMP_INTR
 	block     bool // block until the deadline passes
-	deadline  time.Time
 	reqs      []sockdiag.Request
+
+	mu       sync.Mutex // SetDeadline comes from another goroutine when the context ends
+	deadline time.Time
 }
 
 func (f *fakeDumper) Dump(req sockdiag.Request, fn func(*sockdiag.Socket) error) (sockdiag.DumpStats, error) {
 	f.reqs = append(f.reqs, req)
 	if f.block {
-		for time.Now().Before(f.deadline) || f.deadline.IsZero() {
+		// Like a netlink read, return a little after the deadline, once the scrape's context has ended.
+		for {
+			f.mu.Lock()
+			d := f.deadline
+			f.mu.Unlock()
+			if !d.IsZero() && time.Now().After(d.Add(20*time.Millisecond)) {
+				break
+			}
 			time.Sleep(time.Millisecond)
 		}
 		return sockdiag.DumpStats{}, os.ErrDeadlineExceeded
@@ -56,8 +66,13 @@ func (f *fakeDumper) Dump(req sockdiag.Request, fn func(*sockdiag.Socket) error)
 	return st, nil
 }
 
-func (f *fakeDumper) SetDeadline(t time.Time) error { f.deadline = t; return nil }
-func (f *fakeDumper) Close() error                  { return nil }
+func (f *fakeDumper) SetDeadline(t time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.deadline = t
+	return nil
+}
+func (f *fakeDumper) Close() error { return nil }
 
 func newTestSockets(t *testing.T, sc SocketsConfig, d *fakeDumper) *socketsCollector {
 	t.Helper()
@@ -163,6 +178,27 @@ sockbuf_rmem_fill_ratio_count 3
 	}
 	if r := d.reqs[1]; r.States != sockdiag.DefaultStates&^(1<<sockdiag.StateListen) || r.Extensions != sockdiag.ExtSKMemInfo {
 		t.Errorf("socket request = %+v", r)
+	}
+}
+
+func TestSocketsCollectorTCPInfo(t *testing.T) {
+	d := &fakeDumper{socks: []fakeSock{
+		fakeSock{local: 40000, remote: 443, rcvWnd: 1},
+		fakeSock{local: 40001, remote: 443, rcvWnd: 1000},
+	}}
+	m := gather(t, newTestSockets(t, SocketsConfig{TCPInfo: true}, d))
+	if got := m[`sockbuf_rcv_window_zero_sockets{cgroup="",port="443",process="",role="client"}`]; got != 1 {
+		t.Errorf("zero-window sockets = %g, want 1", got)
+	}
+	if r := d.reqs[1]; r.Extensions != sockdiag.ExtSKMemInfo|sockdiag.ExtInfo {
+		t.Errorf("with tcp-info the request has extensions %#x", r.Extensions)
+	}
+	// Without tcp_info the metric is absent, not 0.
+	d = &fakeDumper{socks: []fakeSock{{local: 40000, remote: 443}}}
+	for k := range gather(t, newTestSockets(t, SocketsConfig{}, d)) {
+		if strings.HasPrefix(k, "sockbuf_rcv_window_zero_sockets") {
+			t.Errorf("without tcp_info: %s exported", k)
+		}
 	}
 }
 

@@ -1,0 +1,266 @@
+package collector
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sockbuf/sockbuf_exporter/internal/e2e"
+	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
+	"github.com/sockbuf/sockbuf_exporter/internal/trafficgen"
+	"github.com/sockbuf/sockbuf_exporter/sockdiag"
+)
+
+// BenchmarkSocketsScrape measures one scrape of the sockets collector on real sockets: idle loopback
+// connections (SOCKBUF_BENCH_CONNS, default 8,000, i.e. 16,000 sockets plus 100 listeners) in a namespace
+// with its own hash table, against sockdiag's bare dump of the same sockets with the same attributes:
+//
+//	dump            sockdiag.Client.Dump with skmeminfo and a callback that does nothing
+//	scrape          the collector (LISTEN dump, full dump, aggregation, metrics), attribution off
+//	scrape-cgroup   the same with cgroup attribution (the default)
+//	scrape-process  the same with process attribution too (/proc/*/fd scan)
+//
+// go test -run '^$' -bench BenchmarkSocketsScrape -benchtime 20x ./collector/
+func BenchmarkSocketsScrape(b *testing.B) {
+	conns := 8000
+	if v := os.Getenv("SOCKBUF_BENCH_CONNS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			b.Fatalf("SOCKBUF_BENCH_CONNS=%q: want a positive number", v)
+		}
+		conns = n
+	}
+	testenv.RequireRoot(b)
+	testenv.WithSysctl(b, "net/ipv4/tcp_child_ehash_entries", "1024")
+	ns := testenv.NewNetNS(b)
+	restore, err := trafficgen.RaiseNoFile(uint64(conns + 1024))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { restore() })
+	var c *trafficgen.Conns
+	err = ns.Do(func() (err error) {
+		c, err = trafficgen.Fanout(context.Background(), trafficgen.FanoutConfig{Ports: 100, Conns: conns, NoAccept: true})
+		return err
+	})
+	if c != nil {
+		b.Cleanup(func() { c.Close() })
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	nsf, err := os.Open(ns.Path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nsf.Close()
+	dial := func() (socketDumper, error) { return sockdiag.Dial(&sockdiag.Config{NetNS: int(nsf.Fd())}) }
+	sockets := 2*conns + 100
+
+	perSocket := func(b *testing.B) {
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*sockets), "ns/socket")
+	}
+	b.Run("dump", func(b *testing.B) {
+		cl, err := sockdiag.Dial(&sockdiag.Config{NetNS: int(nsf.Fd())})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer cl.Close()
+		req := sockdiag.Request{Family: sockdiag.FamilyUnspec, Extensions: sockdiag.ExtSKMemInfo}
+		fn := func(*sockdiag.Socket) error { return nil }
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := cl.Dump(req, fn); err != nil {
+				b.Fatal(err)
+			}
+		}
+		perSocket(b)
+	})
+	for _, tc := range []struct {
+		name string
+		cfg  SocketsConfig
+	}{
+		{"scrape", SocketsConfig{}},
+		{"scrape-cgroup", SocketsConfig{CgroupAttribution: true}},
+		{"scrape-process", SocketsConfig{CgroupAttribution: true, ProcessAttribution: true}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			col, err := newSocketsCollector(Config{ProcPath: "/proc", Sockets: tc.cfg}, nil, dial)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ch := make(chan prometheus.Metric, 4096)
+			scrape := func() {
+				if err := col.Update(ch); err != nil {
+					b.Fatal(err)
+				}
+				for len(ch) > 0 {
+					<-ch
+				}
+			}
+			scrape() // grow the maps, walk the cgroups
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				scrape()
+			}
+			perSocket(b)
+		})
+	}
+}
+
+// TestSocketsScale is the issue's performance measurement, run by hand through collector/bench/sockets.sh
+// (SOCKBUF_SCALE_CONNS connections, 100,000 there): the real exporter binary scraped over HTTP inside a
+// namespace holding the connections, against sockdiag's bare dump of the same sockets (skmeminfo, a
+// callback that does nothing) and `ss -tnmi`; the exporter's RSS after 20 scrapes; and the cost of cgroup
+// and process attribution. It logs the medians and ratios; it fails only when something does not work.
+func TestSocketsScale(t *testing.T) {
+	v := os.Getenv("SOCKBUF_SCALE_CONNS")
+	if v == "" {
+		t.Skip("set SOCKBUF_SCALE_CONNS (collector/bench/sockets.sh) to run the scale measurement")
+	}
+	conns, err := strconv.Atoi(v)
+	if err != nil || conns <= 0 {
+		t.Fatalf("SOCKBUF_SCALE_CONNS=%q: want a positive number", v)
+	}
+	rounds := 20
+	e2e.Require(t)
+	ss := testenv.RequireBinary(t, "ss", "iproute2")
+	testenv.WithSysctl(t, "net/ipv4/tcp_child_ehash_entries", "1024")
+	ns := testenv.NewNetNS(t)
+
+	// Listeners that never accept hold the server ends without descriptors; each dialing process holds at
+	// most 19,000 client ends, under a hard RLIMIT_NOFILE of 20,000.
+	const basePort = 20000
+	ports := conns/2000 + 1
+	tg := buildTrafficgen(t)
+	start := time.Now()
+	startInNS(t, ns, "trafficgen: port=", tg, "--mode=fanout", "--fanout-side=listen",
+		fmt.Sprint("--port=", basePort), fmt.Sprint("--ports=", ports), "--hold=60m")
+	for left := conns; left > 0; left -= 19000 {
+		startInNS(t, ns, "trafficgen: port=", tg, "--mode=fanout", "--fanout-side=dial",
+			fmt.Sprint("--port=", basePort), fmt.Sprint("--ports=", ports), fmt.Sprint("--conns=", min(left, 19000)), "--hold=60m")
+	}
+	t.Logf("%d connections (%d sockets) open after %v", conns, 2*conns+ports, time.Since(start).Round(time.Millisecond))
+
+	mount := filepath.Join(t.TempDir(), "cgroup2")
+	if err := os.Mkdir(mount, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("none", mount, "cgroup2", 0, ""); err != nil {
+		t.Fatalf("mounting cgroup2: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(mount, syscall.MNT_DETACH) })
+	exporters := map[string]*e2e.Exporter{
+		"scrape":         e2e.StartExporter(t, ns, "--collector.sockets.cgroup-root="+mount),
+		"scrape-nocgrp":  e2e.StartExporter(t, ns, "--no-collector.sockets.cgroup"),
+		"scrape-process": e2e.StartExporter(t, ns, "--collector.sockets.cgroup-root="+mount, "--collector.sockets.process"),
+	}
+	for name, e := range exporters {
+		m := e.Scrape(t) // first scrape: maps grow, cgroups are walked
+		if got := m.Sum("sockbuf_sockets"); got < float64(2*conns) {
+			t.Fatalf("%s: %g sockets, want %d\n%s", name, got, 2*conns, e.Logs())
+		}
+	}
+
+	nsf, err := os.Open(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nsf.Close()
+	cl, err := sockdiag.Dial(&sockdiag.Config{NetNS: int(nsf.Fd())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	req := sockdiag.Request{Family: sockdiag.FamilyUnspec, Extensions: sockdiag.ExtSKMemInfo}
+	nop := func(*sockdiag.Socket) error { return nil }
+
+	times := map[string][]time.Duration{}
+	timeIt := func(name string, fn func()) {
+		s := time.Now()
+		fn()
+		times[name] = append(times[name], time.Since(s))
+	}
+	var rss []int
+	for r := range rounds {
+		timeIt("dump", func() {
+			if _, err := cl.Dump(req, nop); err != nil {
+				t.Fatal(err)
+			}
+		})
+		timeIt("scrape", func() { exporters["scrape"].ScrapeText(t) })
+		timeIt("scrape-nocgrp", func() { exporters["scrape-nocgrp"].ScrapeText(t) })
+		rss = append(rss, vmRSS(t, exporters["scrape"].PID))
+		if r < 5 {
+			timeIt("scrape-process", func() { exporters["scrape-process"].ScrapeText(t) })
+			timeIt("ss -tnmi", func() {
+				cmd := ns.Command(context.Background(), ss, "-tnmi")
+				if err := cmd.Run(); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
+	}
+	med := map[string]time.Duration{}
+	for name, ds := range times {
+		slices.Sort(ds)
+		med[name] = ds[len(ds)/2]
+	}
+	report := fmt.Sprintf("kernel %s, %d CPUs, %d connections (%d sockets), medians:\n", kernelRelease(), runtime.NumCPU(), conns, 2*conns+ports)
+	for _, name := range []string{"dump", "scrape", "scrape-nocgrp", "scrape-process", "ss -tnmi"} {
+		report += fmt.Sprintf("  %-15s %8.1f ms  %6.0f ns/socket\n", name, float64(med[name].Microseconds())/1000,
+			float64(med[name].Nanoseconds())/float64(2*conns+ports))
+	}
+	ratio := func(a, b string) float64 { return float64(med[a]) / float64(med[b]) }
+	report += fmt.Sprintf("  scrape / dump           %.2fx (target <= 1.3x)\n", ratio("scrape", "dump"))
+	report += fmt.Sprintf("  ss -tnmi / scrape       %.2fx (target >= 3x)\n", ratio("ss -tnmi", "scrape"))
+	report += fmt.Sprintf("  cgroup attribution      %+.1f%% (target <= +10%%)\n", 100*(ratio("scrape", "scrape-nocgrp")-1))
+	report += fmt.Sprintf("  process attribution     %+.0f%%, %.0f ms per scrape\n", 100*(ratio("scrape-process", "scrape")-1),
+		float64((med["scrape-process"]-med["scrape"]).Microseconds())/1000)
+	report += fmt.Sprintf("  exporter RSS after %d scrapes: %.1f MiB (after %d: %.1f MiB; target < 48 MiB, not growing)\n",
+		rounds+1, float64(rss[len(rss)-1])/1024, rounds/2+1, float64(rss[rounds/2-1])/1024)
+	t.Log("\n" + report)
+	fmt.Print(report)
+}
+
+// vmRSS returns a process's resident set in KiB.
+func vmRSS(t *testing.T, pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			return n
+		}
+	}
+	t.Fatalf("no VmRSS for pid %d", pid)
+	return 0
+}
+
+func kernelRelease() string {
+	var u syscall.Utsname
+	if syscall.Uname(&u) != nil {
+		return "?"
+	}
+	var b []byte
+	for _, c := range u.Release {
+		if c == 0 {
+			break
+		}
+		b = append(b, byte(c))
+	}
+	return string(b)
+}
