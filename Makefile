@@ -20,7 +20,7 @@ FUZZTIME    ?= 15s
 IMAGE       ?= sockbuf_exporter
 BASE_IMAGE  ?= quay.io/prometheus/busybox-linux-$(GOARCH):latest
 
-.PHONY: all build run test deps check-format vet lint unit fuzz bench image
+.PHONY: all build run test deps check-format vet lint unit fuzz bench image generate
 
 all: build
 
@@ -64,4 +64,12 @@ bench: build
 	bash sockdiag/bench.sh
 
 image: build
-	podman build --build-arg ARCH=$(GOARCH) --build-arg BASE=$(BASE_IMAGE) -t $(IMAGE):$(VERSION) .
+	podman build --build-arg ARCH=$(GOARCH) --build-arg OS=$(GOOS) --build-arg BASE=$(BASE_IMAGE) \
+		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE):$(VERSION) .
+
+# Regenerates what is generated and committed: rules, dashboards, then the Kubernetes manifests that embed
+# both (so in that order), and docs/metrics.md.
+generate:
+	$(GO) generate ./deploy/prometheus ./dashboards
+	$(GO) generate ./deploy
+	$(GO) test ./collector -run TestMetricsDoc -update
