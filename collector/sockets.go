@@ -117,7 +117,7 @@ var (
 		Name: "tcp_sockets_by_state", Type: Gauge, Labels: []string{"state"},
 		Help: "TCP sockets of the exporter's network namespace by state, for the states the collector dumps " +
 			"(--collector.sockets.states; listen always). time_wait and syn_recv are not dumped by default: " +
-			"they hold no buffers and a busy host has many.",
+			"they hold no buffers and a busy host has many (sockbuf_tcp_sockets_time_wait counts TIME-WAIT for free).",
 		Source: "inet_diag dump (idiag_state)",
 	})
 	groupsFoldedSpec = spec("sockets", MetricSpec{
