@@ -344,11 +344,15 @@ func (c *socketsCollector) UpdateContext(ctx context.Context, ch chan<- promethe
 		}
 		c.countDump(st)
 	}
-	var name func(uint64) string
+	var cgroupName func(uint64) string
 	if c.cgroups != nil {
-		name = c.cgroups.name
+		cgroupName = c.cgroups.name
 	}
-	c.agg.finish(name)
+	var processName func(int32) string
+	if c.procs != nil {
+		processName = c.procs.name
+	}
+	c.agg.finish(cgroupName, processName)
 	c.emit(ch)
 	return nil
 }
@@ -404,16 +408,12 @@ func (c *socketsCollector) socket(s *sockdiag.Socket) error {
 
 func (c *socketsCollector) emit(ch chan<- prometheus.Metric) {
 	a := c.agg
-	procName := func(int32) string { return "" }
-	if c.procs != nil {
-		procName = c.procs.name
-	}
 	labels := func(l groupLabels) []string {
 		port := foldedPort
 		if !l.other {
 			port = strconv.Itoa(int(l.port))
 		}
-		return []string{roleNames[l.role], port, l.cgroup, procName(l.process)}
+		return []string{roleNames[l.role], port, l.cgroup, l.process}
 	}
 	gauge := func(d *prometheus.Desc, v uint64, lv []string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), lv...)

@@ -76,14 +76,15 @@ func (g *groupStats) merge(o *groupStats) {
 	g.drops += o.drops
 }
 
-// groupLabels is a group as exported: after cgroup ids became names (two ids can share a name) and after
-// folding (folded groups have other set and no attribution).
+// groupLabels is a group as exported: after cgroup ids and process indexes became names (two ids can share
+// a name) and after folding (folded groups have other set and no attribution). Names, not indexes, key the
+// drops counters, which outlive the process name table.
 type groupLabels struct {
 	role    uint8
 	other   bool
 	port    uint16
 	cgroup  string
-	process int32
+	process string
 }
 
 func compareLabels(a, b groupLabels) int {
@@ -369,21 +370,25 @@ func (a *aggregator) add(s *sockdiag.Socket, process int32) {
 	}
 }
 
-// finish ends a scrape: it names the groups (cgroupName maps a cgroup id to its label), merges those that
+// finish ends a scrape: it names the groups (cgroupName maps a cgroup id to its label, processName a process
+// index to its name; either may be nil), merges those that
 // got the same labels, keeps the most interesting maxGroups and folds the rest into port="other" per
 // role, and adds this scrape's drops to the cumulative counters. The result is in a.out (live groups),
 // a.outOld (counters of groups with no socket left), a.outListn and a.folded; all are valid until the next
 // begin.
-func (a *aggregator) finish(cgroupName func(id uint64) string) {
+func (a *aggregator) finish(cgroupName func(id uint64) string, processName func(int32) string) {
 	a.drops.commit()
 
 	clear(a.merged)
 	a.out = a.out[:0]
 	for i := range a.groups {
 		g := &a.groups[i]
-		l := groupLabels{role: g.key.role, port: g.key.port, process: g.key.process}
+		l := groupLabels{role: g.key.role, port: g.key.port}
 		if g.key.cgroupID != 0 && cgroupName != nil {
 			l.cgroup = cgroupName(g.key.cgroupID)
+		}
+		if g.key.process != 0 && processName != nil {
+			l.process = processName(g.key.process)
 		}
 		j, ok := a.merged[l]
 		if !ok {

@@ -71,13 +71,13 @@ func scrape(a *aggregator, name func(uint64) string, socks ...fakeSock) {
 			a.add(f.socket(), int32(f.inode))
 		}
 	}
-	a.finish(name)
+	a.finish(name, func(i int32) string { return fmt.Sprint("proc", i) })
 }
 
 // row is a group as a test wants to read it.
 type row struct {
 	Role, Port, Cgroup        string
-	Process                   int32
+	Process                   string
 	Sockets, RecvQ, RecvQMax  uint64
 	SendQ, Rmem, Rcvbuf, Full uint64
 	Drops                     uint64
@@ -153,8 +153,14 @@ func TestAggregatorWithoutCgroups(t *testing.T) {
 	scrape(a, func(uint64) string { t.Error("cgroup name asked although cgroups are off"); return "x" },
 		fakeSock{local: 40001, remote: 443, cgroup: 7},
 		fakeSock{local: 40002, remote: 443, cgroup: 8},
+		// The process index (here the inode) names a group of its own.
+		fakeSock{local: 40003, remote: 443, inode: 3},
 	)
-	if diff := cmp.Diff([]row{{Role: "client", Port: "443", Sockets: 2, Rcvbuf: 2 * 131072}}, rows(a.out)); diff != "" {
+	want := []row{
+		{Role: "client", Port: "443", Sockets: 2, Rcvbuf: 2 * 131072},
+		{Role: "client", Port: "443", Process: "proc3", Sockets: 1, Rcvbuf: 131072},
+	}
+	if diff := cmp.Diff(want, rows(a.out)); diff != "" {
 		t.Errorf("groups (-want +got):\n%s", diff)
 	}
 }
@@ -357,7 +363,7 @@ func TestAggregatorDropsRestartedDump(t *testing.T) {
 	a.add(fakeSock{remote: 443, cookie: 1, drops: 9}.socket(), 0)
 	a.resetSockets()
 	a.add(fakeSock{remote: 443, cookie: 1, drops: 9}.socket(), 0)
-	a.finish(nil)
+	a.finish(nil, nil)
 	if got := a.out[0].drops; got != 9 {
 		t.Errorf("drops after a restarted dump = %d, want 9", got)
 	}
@@ -448,7 +454,7 @@ func BenchmarkAggregate(b *testing.B) {
 		for _, s := range socks {
 			a.add(s, 0)
 		}
-		a.finish(name)
+		a.finish(name, nil)
 	}
 	run() // grow the maps to this host's size
 	b.ReportAllocs()
