@@ -34,17 +34,17 @@ func sockstatGauge(proto, key, metric, unit, help string) sockstatField {
 // sockstat_seq_show): inuse and tw are counted per network namespace, while orphan, alloc and mem are global.
 var sockstatFields = []sockstatField{
 	sockstatGauge("TCP", "inuse", "tcp_sockets_inuse", "",
-		"TCP sockets in use (/proc/net/sockstat TCP inuse). Counts this network namespace only."),
+		"TCP sockets in use (/proc/net/sockstat TCP inuse); this network namespace only."),
 	sockstatGauge("TCP", "orphan", "tcp_sockets_orphan", "",
-		"Orphaned TCP sockets: closed by their application, still holding memory (/proc/net/sockstat TCP orphan). Host-wide, across all network namespaces; compare with sockbuf_tcp_max_orphans."),
+		"Orphaned TCP sockets, closed but still holding memory (/proc/net/sockstat TCP orphan); host-wide."),
 	sockstatGauge("TCP", "tw", "tcp_sockets_time_wait", "",
-		"TCP sockets in TIME-WAIT (/proc/net/sockstat TCP tw). Counts this network namespace only."),
+		"TCP sockets in TIME-WAIT (/proc/net/sockstat TCP tw); this network namespace only."),
 	sockstatGauge("TCP", "alloc", "tcp_sockets_alloc", "",
-		"TCP sockets allocated, in any state but TIME-WAIT, including orphans (/proc/net/sockstat TCP alloc). Host-wide, across all network namespaces."),
+		"TCP sockets allocated, any state but TIME-WAIT (/proc/net/sockstat TCP alloc); host-wide."),
 	sockstatGauge("TCP", "mem", "tcp_memory_bytes", "bytes",
-		"Memory charged to all TCP sockets (/proc/net/sockstat TCP mem, pages × page size). Host-wide, across all network namespaces; compare with sockbuf_tcp_mem_threshold_bytes."),
+		"Memory charged to TCP sockets (/proc/net/sockstat TCP mem × page size); host-wide."),
 	sockstatGauge("UDP", "mem", "udp_memory_bytes", "bytes",
-		"Memory charged to all UDP sockets (/proc/net/sockstat UDP mem, pages × page size). Host-wide, across all network namespaces; compare with sockbuf_udp_mem_threshold_bytes."),
+		"Memory charged to UDP sockets (/proc/net/sockstat UDP mem × page size); host-wide."),
 }
 
 const maxSockstatFields = 8
@@ -63,19 +63,17 @@ var sockstatWant = func() []protoFields {
 var (
 	tcpMemThresholdSpec = spec("sockstat", MetricSpec{
 		Name: "tcp_mem_threshold_bytes", Type: Gauge, Unit: "bytes", Labels: []string{"level"},
-		Help: "net.ipv4.tcp_mem in bytes (pages × page size), host-wide: below min TCP memory is not regulated, above pressure TCP enters memory pressure and shrinks buffers, at max new allocations fail and data is dropped. " +
-			"Absent outside the host's network namespace, where the file does not exist.",
+		Help:   "net.ipv4.tcp_mem × page size, host-wide: above pressure TCP shrinks buffers, at max it drops data. Absent outside the host network namespace.",
 		Source: "/proc/sys/net/ipv4/tcp_mem × page size",
 	})
 	udpMemThresholdSpec = spec("sockstat", MetricSpec{
 		Name: "udp_mem_threshold_bytes", Type: Gauge, Unit: "bytes", Labels: []string{"level"},
-		Help: "net.ipv4.udp_mem in bytes (pages × page size), host-wide: the min, pressure and max limits of memory charged to UDP sockets. " +
-			"Absent outside the host's network namespace, where the file does not exist.",
+		Help:   "net.ipv4.udp_mem × page size, host-wide. Absent outside the host network namespace.",
 		Source: "/proc/sys/net/ipv4/udp_mem × page size",
 	})
 	tcpMaxOrphansSpec = spec("sockstat", MetricSpec{
 		Name: "tcp_max_orphans", Type: Gauge,
-		Help:   "net.ipv4.tcp_max_orphans: orphaned TCP sockets beyond this are reset (TcpExt TCPAbortOnMemory). Absent outside the host's network namespace.",
+		Help:   "net.ipv4.tcp_max_orphans: orphans beyond it are reset. Absent outside the host network namespace.",
 		Source: "/proc/sys/net/ipv4/tcp_max_orphans",
 	})
 )

@@ -66,27 +66,6 @@ func TestParseSockstat(t *testing.T) {
 	}
 }
 
-const sockstatHelp = `
-# HELP sockbuf_tcp_mem_threshold_bytes net.ipv4.tcp_mem in bytes (pages × page size), host-wide: below min TCP memory is not regulated, above pressure TCP enters memory pressure and shrinks buffers, at max new allocations fail and data is dropped. Absent outside the host's network namespace, where the file does not exist.
-# TYPE sockbuf_tcp_mem_threshold_bytes gauge
-# HELP sockbuf_tcp_max_orphans net.ipv4.tcp_max_orphans: orphaned TCP sockets beyond this are reset (TcpExt TCPAbortOnMemory). Absent outside the host's network namespace.
-# TYPE sockbuf_tcp_max_orphans gauge
-# HELP sockbuf_tcp_memory_bytes Memory charged to all TCP sockets (/proc/net/sockstat TCP mem, pages × page size). Host-wide, across all network namespaces; compare with sockbuf_tcp_mem_threshold_bytes.
-# TYPE sockbuf_tcp_memory_bytes gauge
-# HELP sockbuf_tcp_sockets_alloc TCP sockets allocated, in any state but TIME-WAIT, including orphans (/proc/net/sockstat TCP alloc). Host-wide, across all network namespaces.
-# TYPE sockbuf_tcp_sockets_alloc gauge
-# HELP sockbuf_tcp_sockets_inuse TCP sockets in use (/proc/net/sockstat TCP inuse). Counts this network namespace only.
-# TYPE sockbuf_tcp_sockets_inuse gauge
-# HELP sockbuf_tcp_sockets_orphan Orphaned TCP sockets: closed by their application, still holding memory (/proc/net/sockstat TCP orphan). Host-wide, across all network namespaces; compare with sockbuf_tcp_max_orphans.
-# TYPE sockbuf_tcp_sockets_orphan gauge
-# HELP sockbuf_tcp_sockets_time_wait TCP sockets in TIME-WAIT (/proc/net/sockstat TCP tw). Counts this network namespace only.
-# TYPE sockbuf_tcp_sockets_time_wait gauge
-# HELP sockbuf_udp_mem_threshold_bytes net.ipv4.udp_mem in bytes (pages × page size), host-wide: the min, pressure and max limits of memory charged to UDP sockets. Absent outside the host's network namespace, where the file does not exist.
-# TYPE sockbuf_udp_mem_threshold_bytes gauge
-# HELP sockbuf_udp_memory_bytes Memory charged to all UDP sockets (/proc/net/sockstat UDP mem, pages × page size). Host-wide, across all network namespaces; compare with sockbuf_udp_mem_threshold_bytes.
-# TYPE sockbuf_udp_memory_bytes gauge
-`
-
 func TestSockstatCollector(t *testing.T) {
 	for _, tc := range []struct {
 		name, proc, want string
@@ -125,7 +104,7 @@ sockbuf_udp_memory_bytes 49152
 		t.Run(tc.name, func(t *testing.T) {
 			c := newSockstatCollector(Config{ProcPath: tc.proc})
 			c.pageSize = 4096
-			if err := testutil.CollectAndCompare(asPromCollector(c), strings.NewReader(sockstatHelp+tc.want)); err != nil {
+			if err := testutil.CollectAndCompare(asPromCollector(c), strings.NewReader(withHeaders(t, tc.want))); err != nil {
 				t.Error(err)
 			}
 		})

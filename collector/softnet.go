@@ -14,17 +14,16 @@ func init() {
 		func(cfg Config, _ *slog.Logger) (Collector, error) { return newSoftnetCollector(cfg), nil })
 }
 
+// Both counters are 32 bits in the kernel; a wrap at 2^32 looks like a counter reset, which rate() handles.
 var (
 	softnetDroppedSpec = spec("softnet", MetricSpec{
 		Name: "softnet_dropped_total", Type: Counter, Labels: []string{"cpu"},
-		Help: "Packets dropped because this CPU's input queue was full (net.core.netdev_max_backlog), before any socket saw them " +
-			"(/proc/net/softnet_stat column 2). A 32-bit kernel counter: it wraps at 2^32, which rate() handles as a reset.",
+		Help:   "Packets dropped because this CPU's input queue (netdev_max_backlog) was full (/proc/net/softnet_stat column 2, 32 bits).",
 		Source: "/proc/net/softnet_stat column 2 (dropped)",
 	})
 	softnetSqueezedSpec = spec("softnet", MetricSpec{
 		Name: "softnet_times_squeezed_total", Type: Counter, Labels: []string{"cpu"},
-		Help: "Times this CPU's receive softirq stopped with packets left because its budget (net.core.netdev_budget, netdev_budget_usecs) ran out " +
-			"(/proc/net/softnet_stat column 3). A 32-bit kernel counter.",
+		Help:   "Times this CPU's receive softirq ran out of budget with packets left (/proc/net/softnet_stat column 3, 32 bits).",
 		Source: "/proc/net/softnet_stat column 3 (time_squeeze)",
 	})
 )

@@ -60,12 +60,6 @@ func TestParseSoftnet(t *testing.T) {
 }
 
 func TestSoftnetCollector(t *testing.T) {
-	const help = `
-# HELP sockbuf_softnet_dropped_total Packets dropped because this CPU's input queue was full (net.core.netdev_max_backlog), before any socket saw them (/proc/net/softnet_stat column 2). A 32-bit kernel counter: it wraps at 2^32, which rate() handles as a reset.
-# TYPE sockbuf_softnet_dropped_total counter
-# HELP sockbuf_softnet_times_squeezed_total Times this CPU's receive softirq stopped with packets left because its budget (net.core.netdev_budget, netdev_budget_usecs) ran out (/proc/net/softnet_stat column 3). A 32-bit kernel counter.
-# TYPE sockbuf_softnet_times_squeezed_total counter
-`
 	for _, tc := range []struct{ proc, want string }{
 		{"testdata/proc-host", `
 sockbuf_softnet_dropped_total{cpu="0"} 5
@@ -82,7 +76,7 @@ sockbuf_softnet_times_squeezed_total{cpu="2"} 4
 	} {
 		t.Run(tc.proc, func(t *testing.T) {
 			c := asPromCollector(newSoftnetCollector(Config{ProcPath: tc.proc}))
-			if err := testutil.CollectAndCompare(c, strings.NewReader(help+tc.want)); err != nil {
+			if err := testutil.CollectAndCompare(c, strings.NewReader(withHeaders(t, tc.want))); err != nil {
 				t.Error(err)
 			}
 		})

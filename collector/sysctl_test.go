@@ -48,40 +48,18 @@ func TestParseSysctl(t *testing.T) {
 }
 
 const sysctlExpo = `
-# HELP sockbuf_net_core_netdev_max_backlog net.core.netdev_max_backlog: packets a CPU's input queue holds before dropping (sockbuf_softnet_dropped_total). Absent outside the host's network namespace.
-# TYPE sockbuf_net_core_netdev_max_backlog gauge
 sockbuf_net_core_netdev_max_backlog 1000
-# HELP sockbuf_net_core_rmem_default_bytes net.core.rmem_default: the receive buffer of non-TCP sockets that do not set SO_RCVBUF.
-# TYPE sockbuf_net_core_rmem_default_bytes gauge
 sockbuf_net_core_rmem_default_bytes 212992
-# HELP sockbuf_net_core_rmem_max_bytes net.core.rmem_max: the largest receive buffer an application may ask for with SO_RCVBUF (the kernel doubles the request).
-# TYPE sockbuf_net_core_rmem_max_bytes gauge
 sockbuf_net_core_rmem_max_bytes 4.194304e+06
-# HELP sockbuf_net_core_somaxconn net.core.somaxconn: the largest accept queue a listen() call gets (sockbuf_tcp_listen_overflows_total).
-# TYPE sockbuf_net_core_somaxconn gauge
 sockbuf_net_core_somaxconn 4096
-# HELP sockbuf_net_core_wmem_default_bytes net.core.wmem_default: the send buffer of non-TCP sockets that do not set SO_SNDBUF.
-# TYPE sockbuf_net_core_wmem_default_bytes gauge
 sockbuf_net_core_wmem_default_bytes 212992
-# HELP sockbuf_net_core_wmem_max_bytes net.core.wmem_max: the largest send buffer an application may ask for with SO_SNDBUF.
-# TYPE sockbuf_net_core_wmem_max_bytes gauge
 sockbuf_net_core_wmem_max_bytes 4.194304e+06
-# HELP sockbuf_tcp_adv_win_scale net.ipv4.tcp_adv_win_scale: how much of the receive buffer is advertised as window, the rest being overhead (n > 0: buffer - buffer/2^n; n <= 0: buffer/2^-n). Ignored since Linux 6.6, which measures the overhead.
-# TYPE sockbuf_tcp_adv_win_scale gauge
 sockbuf_tcp_adv_win_scale 1
-# HELP sockbuf_tcp_moderate_rcvbuf net.ipv4.tcp_moderate_rcvbuf: 1 if receive buffer auto-tuning is on (it is off for sockets that set SO_RCVBUF).
-# TYPE sockbuf_tcp_moderate_rcvbuf gauge
 sockbuf_tcp_moderate_rcvbuf 1
-# HELP sockbuf_tcp_rmem_bytes net.ipv4.tcp_rmem: a TCP socket's receive buffer starts at default and auto-tuning grows it up to max (not limited by rmem_max); min is kept even under memory pressure.
-# TYPE sockbuf_tcp_rmem_bytes gauge
 sockbuf_tcp_rmem_bytes{setting="default"} 131072
 sockbuf_tcp_rmem_bytes{setting="max"} 3.3554432e+07
 sockbuf_tcp_rmem_bytes{setting="min"} 4096
-# HELP sockbuf_tcp_window_scaling net.ipv4.tcp_window_scaling: 1 if TCP window scaling (RFC 7323) is on; without it a receive window is at most 64 KiB.
-# TYPE sockbuf_tcp_window_scaling gauge
 sockbuf_tcp_window_scaling 1
-# HELP sockbuf_tcp_wmem_bytes net.ipv4.tcp_wmem: a TCP socket's send buffer starts at default and auto-tuning grows it up to max; min is kept even under memory pressure.
-# TYPE sockbuf_tcp_wmem_bytes gauge
 sockbuf_tcp_wmem_bytes{setting="default"} 16384
 sockbuf_tcp_wmem_bytes{setting="max"} 4.194304e+06
 sockbuf_tcp_wmem_bytes{setting="min"} 4096
@@ -89,7 +67,7 @@ sockbuf_tcp_wmem_bytes{setting="min"} 4096
 
 func TestSysctlCollector(t *testing.T) {
 	c := asPromCollector(newSysctlCollector(Config{ProcPath: "testdata/proc-host"}))
-	if err := testutil.CollectAndCompare(c, strings.NewReader(sysctlExpo)); err != nil {
+	if err := testutil.CollectAndCompare(c, strings.NewReader(withHeaders(t, sysctlExpo))); err != nil {
 		t.Error(err)
 	}
 	// Outside the host's network namespace netdev_max_backlog does not exist: absent, and the rest is there.
@@ -104,11 +82,9 @@ func TestSysctlCollector(t *testing.T) {
 	dir := t.TempDir()
 	copyTree(t, "testdata/proc-host/sys", filepath.Join(dir, "sys"))
 	writeTree(t, dir, map[string]string{"sys/net/ipv4/tcp_adv_win_scale": "-2\n"})
-	if err := testutil.CollectAndCompare(asPromCollector(newSysctlCollector(Config{ProcPath: dir})), strings.NewReader(`
-# HELP sockbuf_tcp_adv_win_scale net.ipv4.tcp_adv_win_scale: how much of the receive buffer is advertised as window, the rest being overhead (n > 0: buffer - buffer/2^n; n <= 0: buffer/2^-n). Ignored since Linux 6.6, which measures the overhead.
-# TYPE sockbuf_tcp_adv_win_scale gauge
+	if err := testutil.CollectAndCompare(asPromCollector(newSysctlCollector(Config{ProcPath: dir})), strings.NewReader(withHeaders(t, `
 sockbuf_tcp_adv_win_scale -2
-`), "sockbuf_tcp_adv_win_scale"); err != nil {
+`)), "sockbuf_tcp_adv_win_scale"); err != nil {
 		t.Error(err)
 	}
 }
