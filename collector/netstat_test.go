@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -425,6 +426,35 @@ func TestMissingProcFailsEveryCollector(t *testing.T) {
 	if diff := cmp.Diff(want, success); diff != "" {
 		t.Errorf("sockbuf_scrape_collector_success (-want +got):\n%s", diff)
 	}
+}
+
+// TestHostCollectorsConcurrentScrapes shares one exporter (and its kept /proc descriptors and buffer pool)
+// between parallel scrapes; run with -race.
+func TestHostCollectorsConcurrentScrapes(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newHostExporter(t, "/proc"))
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 20 {
+				mfs, err := reg.Gather()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for _, mf := range mfs {
+					if mf.GetName() == "sockbuf_scrape_collector_success" {
+						for _, m := range mf.GetMetric() {
+							if m.GetGauge().GetValue() != 1 {
+								t.Errorf("collector %s failed in a concurrent scrape", m.GetLabel()[0].GetValue())
+							}
+						}
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // TestHostCollectorsRealProc is a smoke test against the running kernel.
