@@ -250,7 +250,7 @@ func parseProtoStats(data []byte, want []protoFields, vals []uint64, have []bool
 		}
 		vproto, valueFields, ok := cutProto(values)
 		if !ok || !bytes.Equal(proto, vproto) {
-			return fmt.Errorf("%s names line followed by %.40q...", proto, values)
+			return fmt.Errorf("%s names line followed by %.40q, not by its values", proto, values)
 		}
 		names, values = nameFields, valueFields
 		var wanted map[string]int

@@ -11,10 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -28,45 +26,13 @@ import (
 // the test creates, real sockets in it, and ss as the reference.
 
 // TestMain removes the binaries that the end-to-end tests build.
-func TestMain(m *testing.M) {
-	code := e2e.Main(m)
-	if trafficgenBuild.dir != "" {
-		os.RemoveAll(trafficgenBuild.dir)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(e2e.Main(m)) }
 
-var trafficgenBuild struct {
-	once sync.Once
-	dir  string
-	bin  string
-	err  error
-}
-
-// buildTrafficgen builds cmd/sockbuf-trafficgen once per test binary, for load that must live in a process
-// of its own (each process is held to RLIMIT_NOFILE, which the test may not be able to raise).
+// buildTrafficgen builds cmd/sockbuf-trafficgen, for load that must live in a process of its own (each
+// process is held to RLIMIT_NOFILE, which the test may not be able to raise).
 func buildTrafficgen(t *testing.T) string {
 	t.Helper()
-	trafficgenBuild.once.Do(func() {
-		gobin, err := exec.LookPath("go")
-		if err != nil {
-			gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		if trafficgenBuild.dir, trafficgenBuild.err = os.MkdirTemp("", "sockbuf-trafficgen-"); trafficgenBuild.err != nil {
-			return
-		}
-		trafficgenBuild.bin = filepath.Join(trafficgenBuild.dir, "sockbuf-trafficgen")
-		cmd := exec.Command(gobin, "build", "-buildvcs=false", "-o", trafficgenBuild.bin,
-			"github.com/sockbuf/sockbuf_exporter/cmd/sockbuf-trafficgen")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			trafficgenBuild.err = fmt.Errorf("building sockbuf-trafficgen: %w\n%s", err, out)
-		}
-	})
-	if trafficgenBuild.err != nil {
-		t.Fatal(trafficgenBuild.err)
-	}
-	return trafficgenBuild.bin
+	return e2e.Build(t, e2e.TrafficgenPackage)
 }
 
 // startInNS starts a command inside ns and stops it (SIGTERM, then SIGKILL) when the test ends. ready, if

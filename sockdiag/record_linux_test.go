@@ -21,8 +21,6 @@ type recording struct {
 	name string
 	req  Request
 	ss   []string
-	// family, when set, sends a SOCK_DIAG_BY_FAMILY request for it as is, to record a kernel error.
-	family uint8
 }
 
 var recordings = []recording{

@@ -35,20 +35,28 @@ func Require(t testing.TB) {
 	goTool(t)
 }
 
-var build struct {
-	once sync.Once
+// builds holds the binaries built by this test process, by package, in one temporary directory.
+var builds struct {
+	mu   sync.Mutex
 	dir  string
-	bin  string
+	bins map[string]*builtBinary
+}
+
+type builtBinary struct {
+	once sync.Once
+	path string
 	err  error
 }
 
-// Main runs the tests and then removes the binary BuildExporter built. Use it from TestMain:
+// Main runs the tests and then removes the binaries Build built. Use it from TestMain:
 //
 //	func TestMain(m *testing.M) { os.Exit(e2e.Main(m)) }
 func Main(m *testing.M) int {
 	code := m.Run()
-	if build.dir != "" {
-		os.RemoveAll(build.dir)
+	builds.mu.Lock()
+	defer builds.mu.Unlock()
+	if builds.dir != "" {
+		os.RemoveAll(builds.dir)
 	}
 	return code
 }
@@ -67,35 +75,60 @@ func goTool(t testing.TB) string {
 	if p := "/usr/local/go/bin/go"; fileExists(p) {
 		return p
 	}
-	testenv.Missing(t, "the go tool is needed to build the exporter")
+	testenv.Missing(t, "the go tool is needed to build the binaries under test")
 	return ""
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
 
-// BuildExporter builds cmd/sockbuf_exporter once per test binary and returns the path of the binary. It
-// lives in a temporary directory that Main removes (without Main, it stays in $TMPDIR).
+// BuildExporter builds cmd/sockbuf_exporter once per test binary and returns the path of the binary.
 func BuildExporter(t testing.TB) string {
 	t.Helper()
+	return Build(t, ExporterPackage)
+}
+
+// TrafficgenPackage is the import path of the traffic generator's command.
+const TrafficgenPackage = "github.com/sockbuf/sockbuf_exporter/cmd/sockbuf-trafficgen"
+
+// Build builds a command of this module (static, CGO_ENABLED=0) once per test binary and returns its path.
+// Binaries live in a temporary directory that Main removes (without Main, it stays in $TMPDIR).
+func Build(t testing.TB, pkg string) string {
+	t.Helper()
 	gobin := goTool(t)
-	build.once.Do(func() {
-		build.dir, build.err = os.MkdirTemp("", "sockbuf-e2e-")
-		if build.err != nil {
-			return
+	builds.mu.Lock()
+	if builds.bins == nil {
+		builds.bins = map[string]*builtBinary{}
+	}
+	b := builds.bins[pkg]
+	if b == nil {
+		b = &builtBinary{}
+		builds.bins[pkg] = b
+	}
+	if builds.dir == "" {
+		dir, err := os.MkdirTemp("", "sockbuf-e2e-")
+		if err != nil {
+			builds.mu.Unlock()
+			t.Fatalf("temporary directory for binaries: %v", err)
 		}
-		build.bin = filepath.Join(build.dir, "sockbuf_exporter")
+		builds.dir = dir
+	}
+	dir := builds.dir
+	builds.mu.Unlock()
+
+	b.once.Do(func() {
+		b.path = filepath.Join(dir, filepath.Base(pkg))
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, gobin, "build", "-buildvcs=false", "-o", build.bin, ExporterPackage)
+		cmd := exec.CommandContext(ctx, gobin, "build", "-buildvcs=false", "-o", b.path, pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("go build %s: %w\n%s", ExporterPackage, err, out)
+			b.err = fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
 		}
 	})
-	if build.err != nil {
-		t.Fatal(build.err)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return build.bin
+	return b.path
 }
 
 // FreePort returns a TCP port nobody listens on in ns. A namespace created by the test is empty, so the only
