@@ -43,8 +43,7 @@ func BenchmarkSocketsScrape(b *testing.B) {
 		conns = n
 	}
 	testenv.RequireRoot(b)
-	testenv.WithSysctl(b, "net/ipv4/tcp_child_ehash_entries", "1024")
-	ns := testenv.NewNetNS(b)
+	ns := testenv.NewIsolatedNetNS(b, 1024)
 	restore, err := trafficgen.RaiseNoFile(uint64(conns + 1024))
 	if err != nil {
 		b.Fatal(err)
@@ -138,8 +137,7 @@ func TestSocketsScale(t *testing.T) {
 	rounds := 20
 	e2e.Require(t)
 	ss := testenv.RequireBinary(t, "ss", "iproute2")
-	testenv.WithSysctl(t, "net/ipv4/tcp_child_ehash_entries", "1024")
-	ns := testenv.NewNetNS(t)
+	ns := testenv.NewIsolatedNetNS(t, 1024)
 
 	// Listeners that never accept hold the server ends without descriptors; each dialing process holds at
 	// most 19,000 client ends, under a hard RLIMIT_NOFILE of 20,000.

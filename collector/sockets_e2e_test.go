@@ -337,8 +337,7 @@ func TestSocketsCardinality(t *testing.T) {
 		t.Skip("opens 20,000 connections")
 	}
 	// A namespace of its own TCP hash table, so that the dump walks only its sockets.
-	testenv.WithSysctl(t, "net/ipv4/tcp_child_ehash_entries", "1024")
-	ns := testenv.NewNetNS(t)
+	ns := testenv.NewIsolatedNetNS(t, 1024)
 	// The descriptors are spread over two processes: RLIMIT_NOFILE's hard limit may be 20,000 and root
 	// may lack CAP_SYS_RESOURCE to raise it. The listeners never accept, so the server ends cost none.
 	restore, err := trafficgen.RaiseNoFile(16_000)

@@ -65,8 +65,7 @@ func BenchmarkDump(b *testing.B) {
 	ss := testenv.RequireBinary(b, "ss", "iproute2")
 	// The dump walks the whole established-hash table of the namespace: a namespace created after this
 	// gets a table of its own, 1024 buckets, so the host's sockets do not count.
-	testenv.WithSysctl(b, "net/ipv4/tcp_child_ehash_entries", "1024")
-	ns := testenv.NewNetNS(b)
+	ns := testenv.NewIsolatedNetNS(b, 1024)
 	// One process may hold only RLIMIT_NOFILE descriptors: holder processes (this test binary, see
 	// TestMain) share the connections.
 	start := time.Now()

@@ -92,6 +92,10 @@ func NewNetNS(t testing.TB) *NetNS {
 func NewIsolatedNetNS(t testing.TB, ehashEntries int) *NetNS {
 	t.Helper()
 	RequireRoot(t)
+	// sockdiag/bench.sh takes the same lock.
+	if err := os.MkdirAll("/run/lock", 0o755); err != nil {
+		Missing(t, "creating /run/lock: %v", err)
+	}
 	lock, err := os.OpenFile("/run/lock/sockbuf-test-sysctl.lock", os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		Missing(t, "opening sysctl lock: %v", err)
@@ -174,24 +178,4 @@ func (ns *NetNS) Do(fn func() error) error {
 		errc <- ferr
 	}()
 	return <-errc
-}
-
-// WithSysctl sets a sysctl (path below /proc/sys, e.g. "net/ipv4/tcp_child_ehash_entries") for the length of
-// the test and puts the old value back when it ends.
-func WithSysctl(t testing.TB, path, value string) {
-	t.Helper()
-	RequireRoot(t)
-	full := filepath.Join("/proc/sys", path)
-	old, err := os.ReadFile(full)
-	if err != nil {
-		Missing(t, "sysctl %s: %v", path, err)
-	}
-	if err := os.WriteFile(full, []byte(value), 0o644); err != nil {
-		Missing(t, "setting sysctl %s=%s: %v", path, value, err)
-	}
-	t.Cleanup(func() {
-		if err := os.WriteFile(full, bytes.TrimSpace(old), 0o644); err != nil {
-			t.Errorf("restoring sysctl %s: %v", path, err)
-		}
-	})
 }
