@@ -42,6 +42,8 @@ type Config struct {
 	ProcPath string
 	// Sockets configures the per-socket collector.
 	Sockets SocketsConfig
+	// Netns configures the per-network-namespace collector.
+	Netns NetnsConfig
 }
 
 // factory builds a collector by name; each source registers one in an init function of its own file.
