@@ -15,7 +15,8 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # What the tests run besides Go: promtool and the Prometheus server, Alertmanager, node_exporter (the bench
 # reference), nft (packet loss for out-of-order pruning), podman (image build), ip/ss/nstat, systemd-analyze.
 DEB_PACKAGES := prometheus prometheus-alertmanager prometheus-node-exporter nftables podman iproute2 systemd
-# How long the fuzz target runs inside `make test`; run longer by hand with FUZZTIME=10m.
+# How long the fuzz target runs inside `make test`; run longer by hand with FUZZTIME=10m. The fuzzer's
+# progress line may show 0 execs/sec for a while with busy workers (golang/go#51484): a reporting quirk.
 FUZZTIME    ?= 15s
 IMAGE       ?= sockbuf_exporter
 BASE_IMAGE  ?= quay.io/prometheus/busybox-linux-$(GOARCH):latest

@@ -30,14 +30,14 @@ func TestMain(m *testing.M) { os.Exit(e2e.Main(m)) }
 
 // buildTrafficgen builds cmd/sockbuf-trafficgen, for load that must live in a process of its own (each
 // process is held to RLIMIT_NOFILE, which the test may not be able to raise).
-func buildTrafficgen(t *testing.T) string {
+func buildTrafficgen(t testing.TB) string {
 	t.Helper()
 	return e2e.Build(t, e2e.TrafficgenPackage)
 }
 
 // startInNS starts a command inside ns and stops it (SIGTERM, then SIGKILL) when the test ends. ready, if
 // set, is a line prefix to wait for on its standard output.
-func startInNS(t *testing.T, ns *testenv.NetNS, ready string, name string, args ...string) {
+func startInNS(t testing.TB, ns *testenv.NetNS, ready string, name string, args ...string) {
 	t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -36,12 +36,14 @@ var recordings = []recording{
 	{name: "error_enoent", req: Request{Family: 9}},
 }
 
-// TestRecord re-records testdata/ from the running kernel: go test ./sockdiag/ -run TestRecord -record
-// It builds the same namespace as TestDumpMatchesSS, and keeps a recording only when decoding it agrees
-// with ss, so that the committed pairs are consistent.
+// TestRecord records replies of the running kernel, keeping a recording only when decoding it agrees with
+// ss, so that the committed pairs are consistent. It builds the same namespace as TestDumpMatchesSS.
+// Without -record it writes into a temporary directory, so that the recorder is tested on every run; with
+// it (go test ./sockdiag/ -run TestRecord -record) it rewrites testdata/.
 func TestRecord(t *testing.T) {
+	dir := "testdata"
 	if !*record {
-		t.Skip("run with -record to re-record testdata/ from this kernel")
+		dir = t.TempDir()
 	}
 	testenv.RequireRoot(t)
 	ss := testenv.RequireBinary(t, "ss", "iproute2")
@@ -66,19 +68,19 @@ func TestRecord(t *testing.T) {
 				t.Fatalf("%s: decoded reply differs from ss (-ss +decoded):\n%s", r.name, diff)
 			}
 		}
-		write(t, r.name+".nlmsg", reply)
+		write(t, dir, r.name+".nlmsg", reply)
 		if r.ss != nil {
-			write(t, r.name+".ss", []byte(ssOut))
+			write(t, dir, r.name+".ss", []byte(ssOut))
 		}
 	}
 }
 
-func write(t *testing.T, name string, b []byte) {
+func write(t *testing.T, dir, name string, b []byte) {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join("testdata", name), b, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("wrote testdata/%s (%d bytes)", name, len(b))
+	t.Logf("wrote %s (%d bytes)", filepath.Join(dir, name), len(b))
 }
 
 // recordReply sends req in the namespace and returns every datagram of the reply, up to NLMSG_DONE or

@@ -3,7 +3,7 @@
 #
 #   collector/bench/sockets.sh [CONNS]      (default 100000 connections = 200,000 sockets)
 #
-# Runs TestSocketsScale (collector/sockets_bench_test.go): a network namespace with its own TCP hash table
+# Runs BenchmarkSocketsScale (collector/sockets_bench_test.go): a network namespace with its own TCP hash table
 # (net.ipv4.tcp_child_ehash_entries=1024 while it is created, then put back), CONNS idle loopback
 # connections held by sockbuf-trafficgen processes, three exporter binaries in the namespace (cgroup
 # attribution on, off, and process attribution on), and, interleaved over 20 rounds, a bare sockdiag dump
@@ -16,4 +16,4 @@ if [ "$(id -u)" -ne 0 ]; then
 	echo "sockets.sh: needs root (network namespaces, sysctl, cgroup2 mount)" >&2
 	exit 1
 fi
-SOCKBUF_SCALE_CONNS=${1:-100000} exec go test ./collector -run '^TestSocketsScale$' -count 1 -v -timeout 20m
+SOCKBUF_SCALE_CONNS=${1:-100000} exec go test ./collector -run '^$' -bench '^BenchmarkSocketsScale$' -benchtime 1x -count 1 -timeout 20m
