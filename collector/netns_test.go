@@ -342,16 +342,20 @@ func danglingPids(c *netnsCollector) map[string]bool {
 func BenchmarkNetnsScrape(b *testing.B) {
 	for _, size := range []struct{ pids, spaces int }{{300, 100}, {1000, 300}} {
 		b.Run(fmt.Sprintf("pids=%d/namespaces=%d", size.pids, size.spaces), func(b *testing.B) {
-			c := newFixtureNetns(b, fakeNetnsProc(b, size.pids, size.spaces), b.TempDir(), 0)
-			ch := make(chan prometheus.Metric, 10000)
-			for b.Loop() {
-				if err := c.Update(ch); err != nil {
-					b.Fatal(err)
-				}
-				for len(ch) > 0 {
-					<-ch
-				}
-			}
+			benchUpdate(b, newFixtureNetns(b, fakeNetnsProc(b, size.pids, size.spaces), b.TempDir(), 0))
 		})
+	}
+}
+
+// benchUpdate runs Update in a benchmark loop, discarding the metrics.
+func benchUpdate(b *testing.B, c Collector) {
+	ch := make(chan prometheus.Metric, 10000)
+	for b.Loop() {
+		if err := c.Update(ch); err != nil {
+			b.Fatal(err)
+		}
+		for len(ch) > 0 {
+			<-ch
+		}
 	}
 }

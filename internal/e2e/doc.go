@@ -4,7 +4,8 @@
 //
 // Everything runs inside the namespace through `ip netns exec`, on ports picked free there; the test process
 // reaches them with an HTTP client whose connections are opened inside the namespace (NetNS.Do), so nothing
-// listens on the host. Processes are stopped, and temporary directories removed, when the test ends; the
+// listens on the host (except an exporter started with a nil namespace, which runs in the host's and listens
+// on its loopback). Processes are stopped, and temporary directories removed, when the test ends; the
 // logs of every process are written to the test log when the test has failed. Every wait is bounded.
 //
 // A typical test:

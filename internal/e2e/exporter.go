@@ -34,6 +34,9 @@ type Exporter struct {
 // StartExporter builds the binary (once), runs it inside ns with args as extra flags, and returns once
 // /metrics answers 200. Unless args set --web.listen-address, it listens on a free port on 127.0.0.1. It is
 // stopped when the test ends; its log goes to the test log if the test failed.
+//
+// A nil ns runs it in the test process's own network namespace, the host's, for collectors that look at the
+// host from there (netns); it then listens on the host's loopback only.
 func StartExporter(t testing.TB, ns *testenv.NetNS, args ...string) *Exporter {
 	t.Helper()
 	bin := BuildExporter(t)

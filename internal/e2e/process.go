@@ -132,11 +132,12 @@ func Build(t testing.TB, pkg string) string {
 }
 
 // FreePort returns a TCP port nobody listens on in ns. A namespace created by the test is empty, so the only
-// competitors are the test's own processes.
+// competitors are the test's own processes. A nil ns is the test process's own namespace (the host's),
+// where another process may take the port before it is used.
 func FreePort(t testing.TB, ns *testenv.NetNS) int {
 	t.Helper()
 	var port int
-	err := ns.Do(func() error {
+	err := inNS(ns, func() error {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return err
@@ -145,18 +146,34 @@ func FreePort(t testing.TB, ns *testenv.NetNS) int {
 		return l.Close()
 	})
 	if err != nil {
-		t.Fatalf("finding a free port in netns %s: %v", ns.Name, err)
+		t.Fatalf("finding a free port in netns %s: %v", nsName(ns), err)
 	}
 	return port
 }
 
+// inNS runs fn inside ns, or right here when ns is nil.
+func inNS(ns *testenv.NetNS, fn func() error) error {
+	if ns == nil {
+		return fn()
+	}
+	return ns.Do(fn)
+}
+
+// nsName names ns in messages.
+func nsName(ns *testenv.NetNS) string {
+	if ns == nil {
+		return "of the test process"
+	}
+	return ns.Name
+}
+
 // Client returns an HTTP client whose connections are opened inside ns, to reach what listens there on
-// 127.0.0.1. Its idle connections are closed when the test ends.
+// 127.0.0.1. Its idle connections are closed when the test ends A nil ns is the test process's own namespace.
 func Client(t testing.TB, ns *testenv.NetNS) *http.Client {
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			var c net.Conn
-			err := ns.Do(func() (err error) {
+			err := inNS(ns, func() (err error) {
 				c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
 				return err
 			})
@@ -177,12 +194,16 @@ type process struct {
 	err  error         // its exit status, valid once done is closed
 }
 
-// startProcess starts bin inside ns and stops it when the test ends, writing its output to the test log if
-// the test failed.
+// startProcess starts bin inside ns (nil: the test process's own namespace) and stops it when the test ends,
+// writing its output to the test log if the test failed.
 func startProcess(t testing.TB, ns *testenv.NetNS, name, bin string, args ...string) *process {
 	t.Helper()
 	p := &process{name: name, logs: &lockedBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns.Name, bin}, args...)...)
+	if ns == nil {
+		p.cmd = exec.Command(bin, args...)
+	} else {
+		p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns.Name, bin}, args...)...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	// If the test binary dies, its children must not outlive it holding the namespace.
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
