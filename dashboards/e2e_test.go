@@ -55,7 +55,8 @@ func TestEndToEnd(t *testing.T) {
 	}
 	e2e.Require(t)
 	ns := testenv.NewNetNS(t)
-	exp := e2e.StartExporter(t, ns)
+	// --collector.netns: from the test's namespace, the host's and other tests' are other namespaces.
+	exp := e2e.StartExporter(t, ns, "--collector.netns")
 	hook := e2e.StartWebhook(t, ns)
 	am := e2e.StartAlertmanager(t, ns, e2e.AlertmanagerConfig{WebhookURL: hook.URL()})
 	prom := e2e.StartPrometheus(t, ns, e2e.PrometheusConfig{

@@ -58,6 +58,11 @@ func Host() *dashboard.DashboardBuilder {
 			perSeg("sockbuf_tcp_ofo_pruned_total", "OfoPruned"),
 			perSeg("sockbuf_tcp_rcv_collapsed_total", "TCPRcvCollapsed"),
 			perSeg("sockbuf_tcp_rcvq_drop_total", "TCPRcvQDrop"))).
+		WithPanel(graph("Pruning by network namespace",
+			"Red: a pod, container or `ip netns` namespace prunes receive queues more than 0.1×/s (the host-wide alert's threshold); look at its sockets from inside it (kubectl exec, nsenter -n -t PID ss -tm). The 10 namespaces pruning most; the host's own namespace is in the panels above. Needs --collector.netns.",
+			"ops", redAbove(rc.Pruning.Value), 24,
+			q("topk(10, sum by (instance, netns) ("+rate("sockbuf_netns_tcp_prune_called_total")+"))", "{{instance}} {{netns}} PruneCalled"),
+			q("topk(10, sum by (instance, netns) ("+rate("sockbuf_netns_tcp_rcv_pruned_total")+"))", "{{instance}} {{netns}} RcvPruned (packets dropped)"))).
 		WithRow(row("TCP memory")).
 		WithPanel(memoryGraph()).
 		WithPanel(graph("Time in memory pressure",
