@@ -306,6 +306,14 @@ func Alerting(c Config) RuleFile {
 			"The listener on port {{ $labels.port }} on "+on+" has {{ $value | humanize }} connections waiting to be accepted, at its backlog limit: new connections are being dropped."),
 	}
 
+	// Per namespace, with the host-wide threshold; namespaces of the same name (netns_inode apart) are summed.
+	netns := []Rule{
+		b.alert("SockbufNetnsReceiveQueuePruning", "warning",
+			"sum without (netns_inode) ("+b.rate("sockbuf_netns_tcp_prune_called_total")+") > "+num(c.Pruning.Value), c.Pruning,
+			"TCP receive queues are being pruned in network namespace {{ $labels.netns }} on "+on+".",
+			"In network namespace {{ $labels.netns }} on "+on+" the kernel ran out of receive-buffer room and pruned receive queues {{ $value | humanize }} times per second over the last "+w+" (TcpExt PruneCalled of that namespace: a pod or container whose counters the host's do not include)."),
+	}
+
 	exporter := []Rule{
 		b.alert("SockbufExporterDown", "warning",
 			b.sel("up")+" == 0", c.ExporterDown,
@@ -320,6 +328,7 @@ func Alerting(c Config) RuleFile {
 	return RuleFile{Groups: []Group{
 		{Name: "sockbuf.host", Rules: host},
 		{Name: "sockbuf.sockets", Rules: sockets},
+		{Name: "sockbuf.netns", Rules: netns},
 		{Name: "sockbuf.exporter", Rules: exporter},
 	}}
 }
