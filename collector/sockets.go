@@ -80,7 +80,10 @@ var (
 		Name: "socket_drops_total", Type: Counter, Labels: groupLabelNames,
 		Help: "Packets the group's sockets dropped (sk_drops: receive memory or backlog full, filter, checksum), " +
 			"counted per socket cookie from the first scrape that saw the socket; closed sockets keep their " +
-			"contribution. Absent on kernels whose skmeminfo has no drops field.",
+			"contribution. A group keeps its counter while folded into port=\"other\" (whose own counter adds the " +
+			"drops of whatever is folded at the time) or without sockets; the counters of up to " +
+			strconv.Itoa(maxDropCounters) + " groups not exported live are remembered, the longest gone forgotten " +
+			"first. Absent on kernels whose skmeminfo has no drops field.",
 		Source: "INET_DIAG_SKMEMINFO SK_MEMINFO_DROPS (ss -m skmem d)",
 	})
 	sendQueueSpec = spec("sockets", MetricSpec{

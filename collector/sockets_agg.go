@@ -211,10 +211,18 @@ func (d *dropTracker) commit() {
 	}
 }
 
-// dropTotal is a group's cumulative drops counter and the scrape that last exported it live.
+// maxDropCounters bounds the groups whose cumulative drops the aggregator remembers while they are not
+// exported live (folded into port="other", or without sockets). Only groups that ever dropped are
+// remembered; beyond the bound the one live longest ago is forgotten, and its counter restarts from 0 if the
+// group comes back. About 100 bytes an entry. The HELP of sockbuf_socket_drops_total names this number.
+const maxDropCounters = 1 << 14
+
+// dropTotal is a group's cumulative drops counter, the scrape that last saw the group with sockets (folded
+// or not) and the scrape that last exported it live.
 type dropTotal struct {
 	value uint64
-	gen   uint32
+	live  uint32
+	shown uint32
 }
 
 // aggregator holds everything that persists between scrapes. It is not safe for concurrent use; the
@@ -237,7 +245,8 @@ type aggregator struct {
 	size histogram
 
 	drops      dropTracker
-	dropTotals map[groupLabels]dropTotal
+	dropTotals map[groupLabels]dropTotal // by the group's own labels, and one per role for port="other"
+	dropLimit  int                       // maxDropCounters; tests lower it
 
 	// Output of finish, reused.
 	merged   map[groupLabels]int
@@ -271,6 +280,7 @@ func newAggregator(maxGroups int, fullRatio float64, cgroups bool) *aggregator {
 		size:       newHistogram(rcvbufBuckets),
 		drops:      dropTracker{byCookie: map[uint64]dropEntry{}, limit: maxTrackedDroppers},
 		dropTotals: map[groupLabels]dropTotal{},
+		dropLimit:  maxDropCounters,
 		merged:     map[groupLabels]int{},
 	}
 }
@@ -376,6 +386,12 @@ func (a *aggregator) add(s *sockdiag.Socket, process int32) {
 // role, and adds this scrape's drops to the cumulative counters. The result is in a.out (live groups),
 // a.outOld (counters of groups with no socket left), a.outListn and a.folded; all are valid until the next
 // begin.
+//
+// No drops counter may go down for a label set, so a group's deltas go to the counter under its own labels
+// before folding, whether or not it is then exported: a group that folds and later comes back goes on from
+// where it was, its drops while folded included. The "other" counter of a role is an accumulator of its own
+// that adds the deltas of whatever is folded on each scrape; it is not the sum of its members' counters,
+// which would fall when a member with many drops leaves it.
 func (a *aggregator) finish(cgroupName func(id uint64) string, processName func(int32) string) {
 	a.drops.commit()
 
@@ -398,6 +414,9 @@ func (a *aggregator) finish(cgroupName func(id uint64) string, processName func(
 		}
 		a.out[j].stats.merge(&g.stats)
 	}
+	for i := range a.out {
+		a.addDrops(a.out[i].labels, a.out[i].stats.drops)
+	}
 
 	// Keep the groups an operator most needs to see: full sockets first, then queued bytes, then size.
 	// Ties break on the labels so that the kept set does not flap between scrapes.
@@ -415,16 +434,30 @@ func (a *aggregator) finish(cgroupName func(id uint64) string, processName func(
 
 	for i := range a.out {
 		g := &a.out[i]
-		t := a.dropTotals[g.labels]
-		t.value += g.stats.drops
-		t.gen = a.gen
-		if t.value > 0 {
+		if g.labels.other {
+			a.addDrops(g.labels, g.stats.drops)
+		}
+		t, ok := a.dropTotals[g.labels]
+		if ok {
+			t.shown = a.gen
 			a.dropTotals[g.labels] = t
 		}
 		g.drops = t.value
 	}
 	a.collectOldTotals()
 	a.finishListeners()
+}
+
+// addDrops adds a group's drops of this scrape to its counter and marks the group as live. Groups that never
+// dropped take no memory.
+func (a *aggregator) addDrops(l groupLabels, delta uint64) {
+	t, ok := a.dropTotals[l]
+	if !ok && delta == 0 {
+		return
+	}
+	t.value += delta
+	t.live = a.gen
+	a.dropTotals[l] = t
 }
 
 // fold keeps the first groups of a.out (sorted) and merges the rest into one "other" group per role, so
@@ -454,27 +487,54 @@ func (a *aggregator) fold() {
 }
 
 // collectOldTotals lists the counters of groups that had no socket this scrape, so that a group whose
-// sockets all closed keeps its drops, and forgets the oldest of them when there are more counters than
-// the cap allows.
+// sockets all closed keeps its drops, as far as the group cap leaves room for their series (the groups that
+// went away last first). Counters without room stay remembered: their series comes back with its value when
+// there is room again or the group returns. Beyond dropLimit the counters of the groups live longest ago are
+// forgotten; the "other" counters and those exported live are never.
 func (a *aggregator) collectOldTotals() {
 	a.outOld = a.outOld[:0]
+	evictable := 0
 	for l, t := range a.dropTotals {
-		if t.gen != a.gen {
-			a.outOld = append(a.outOld, group{labels: l, drops: t.value, gen: t.gen})
+		if t.live != a.gen {
+			a.outOld = append(a.outOld, group{labels: l, drops: t.value, gen: t.live})
+		}
+		if t.shown != a.gen && !l.other {
+			evictable++
 		}
 	}
-	// Newest first: the counters of groups that went away last are kept longest.
+	// Newest first: the counters of groups that went away last are shown first.
 	slices.SortFunc(a.outOld, func(x, y group) int {
 		return cmp.Or(-cmp.Compare(x.gen, y.gen), compareLabels(x.labels, y.labels))
 	})
-	room := max(a.maxGroups-len(a.out), 0)
-	if len(a.outOld) > room {
-		for _, g := range a.outOld[room:] {
-			delete(a.dropTotals, g.labels)
-		}
+	if room := max(a.maxGroups-len(a.out), 0); len(a.outOld) > room {
 		a.outOld = a.outOld[:room]
 	}
 	slices.SortFunc(a.outOld, func(x, y group) int { return compareLabels(x.labels, y.labels) })
+	if len(a.dropTotals) > a.dropLimit && evictable > 0 {
+		a.evictTotals()
+	}
+}
+
+// evictTotals forgets the counters of the groups live longest ago until at most dropLimit remain (or only
+// unevictable ones). It runs only when the bound is exceeded, so its allocation is rare.
+func (a *aggregator) evictTotals() {
+	var victims []group
+	for l, t := range a.dropTotals {
+		if t.shown != a.gen && !l.other {
+			victims = append(victims, group{labels: l, gen: t.live})
+		}
+	}
+	slices.SortFunc(victims, func(x, y group) int {
+		return cmp.Or(cmp.Compare(x.gen, y.gen), compareLabels(x.labels, y.labels))
+	})
+	for _, v := range victims[:min(len(victims), len(a.dropTotals)-a.dropLimit)] {
+		delete(a.dropTotals, v.labels)
+	}
+	// A forgotten counter must not be exported on this scrape either: its next value would start from 0.
+	a.outOld = slices.DeleteFunc(a.outOld, func(g group) bool {
+		_, ok := a.dropTotals[g.labels]
+		return !ok
+	})
 }
 
 // finishListeners caps the listening ports like the groups: the ports with the longest accept queues stay.

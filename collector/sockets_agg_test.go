@@ -3,6 +3,7 @@ package collector
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -355,6 +356,64 @@ func TestAggregatorDropsCounter(t *testing.T) {
 	}
 }
 
+// TestAggregatorDropsFoldUnfold checks that no drops counter goes down when a group folds into port="other"
+// and comes back, and that the "other" counter itself only grows while its members change.
+func TestAggregatorDropsFoldUnfold(t *testing.T) {
+	a := newAggregator(3, 0.9, false) // one role: two real groups and "other"
+	// busy are three groups with more queued bytes than port 443: they push it into "other".
+	busy := []fakeSock{{remote: 1001, rq: 30}, {remote: 1002, rq: 20}, {remote: 1003, rq: 10}}
+	steps := []struct {
+		name  string
+		socks []fakeSock
+		want  map[string]uint64
+	}{
+		{"443 exported", []fakeSock{
+			{remote: 443, cookie: 1, drops: 5}, {remote: 80, cookie: 2},
+		}, map[string]uint64{"443": 5, "80": 0}},
+		{"443 folded: its new drop goes to other", append([]fakeSock{
+			{remote: 443, cookie: 1, drops: 6}, {remote: 80, cookie: 2},
+		}, busy...), map[string]uint64{"1001": 0, "1002": 0, "other": 1}},
+		{"443 back: it kept its drops, the folded one included", []fakeSock{
+			{remote: 443, cookie: 1, drops: 7}, {remote: 80, cookie: 2},
+		}, map[string]uint64{"443": 7, "80": 0, "other": 1}},
+		{"443 folded again: other grows from where it was", append([]fakeSock{
+			{remote: 443, cookie: 1, drops: 9}, {remote: 80, cookie: 2},
+		}, busy...), map[string]uint64{"1001": 0, "1002": 0, "other": 3}},
+		{"other now holds a member that never dropped: it must not go down", append([]fakeSock{
+			{remote: 80, cookie: 2},
+		}, busy...), map[string]uint64{"1001": 0, "1002": 0, "other": 3}},
+		{"443's socket closed while folded; a new one drops", []fakeSock{
+			{remote: 443, cookie: 3, drops: 1},
+		}, map[string]uint64{"443": 10, "other": 3}},
+		{"at the cap without folding: other is not exported", []fakeSock{
+			{remote: 443, cookie: 3, drops: 1}, {remote: 1001, rq: 30}, {remote: 1002, rq: 20},
+		}, map[string]uint64{"443": 10, "1001": 0, "1002": 0}},
+		{"folding again: other goes on from 3", append([]fakeSock{
+			{remote: 443, cookie: 3, drops: 2},
+		}, busy...), map[string]uint64{"1001": 0, "1002": 0, "other": 4}},
+	}
+	last := map[string]uint64{}
+	for _, st := range steps {
+		scrape(a, nil, st.socks...)
+		got := map[string]uint64{}
+		for _, r := range rows(append(append([]group(nil), a.out...), a.outOld...)) {
+			got[r.Port] = r.Drops
+		}
+		if diff := cmp.Diff(st.want, got); diff != "" {
+			t.Errorf("%s: drops (-want +got):\n%s", st.name, diff)
+		}
+		for k, v := range got {
+			if v < last[k] {
+				t.Errorf("%s: counter of port %s went down from %d to %d", st.name, k, last[k], v)
+			}
+			last[k] = v
+		}
+		if n := len(a.out) + len(a.outOld); n > 3 {
+			t.Errorf("%s: %d drops series, cap is 3", st.name, n)
+		}
+	}
+}
+
 func TestAggregatorDropsRestartedDump(t *testing.T) {
 	a := newAggregator(200, 0.9, false)
 	scrape(a, nil, fakeSock{remote: 443, cookie: 1, drops: 5})
@@ -387,10 +446,27 @@ func TestAggregatorDropCountersBounded(t *testing.T) {
 		t.Errorf("%d drops series, cap is 4", n)
 	}
 	if diff := cmp.Diff([]string{"1007", "1008", "1009"}, ports(a.outOld)); diff != "" {
-		t.Errorf("kept counters (-want +got):\n%s", diff)
+		t.Errorf("exported old counters (-want +got):\n%s", diff)
 	}
-	if len(a.dropTotals) != 3 {
-		t.Errorf("%d counters remembered, want 3", len(a.dropTotals))
+	// The counters without room for a series are remembered, up to their own bound.
+	if len(a.dropTotals) != 10 {
+		t.Errorf("%d counters remembered, want 10", len(a.dropTotals))
+	}
+	a.dropLimit = 6
+	scrape(a, nil, fakeSock{remote: 1, cookie: 100, drops: 1})
+	var kept []uint16
+	for l := range a.dropTotals {
+		kept = append(kept, l.port)
+	}
+	slices.Sort(kept)
+	// The live group's counter and the five of the groups live last; the oldest are forgotten first.
+	if diff := cmp.Diff([]uint16{1, 1005, 1006, 1007, 1008, 1009}, kept); diff != "" {
+		t.Errorf("remembered counters beyond the bound (-want +got):\n%s", diff)
+	}
+	for _, g := range a.outOld {
+		if _, ok := a.dropTotals[g.labels]; !ok {
+			t.Errorf("forgotten counter of port %d still exported", g.labels.port)
+		}
 	}
 
 	d := dropTracker{byCookie: map[uint64]dropEntry{}, limit: 2}
