@@ -107,13 +107,15 @@ var (
 	})
 	listenLengthSpec = spec("sockets", MetricSpec{
 		Name: "listen_queue_length", Type: Gauge, Labels: []string{"port"},
-		Help: "Connections waiting in the accept queue of the port's LISTEN sockets (Recv-Q of a LISTEN socket, " +
-			"summed over IPv4, IPv6 and SO_REUSEPORT sockets). When it reaches the limit, new connections are dropped.",
+		Help: "Connections waiting in the accept queue of the port's fullest LISTEN socket (Recv-Q of a LISTEN socket; " +
+			"of the port's IPv4, IPv6 and SO_REUSEPORT sockets the one with the highest length/limit, ties by length, " +
+			"since each has a queue of its own). When it reaches the limit, new connections are dropped.",
 		Source: "inet_diag_msg idiag_rqueue of LISTEN sockets (ss -ltn Recv-Q)",
 	})
 	listenLimitSpec = spec("sockets", MetricSpec{
 		Name: "listen_queue_limit", Type: Gauge, Labels: []string{"port"},
-		Help:   "Accept queue limit of the port's LISTEN sockets: the listen() backlog capped by net.core.somaxconn (Send-Q of a LISTEN socket, summed like the length).",
+		Help: "Accept queue limit of the port's fullest LISTEN socket, the same one as sockbuf_listen_queue_length's: " +
+			"the listen() backlog capped by net.core.somaxconn (Send-Q of a LISTEN socket).",
 		Source: "inet_diag_msg idiag_wqueue of LISTEN sockets (ss -ltn Send-Q)",
 	})
 	byStateSpec = spec("sockets", MetricSpec{

@@ -2,6 +2,7 @@ package collector
 
 import (
 	"cmp"
+	"math"
 	"slices"
 
 	"github.com/sockbuf/sockbuf_exporter/sockdiag"
@@ -108,13 +109,40 @@ type group struct {
 	gen    uint32 // the scrape that last saw the group live
 }
 
-// listenStats sums the LISTEN sockets of one port (IPv4 and IPv6, several SO_REUSEPORT sockets).
+// listenStats is the fullest LISTEN socket of one port (of its IPv4 and IPv6 sockets, and of several
+// SO_REUSEPORT ones). Each listener has an accept queue of its own and the kernel drops connections on a full
+// one even when the port's other listeners have room, so sums would hide exactly the listener to alert on.
 type listenStats struct {
 	port    uint16
 	other   bool
-	sockets uint64
+	sockets uint64 // LISTEN sockets of the port
 	length  uint64 // accept queue: connections waiting for accept()
 	limit   uint64 // the backlog the application passed to listen(), capped by net.core.somaxconn
+}
+
+// fill is length / limit; a listener with backlog 0 is full as soon as one connection waits.
+func (l *listenStats) fill() float64 {
+	if l.limit == 0 {
+		if l.length == 0 {
+			return 0
+		}
+		return math.Inf(1)
+	}
+	return float64(l.length) / float64(l.limit)
+}
+
+// compareFullness orders listeners fullest first: by fill, then by the longer queue, then by the smaller
+// limit, so that the choice does not depend on the order of the dump.
+func compareFullness(x, y *listenStats) int {
+	return cmp.Or(-cmp.Compare(x.fill(), y.fill()), -cmp.Compare(x.length, y.length), cmp.Compare(x.limit, y.limit))
+}
+
+// takeFullest makes l the fullest of l and o, counting both sockets.
+func (l *listenStats) takeFullest(o *listenStats) {
+	if compareFullness(o, l) < 0 {
+		l.length, l.limit = o.length, o.limit
+	}
+	l.sockets += o.sockets
 }
 
 // histogram counts observations per bucket (not cumulative until exported).
@@ -318,16 +346,14 @@ func (a *aggregator) addListener(s *sockdiag.Socket) {
 	port := s.Src.Port()
 	a.states[sockdiag.StateListen]++
 	a.listening[port/64] |= 1 << (port % 64)
+	this := listenStats{port: port, sockets: 1, length: uint64(s.AcceptQueue()), limit: uint64(s.AcceptQueueLimit())}
 	i, ok := a.listeners[port]
 	if !ok {
-		i = len(a.listen)
-		a.listen = append(a.listen, listenStats{port: port})
-		a.listeners[port] = i
+		a.listeners[port] = len(a.listen)
+		a.listen = append(a.listen, this)
+		return
 	}
-	l := &a.listen[i]
-	l.sockets++
-	l.length += uint64(s.AcceptQueue())
-	l.limit += uint64(s.AcceptQueueLimit())
+	a.listen[i].takeFullest(&this)
 }
 
 // add records a non-listening socket; process is the owner's index in the process names, 0 for none.
@@ -537,18 +563,18 @@ func (a *aggregator) evictTotals() {
 	})
 }
 
-// finishListeners caps the listening ports like the groups: the ports with the longest accept queues stay.
+// finishListeners caps the listening ports like the groups: the fullest ports stay, and port="other" shows
+// the fullest of the rest, as a port shows the fullest of its listeners.
 func (a *aggregator) finishListeners() {
 	a.outListn = append(a.outListn[:0], a.listen...)
 	slices.SortFunc(a.outListn, func(x, y listenStats) int {
-		return cmp.Or(-cmp.Compare(x.length, y.length), cmp.Compare(x.port, y.port))
+		return cmp.Or(compareFullness(&x, &y), cmp.Compare(x.port, y.port))
 	})
 	if len(a.outListn) > a.maxGroups {
-		other := listenStats{other: true}
-		for _, l := range a.outListn[a.maxGroups-1:] {
+		rest := a.outListn[a.maxGroups-1:]
+		other := listenStats{other: true, length: rest[0].length, limit: rest[0].limit} // sorted: the fullest
+		for _, l := range rest {
 			other.sockets += l.sockets
-			other.length += l.length
-			other.limit += l.limit
 		}
 		a.outListn = append(a.outListn[:a.maxGroups-1], other)
 	}

@@ -133,7 +133,7 @@ func TestAggregatorGroupsByRoleAndPort(t *testing.T) {
 	if a.folded != 0 || len(a.outOld) != 0 {
 		t.Errorf("folded %d, old counters %d; want none", a.folded, len(a.outOld))
 	}
-	wantListen := []listenStats{{port: 80, sockets: 2, length: 2, limit: 1022}, {port: 443, sockets: 1, limit: 4096}}
+	wantListen := []listenStats{{port: 80, sockets: 2, length: 2, limit: 511}, {port: 443, sockets: 1, limit: 4096}}
 	if diff := cmp.Diff(wantListen, a.outListn, cmp.AllowUnexported(listenStats{})); diff != "" {
 		t.Errorf("listeners (-want +got):\n%s", diff)
 	}
@@ -146,6 +146,36 @@ func TestAggregatorGroupsByRoleAndPort(t *testing.T) {
 	}
 	if diff := cmp.Diff(wantStates, gotStates); diff != "" {
 		t.Errorf("states (-want +got):\n%s", diff)
+	}
+}
+
+// TestAggregatorListenQueueFullest checks that a port with several LISTEN sockets (IPv4 and IPv6,
+// SO_REUSEPORT) shows its fullest one: the kernel drops connections on a full accept queue even when the
+// port's other listeners have room, so a sum would hide it.
+func TestAggregatorListenQueueFullest(t *testing.T) {
+	a := newAggregator(3, 0.9, false)
+	scrape(a, nil,
+		// One full, one empty: 128/128, not 128/256.
+		listenSock(80, 0, 128), listenSock(80, 128, 128), listenSock(80, 3, 128),
+		// The fullest by ratio, not by length: 5/10 beats 50/4096.
+		listenSock(443, 50, 4096), listenSock(443, 5, 10),
+		// Equal ratios: the longer queue; an empty listener with backlog 0 is not full.
+		listenSock(8080, 1, 2), listenSock(8080, 2, 4), listenSock(8080, 0, 0),
+		// Beyond the cap (3 ports, fullest first): "other" is the fullest of the folded ports too.
+		listenSock(9000, 1, 100), listenSock(9001, 10, 1000), listenSock(9002, 0, 5),
+	)
+	want := []listenStats{
+		{port: 80, sockets: 3, length: 128, limit: 128},
+		{port: 443, sockets: 2, length: 5, limit: 10},
+		{other: true, sockets: 6, length: 2, limit: 4},
+	}
+	if diff := cmp.Diff(want, a.outListn, cmp.AllowUnexported(listenStats{})); diff != "" {
+		t.Errorf("listeners (-want +got):\n%s", diff)
+	}
+	// The order in which the dump brings the listeners does not matter.
+	scrape(a, nil, listenSock(80, 128, 128), listenSock(80, 0, 128), listenSock(80, 3, 128))
+	if got := a.outListn[0]; got.length != 128 || got.limit != 128 {
+		t.Errorf("port 80 in the other order: length %d, limit %d; want 128, 128", got.length, got.limit)
 	}
 }
 

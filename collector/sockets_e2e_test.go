@@ -134,13 +134,17 @@ func ssPort(t *testing.T, addr string) uint16 {
 // ssGroup is what ss says about a group: its sockets and their Recv-Q sum.
 type ssGroup struct{ Sockets, RecvQ uint64 }
 
-// groupSS groups ss's sockets the way the collector does: role by listening port, port by role.
+// groupSS groups ss's sockets the way the collector does: role by listening port, port by role; a port's
+// listener is its fullest LISTEN socket (Recv-Q / Send-Q, ties by Recv-Q).
 func groupSS(socks []ssSocket) (groups map[string]ssGroup, listeners map[uint16][2]uint64) {
 	listeners = map[uint16][2]uint64{}
 	for _, s := range socks {
-		if s.state == "LISTEN" {
-			l := listeners[s.local]
-			listeners[s.local] = [2]uint64{l[0] + s.recvQ, l[1] + s.sendQ}
+		if s.state != "LISTEN" {
+			continue
+		}
+		l, seen := listeners[s.local]
+		if !seen || s.recvQ*l[1] > l[0]*s.sendQ || (s.recvQ*l[1] == l[0]*s.sendQ && s.recvQ > l[0]) {
+			listeners[s.local] = [2]uint64{s.recvQ, s.sendQ}
 		}
 	}
 	groups = map[string]ssGroup{}
