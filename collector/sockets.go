@@ -34,6 +34,11 @@ const (
 	defaultFullRatio = 0.9
 )
 
+// snapshotHelp ends the HELP of the two histograms. They count the sockets alive at the scrape, so their
+// buckets, _count and _sum fall when sockets close; rate() and increase() would take that for counter resets.
+const snapshotHelp = "A snapshot of the live sockets at each scrape, not a cumulative histogram: buckets, _count and " +
+	"_sum go down when sockets close. Compare bucket values across time (e.g. bucket / _count); do not rate() or increase() them."
+
 var (
 	groupLabelNames = []string{"role", "port", "cgroup", "process"}
 
@@ -94,7 +99,8 @@ var (
 	fillRatioSpec = spec("sockets", MetricSpec{
 		Name: "rmem_fill_ratio", Type: Histogram, Unit: "ratio",
 		Help: "rmem_alloc / rcvbuf of every non-listening socket of the namespace that has buffers " +
-			"(not TIME_WAIT or SYN_RECV): how full the receive buffers are. The le=\"0\" bucket holds the empty ones.",
+			"(not TIME_WAIT or SYN_RECV): how full the receive buffers are. The le=\"0\" bucket holds the empty ones. " +
+			snapshotHelp,
 		Source: "INET_DIAG_SKMEMINFO SK_MEMINFO_RMEM_ALLOC / SK_MEMINFO_RCVBUF",
 	})
 	rcvbufSizeSpec = spec("sockets", MetricSpec{
@@ -102,7 +108,7 @@ var (
 		Help: "rcvbuf of every ESTABLISHED socket of the namespace. le=131072: tcp_rmem default, never grown; " +
 			"(2097151, 2097152] and (4194303, 4194304]: pinned by SO_RCVBUF of 1 MiB and 2 MiB (the kernel doubles " +
 			"the value); 425984: SO_RCVBUF capped by the default rmem_max; up to 6291456: autotuned within the default " +
-			"tcp_rmem max; above: a raised tcp_rmem max.",
+			"tcp_rmem max; above: a raised tcp_rmem max. " + snapshotHelp,
 		Source: "INET_DIAG_SKMEMINFO SK_MEMINFO_RCVBUF (ss -m skmem rb)",
 	})
 	listenLengthSpec = spec("sockets", MetricSpec{

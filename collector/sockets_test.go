@@ -307,3 +307,27 @@ func gather(t *testing.T, c Collector) map[string]float64 {
 	}
 	return out
 }
+
+// TestSocketsHistogramsAreSnapshots checks that the histograms count the live sockets of each scrape (so
+// their _count falls when sockets close) and that their HELP says so and warns against rate().
+func TestSocketsHistogramsAreSnapshots(t *testing.T) {
+	d := &fakeDumper{socks: []fakeSock{
+		{local: 40000, remote: 443}, {local: 40001, remote: 443}, {local: 40002, remote: 443},
+	}}
+	c := newTestSockets(t, SocketsConfig{}, d)
+	before := gather(t, c)
+	d.socks = d.socks[:1]
+	after := gather(t, c)
+	for _, name := range []string{"sockbuf_rmem_fill_ratio", "sockbuf_rcvbuf_size_bytes"} {
+		if b, a := before[name+"_count"], after[name+"_count"]; b != 3 || a != 1 {
+			t.Errorf("%s_count = %g then %g, want 3 then 1 (the live sockets)", name, b, a)
+		}
+	}
+	for _, m := range []MetricSpec{fillRatioSpec, rcvbufSizeSpec} {
+		for _, want := range []string{"snapshot of the live sockets", "go down", "do not rate()"} {
+			if !strings.Contains(m.Help, want) {
+				t.Errorf("HELP of %s does not say %q: %s", m.Name, want, m.Help)
+			}
+		}
+	}
+}
