@@ -34,6 +34,12 @@ const (
 	defaultFullRatio = 0.9
 )
 
+// defaultDumpTimeout caps a scrape whose context has no deadline (Update, or a scrape without
+// X-Prometheus-Scrape-Timeout-Seconds). Without it a dump the kernel never finishes would hold the collector's
+// turn, and so every later scrape of the sockets, forever. A dump of 200,000 sockets takes well under a
+// second; 30 s is beyond any scrape timeout Prometheus allows by default and still frees the turn.
+const defaultDumpTimeout = 30 * time.Second
+
 // snapshotHelp ends the HELP of the two histograms. They count the sockets alive at the scrape, so their
 // buckets, _count and _sum fall when sockets close; rate() and increase() would take that for counter resets.
 const snapshotHelp = "A snapshot of the live sockets at each scrape, not a cumulative histogram: buckets, _count and " +
@@ -227,6 +233,8 @@ type socketsCollector struct {
 	states uint32 // of the main dump; LISTEN is dumped separately
 	ext    sockdiag.Ext
 
+	dumpTimeout time.Duration // defaultDumpTimeout; tests shorten it
+
 	turn    chan struct{} // holds one token while a scrape runs; guards everything below
 	client  socketDumper
 	agg     *aggregator
@@ -273,6 +281,8 @@ func newSocketsCollector(cfg Config, logger *slog.Logger, dial func() (socketDum
 		turn:   make(chan struct{}, 1),
 		agg:    newAggregator(sc.MaxGroups, sc.FullRatio, sc.CgroupAttribution),
 
+		dumpTimeout: defaultDumpTimeout,
+
 		sockets: socketsSpec.Desc(), recvQueue: recvQueueSpec.Desc(), recvQueueMax: recvQueueMaxSpec.Desc(),
 		rmemAlloc: rmemAllocSpec.Desc(), rcvbuf: rcvbufSpec.Desc(), full: rcvbufFullSpec.Desc(),
 		zeroWindow: zeroWindowSpec.Desc(),
@@ -310,6 +320,7 @@ func (c *socketsCollector) Update(ch chan<- prometheus.Metric) error {
 }
 
 // UpdateContext runs one scrape; the scrape's deadline (or its cancellation) interrupts a dump in progress.
+// Without a deadline, the scrape gets c.dumpTimeout from when its turn comes.
 func (c *socketsCollector) UpdateContext(ctx context.Context, ch chan<- prometheus.Metric) error {
 	select {
 	case c.turn <- struct{}{}:
@@ -317,6 +328,11 @@ func (c *socketsCollector) UpdateContext(ctx context.Context, ch chan<- promethe
 		return fmt.Errorf("waiting for a concurrent scrape of the sockets: %w", ctx.Err())
 	}
 	defer func() { <-c.turn }()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.dumpTimeout)
+		defer cancel()
+	}
 
 	if c.client == nil {
 		cl, err := c.dial()
@@ -325,7 +341,7 @@ func (c *socketsCollector) UpdateContext(ctx context.Context, ch chan<- promethe
 		}
 		c.client = cl
 	}
-	deadline, _ := ctx.Deadline() // zero without one: clears the last scrape's
+	deadline, _ := ctx.Deadline()
 	if err := c.client.SetDeadline(deadline); err != nil {
 		return fmt.Errorf("setting the dump deadline: %w", err)
 	}

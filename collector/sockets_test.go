@@ -242,6 +242,44 @@ func TestSocketsCollectorDeadline(t *testing.T) {
 	}
 }
 
+// TestSocketsCollectorDefaultDeadline checks that a scrape without a deadline (Update, or a scrape without
+// X-Prometheus-Scrape-Timeout-Seconds) still gives the dump one, so that a stuck dump cannot hold the
+// collector's turn forever.
+func TestSocketsCollectorDefaultDeadline(t *testing.T) {
+	d := &fakeDumper{socks: []fakeSock{{local: 40000, remote: 443}}}
+	c := newTestSockets(t, SocketsConfig{}, d)
+	start := time.Now()
+	if err := c.Update(make(chan prometheus.Metric, 100)); err != nil {
+		t.Fatal(err)
+	}
+	d.mu.Lock()
+	got := d.deadline
+	d.mu.Unlock()
+	if got.Before(start.Add(defaultDumpTimeout-time.Second)) || got.After(time.Now().Add(defaultDumpTimeout)) {
+		t.Errorf("dump deadline without a context deadline = %v after the start, want %v", got.Sub(start), defaultDumpTimeout)
+	}
+
+	// A dump that never ends is cut off at the cap, and the next scrape gets its turn.
+	d = &fakeDumper{block: true}
+	c = newTestSockets(t, SocketsConfig{}, d)
+	c.dumpTimeout = 50 * time.Millisecond
+	done := make(chan error, 1)
+	go func() { done <- c.Update(make(chan prometheus.Metric, 100)) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Update with a stuck dump: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		_ = d.SetDeadline(time.Unix(1, 0)) // release the fake's goroutine
+		t.Fatal("Update with a stuck dump and no deadline did not return within 5s")
+	}
+	d.block = false
+	if err := c.Update(make(chan prometheus.Metric, 100)); err != nil {
+		t.Errorf("the scrape after a stuck one: %v", err)
+	}
+}
+
 func TestSocketsCollectorConfig(t *testing.T) {
 	for _, sc := range []SocketsConfig{{MaxGroups: 1}, {FullRatio: -1}, {States: "nope"}} {
 		if _, err := newSocketsCollector(Config{Sockets: sc}, nil, nil); err == nil {
