@@ -28,7 +28,7 @@ import (
 func main() {
 	app := kingpin.New("sockbuf-trafficgen", "Loopback traffic that fills TCP receive buffers, for testing sockbuf_exporter.")
 	var (
-		mode      = app.Flag("mode", "prune: small locked receive buffers, 1-byte writes, never read (PruneCalled, TCPRcvCollapsed, RcvPruned); drops: prune until the server sockets drop data, then hold them; unread: connections with --unread-bytes left in each server-side receive queue; backlog: a listener that never accepts, its queue full, --pending more connecting; fanout: --conns connections over --ports listening ports.").Default("prune").Enum("prune", "drops", "unread", "backlog", "fanout")
+		mode      = app.Flag("mode", "prune: small locked receive buffers, 1-byte writes, never read (PruneCalled, TCPRcvCollapsed; RcvPruned only sometimes); shrink: fill autotuned buffers, shrink SO_RCVBUF under the queued data, keep writing (RcvPruned, TCPRcvQDrop, every time); hole: data queued out of order behind a segment nft drops, buffers shrunk, then the hole filled (OfoPruned, every time; needs nft); drops: prune until the server sockets drop data, then hold them; unread: connections with --unread-bytes left in each server-side receive queue; backlog: a listener that never accepts, its queue full, --pending more connecting; fanout: --conns connections over --ports listening ports.").Default("prune").Enum("prune", "shrink", "hole", "drops", "unread", "backlog", "fanout")
 		addr      = app.Flag("address", "Loopback address to listen on.").Default("127.0.0.1").String()
 		port      = app.Flag("port", "Listening port; 0 lets the kernel choose (printed). Ignored by fanout.").Default("0").Int()
 		conns     = app.Flag("conns", "Client connections.").Default(strconv.Itoa(trafficgen.DefaultConns)).Int()
@@ -61,10 +61,16 @@ func main() {
 
 	var closer interface{ Close() error }
 	switch *mode {
-	case "prune", "drops":
+	case "prune", "shrink", "drops":
+		if *mode == "shrink" {
+			opts.RcvBuf, opts.Renew = -1, 0
+		}
 		l, err := trafficgen.NewLoad(ctx, opts)
 		fatal(err)
 		closer = l
+		if *mode == "shrink" {
+			fatalClose(l.Shrink(ctx, 0, 0), l)
+		}
 		fmt.Printf("trafficgen: port=%d mode=%s conns=%d\n", l.Port(), *mode, *conns)
 		if *dropEvery > 0 {
 			remove, err := trafficgen.AddDropRule(l.Port(), *dropEvery)
@@ -82,6 +88,10 @@ func main() {
 		fatalClose(err, l)
 		fmt.Printf("trafficgen: writes=%d bytes=%d renews=%d elapsed=%s stopped=%q\n",
 			res.Writes, res.Bytes, res.Renews, res.Elapsed.Round(time.Millisecond), res.Stopped)
+	case "hole":
+		res, err := trafficgen.PruneOfo(ctx, opts)
+		fatal(err)
+		fmt.Printf("trafficgen: mode=hole writes=%d elapsed=%s\n", res.Writes, res.Elapsed.Round(time.Millisecond))
 	case "unread":
 		c, err := trafficgen.Unread(ctx, trafficgen.UnreadConfig{
 			Listen: trafficgen.ListenConfig{Addr: listen}, Conns: *conns, Bytes: *unread,

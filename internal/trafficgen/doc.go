@@ -5,9 +5,14 @@
 // inherit the lock, so the kernel cannot autotune the buffer up), about fifty clients with TCP_NODELAY writing
 // one-byte chunks round-robin, and a server that never reads. Each one-byte segment costs the receiver a whole
 // skb of truesize, so the receive queue overruns the buffer long before the window closes: the kernel calls
-// tcp_prune_queue (TcpExt PruneCalled), collapses the queue (TCPRcvCollapsed) and, when that is not enough,
-// throws the data away (RcvPruned). Dropping a few data packets with [AddDropRule] leaves holes, so segments
-// wait in the out-of-order queue and get pruned from there too (OfoPruned).
+// tcp_prune_queue (TcpExt PruneCalled) and collapses the queue (TCPRcvCollapsed). Only on some sets of
+// connections does it go on to throw data away (RcvPruned): often every window closes first. Two recipes
+// make the destructive counters rise every time. [PruneData] lets autotuned connections queue 32 KiB, then
+// shrinks SO_RCVBUF below it; the window the receiver already advertised stays open, and what arrives in it
+// cannot fit even after collapsing (RcvPruned, TCPRcvQDrop). [PruneOfo] keeps a hole in each stream with
+// an nft rule ([AddHoleRule]) while 32 KiB queue out of order behind it, shrinks the buffers, then lets the
+// hole's retransmission through: the kernel prunes the out-of-order data behind it (OfoPruned).
+// [AddDropRule] drops a share of the data packets at random, for loss that looks like a real network's.
 //
 // The building blocks other tests need are exported as well: [Listen] (a listener with a chosen backlog and
 // receive buffer that accepts and holds connections without reading, or never accepts), [Dial], [Unread]

@@ -42,6 +42,25 @@ func (n Netstat) Sub(before Netstat) Netstat {
 	return out
 }
 
+// Moved returns a condition for Options.Until: every TcpExt field named has risen in the calling thread's
+// namespace since base. A read error counts as met, so that the load stops and the caller's check of the
+// counters reports what went wrong.
+func Moved(base Netstat, fields ...string) func() bool {
+	return func() bool {
+		now, err := ReadNetstat()
+		if err != nil {
+			return true
+		}
+		d := now.Sub(base)["TcpExt"]
+		for _, f := range fields {
+			if d[f] == 0 {
+				return false
+			}
+		}
+		return true
+	}
+}
+
 // ReadNetstat reads TcpExt, IpExt, Tcp and the other sections of the calling thread's network namespace.
 // It reads /proc/thread-self/net, not /proc/net (which follows the main thread), so that it sees the
 // namespace inside testenv.NetNS.Do.

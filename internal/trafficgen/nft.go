@@ -17,23 +17,37 @@ func AddDropRule(port, every int) (remove func() error, err error) {
 	if every < 2 {
 		return nil, fmt.Errorf("every must be at least 2, got %d", every)
 	}
+	match := fmt.Sprintf("tcp dport %d tcp flags & (syn | rst) == 0 numgen random mod %d == 0 drop", port, every)
+	return addInputTable(fmt.Sprintf("sockbuf_trafficgen_%d", port), "ip length > 52 "+match, "ip6 length > 32 "+match)
+}
+
+// AddHoleRule drops, in the calling thread's network namespace, every TCP segment to port that carries exactly
+// length bytes of payload (IPv4 or IPv6, with the 32-byte TCP header of timestamps that Linux sends). A
+// segment of that size then never arrives, nor do its retransmissions as long as they keep its size (see
+// PruneOfo): the receiver keeps a hole, and everything after it waits in the out-of-order queue.
+func AddHoleRule(port, length int) (remove func() error, err error) {
+	if length <= 0 {
+		return nil, fmt.Errorf("length must be positive, got %d", length)
+	}
+	match := fmt.Sprintf("tcp dport %d drop", port)
+	return addInputTable(fmt.Sprintf("sockbuf_trafficgen_hole_%d", port),
+		fmt.Sprintf("ip length %d %s", 20+32+length, match), fmt.Sprintf("ip6 length %d %s", 32+length, match))
+}
+
+// addInputTable adds an inet table with an input chain holding rules, in the calling thread's namespace, and
+// returns a function that deletes it.
+func addInputTable(table string, rules ...string) (remove func() error, err error) {
 	nft, err := exec.LookPath("nft")
 	if err != nil {
 		return nil, fmt.Errorf("nft not found (apt-get install nftables): %w", err)
 	}
-	table := fmt.Sprintf("sockbuf_trafficgen_%d", port)
-	match := fmt.Sprintf("tcp dport %d tcp flags & (syn | rst) == 0 numgen random mod %d == 0 drop", port, every)
-	script := strings.Join([]string{
-		"table inet " + table + " {",
-		"  chain input {",
-		"    type filter hook input priority 0; policy accept;",
-		"    ip length > 52 " + match,
-		"    ip6 length > 32 " + match,
-		"  }",
-		"}",
-	}, "\n")
-	if err := runNft(nft, script, "-f", "-"); err != nil {
-		return nil, fmt.Errorf("adding drop rule for port %d: %w", port, err)
+	lines := []string{"table inet " + table + " {", "  chain input {", "    type filter hook input priority 0; policy accept;"}
+	for _, r := range rules {
+		lines = append(lines, "    "+r)
+	}
+	lines = append(lines, "  }", "}")
+	if err := runNft(nft, strings.Join(lines, "\n"), "-f", "-"); err != nil {
+		return nil, fmt.Errorf("adding nft table %s: %w", table, err)
 	}
 	return func() error {
 		if err := runNft(nft, "", "delete", "table", "inet", table); err != nil {
