@@ -178,7 +178,9 @@ type result struct {
 }
 
 // CollectContext runs every collector concurrently and forwards the output of those that finish before ctx
-// ends.
+// ends. A collector without UpdateContext that is still running then is left to finish on its own goroutine
+// and its output is dropped: the /proc readers return within milliseconds, and the only collector that can
+// block for long (sockets, on netlink) stops at the deadline itself.
 func (e *Exporter) CollectContext(ctx context.Context, ch chan<- prometheus.Metric) {
 	results := make(chan result, len(e.names))
 	for _, name := range e.names {
