@@ -267,7 +267,8 @@ func (p *process) waitHTTP(t testing.TB, client *http.Client, url string) {
 		if err == nil {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			// 401: the server is up and wants credentials (--web.config.file with basic auth).
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
 				return
 			}
 			err = fmt.Errorf("status %s", resp.Status)
