@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	rules "github.com/sockbuf/sockbuf_exporter/deploy/prometheus"
 	"github.com/sockbuf/sockbuf_exporter/internal/e2e"
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 	"github.com/sockbuf/sockbuf_exporter/internal/trafficgen"
@@ -93,7 +94,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	got := hook.WaitAlert(t, alert, 30*time.Second)
 	if !strings.Contains(got.Annotations["description"], exp.Addr) ||
-		got.Annotations["runbook_url"] != "docs/runbooks.md#sockbuftcpreceivequeuepruning" {
+		got.Annotations["runbook_url"] != rules.DefaultRunbookBase+"#"+rules.Anchor(alert) {
 		t.Errorf("webhook got %s with annotations %v", alert, got.Annotations)
 	}
 	t.Logf("Alertmanager delivered %s: %s", alert, got.Annotations["description"])

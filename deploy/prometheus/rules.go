@@ -26,12 +26,15 @@ type Threshold struct {
 // Config holds every knob of the rules. Change DefaultConfig (or build your own and call Render) and
 // regenerate.
 type Config struct {
-	// Selector is added to every selector of an exporter metric (and to `up`), e.g. `job=~".*sockbuf.*"`,
-	// so that the rules only look at sockbuf_exporter targets.
+	// Selector is added to every selector of an exporter metric (and to `up`), so that the rules only look
+	// at sockbuf_exporter targets. The default, `job=~".*sockbuf.*"`, matches the shipped scrape configs
+	// (job "sockbuf", the ServiceMonitor's "sockbuf-exporter"); with any other job name every alert stays
+	// silent, so set your own matcher here (e.g. `job="node-tcp"`) and regenerate. docs/runbooks.md says
+	// so at the top.
 	Selector string
-	// RunbookBase is what runbook_url starts with; the alert's anchor is appended after '#'. The default
-	// is the repository-relative path; set it to where the runbooks are browsable, e.g.
-	// https://github.com/ORG/sockbuf_exporter/blob/main/docs/runbooks.md.
+	// RunbookBase is what runbook_url starts with; the alert's anchor is appended after '#'. It must be an
+	// absolute URL: Alertmanager and Grafana show runbook_url as a link, and a repository-relative path is
+	// not clickable there. Point it at your own copy (a fork, an internal wiki) to ship edited runbooks.
 	RunbookBase string
 	// RateWindow is the range of every rate() and increase() in alerts and recording rules. It must cover at
 	// least four scrapes so that a single missed scrape does not blank the rate.
@@ -68,11 +71,14 @@ type Config struct {
 	CollectorFailing Threshold
 }
 
+// DefaultRunbookBase is where the runbooks of the main branch are browsable.
+const DefaultRunbookBase = "https://github.com/sockbuf/sockbuf_exporter/blob/main/docs/runbooks.md"
+
 // DefaultConfig is what the committed alerts.yml and recording.yml are rendered from.
 func DefaultConfig() Config {
 	return Config{
 		Selector:    `job=~".*sockbuf.*"`,
-		RunbookBase: "docs/runbooks.md",
+		RunbookBase: DefaultRunbookBase,
 		RateWindow:  "5m",
 
 		// A few prunes a minute are tolerable; sustained pruning means an application falls behind.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -142,6 +143,10 @@ func TestRunbookSections(t *testing.T) {
 // TestAlertConventions enforces the house style on every alert.
 func TestAlertConventions(t *testing.T) {
 	c := DefaultConfig()
+	// Alertmanager and Grafana render runbook_url as a link: a relative path would not open anywhere.
+	if u, err := url.Parse(c.RunbookBase); err != nil || !u.IsAbs() || u.Host == "" || u.Fragment != "" {
+		t.Errorf("RunbookBase %q must be an absolute URL without a fragment (err %v)", c.RunbookBase, err)
+	}
 	name := regexp.MustCompile(`^Sockbuf[A-Z][A-Za-z0-9]+$`)
 	for _, g := range Alerting(c).Groups {
 		for _, r := range g.Rules {
