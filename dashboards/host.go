@@ -66,8 +66,8 @@ func Host() *dashboard.DashboardBuilder {
 		WithRow(row("TCP memory")).
 		WithPanel(memoryGraph()).
 		WithPanel(graph("Time in memory pressure",
-			"Red: TCP spent more than 1% of the time in memory pressure, shrinking every socket's buffers (counted when an episode ends).",
-			"percentunit", redAbove(0.01), 8,
+			"Red: TCP spent more than 5% of the time in memory pressure, holding every socket's buffers down (SockbufTCPMemoryPressureTime when it lasts; an episode is counted when it ends).",
+			"percentunit", redAbove(rc.PressureTime.Value), 8,
 			q(rate("sockbuf_tcp_memory_pressure_seconds_total"), "{{instance}} share of time in pressure"))).
 		WithPanel(graph("Memory pressure episodes and aborts",
 			"Red: TCP keeps entering memory pressure, or aborts connections because tcp_mem's max is reached (SockbufTCPMemoryPressureEpisodes).",

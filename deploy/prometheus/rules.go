@@ -53,6 +53,12 @@ type Config struct {
 	// Number of times TCP entered memory pressure within PressureEpisodesWindow.
 	PressureEpisodes       Threshold
 	PressureEpisodesWindow string
+	// Share of the time TCP spent in memory pressure over PressureTimeWindow (rate of
+	// TCPMemoryPressuresChrono). The kernel adds an episode's duration when it ends, so one episode shows
+	// in the rate for PressureTimeWindow less a scrape interval: with For equal to the window a single
+	// episode never fires it (SockbufTCPMemoryPressure covers a long one while it lasts), repeated ones do.
+	PressureTime       Threshold
+	PressureTimeWindow string
 	// TCPRcvQDrop + TCPBacklogDrop per second.
 	ReceiveQueueDrops Threshold
 	// Per-socket drops (skmeminfo) per second, per group.
@@ -92,14 +98,17 @@ func DefaultConfig() Config {
 		// Flapping in and out of pressure shows a host sized at the edge.
 		PressureEpisodes:       Threshold{Value: 3, For: "0m"},
 		PressureEpisodesWindow: "1h",
-		ReceiveQueueDrops:      Threshold{Value: 0, For: "10m"},
-		SocketDrops:            Threshold{Value: 0, For: "10m"},
-		FullSockets:            Threshold{Value: 1, For: "15m"},
-		ListenOverflows:        Threshold{Value: 0, For: "5m"},
-		ListenQueueFull:        Threshold{Value: 1, For: "5m"},
-		SoftnetDrops:           Threshold{Value: 0, For: "10m"},
-		ExporterDown:           Threshold{For: "5m"},
-		CollectorFailing:       Threshold{For: "15m"},
+		// 5% is 45s in every quarter of an hour, spent with every socket's buffers held down.
+		PressureTime:       Threshold{Value: 0.05, For: "15m"},
+		PressureTimeWindow: "15m",
+		ReceiveQueueDrops:  Threshold{Value: 0, For: "10m"},
+		SocketDrops:        Threshold{Value: 0, For: "10m"},
+		FullSockets:        Threshold{Value: 1, For: "15m"},
+		ListenOverflows:    Threshold{Value: 0, For: "5m"},
+		ListenQueueFull:    Threshold{Value: 1, For: "5m"},
+		SoftnetDrops:       Threshold{Value: 0, For: "10m"},
+		ExporterDown:       Threshold{For: "5m"},
+		CollectorFailing:   Threshold{For: "15m"},
 	}
 }
 
@@ -279,6 +288,10 @@ func Alerting(c Config) RuleFile {
 			"increase("+b.sel("sockbuf_tcp_memory_pressures_total")+"["+c.PressureEpisodesWindow+"]) > "+num(c.PressureEpisodes.Value), c.PressureEpisodes,
 			"TCP keeps entering memory pressure on "+on+".",
 			"TCP on "+on+" entered memory pressure {{ $value | humanize }} times in the last "+c.PressureEpisodesWindow+" (TcpExt TCPMemoryPressures): the host's TCP memory is sized at the edge of its load."),
+		b.alert("SockbufTCPMemoryPressureTime", "warning",
+			"rate("+b.sel("sockbuf_tcp_memory_pressure_seconds_total")+"["+c.PressureTimeWindow+"]) > "+num(c.PressureTime.Value), c.PressureTime,
+			"TCP spends a large share of its time in memory pressure on "+on+".",
+			"TCP on "+on+" spent {{ $value | humanizePercentage }} of the last "+c.PressureTimeWindow+" in memory pressure (TcpExt TCPMemoryPressuresChrono, counted when an episode ends): for that share of the time the kernel held every socket's buffers down."),
 		b.alert("SockbufTCPReceiveQueueDrops", "warning",
 			b.rate("sockbuf_tcp_rcvq_drop_total")+" + "+b.rate("sockbuf_tcp_backlog_drop_total")+" > "+num(c.ReceiveQueueDrops.Value), c.ReceiveQueueDrops,
 			"TCP packets are dropped for lack of receive memory on "+on+".",
