@@ -113,6 +113,18 @@ func TestConventions(t *testing.T) {
 			if q.kind != "variable" && (!strings.Contains(q.expr, `job=~"$job"`) || !strings.Contains(q.expr, `instance=~"$instance"`)) {
 				t.Errorf("%s: %q ignores the job or instance variable", q.where, q.expr)
 			}
+			// Recording rules are evaluated with the rules' own job selector and a fixed window: a panel
+			// reading them is empty for other job names and ignores $__rate_interval. Panels compute from
+			// the exporter's series instead.
+			names, err := metricNames(fillVariables(q.expr, nil))
+			if err != nil {
+				t.Errorf("%s: %q: %v", q.where, q.expr, err)
+			}
+			for _, n := range names {
+				if strings.Contains(n, ":") {
+					t.Errorf("%s: reads recording rule %s; compute it from the exporter's metrics", q.where, n)
+				}
+			}
 		}
 	}
 }

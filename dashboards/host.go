@@ -26,8 +26,11 @@ func m(metric string, extra ...string) string {
 // receive-buffer room, and the settings in force.
 func Host() *dashboard.DashboardBuilder {
 	rc := rules.DefaultConfig()
+	// Computed from the raw counters, not read from the recording rules: those are evaluated with the rules'
+	// job selector and a fixed window, so they would be empty for other job names and ignore the zoom.
+	// An idle host has no incoming segments; dropping it avoids NaN instead of drawing a ratio of nothing.
 	perSeg := func(counter, legend string) query {
-		return q(m(rc.PerSegmentRecord(counter)), "{{instance}} "+legend)
+		return q(rate(counter)+" / ("+rate("sockbuf_tcp_in_segments_total")+" > 0)", "{{instance}} "+legend)
 	}
 	return base("sockbuf-host", "sockbuf / Host",
 		"Receive-buffer pruning, collapsing and drops, TCP memory against tcp_mem, softnet and listen-queue drops, and the buffer settings in force. Generated from dashboards/*.go; do not edit in Grafana.").
@@ -51,7 +54,7 @@ func Host() *dashboard.DashboardBuilder {
 			q(rate("sockbuf_tcp_ofo_drop_total"), "{{instance}} TCPOFODrop"),
 			q(rate("sockbuf_tcp_zero_window_drop_total"), "{{instance}} TCPZeroWindowDrop"))).
 		WithPanel(graph("Pruning, collapsing and drops per incoming segment",
-			"Red: more than 1% of incoming segments meet pruning, collapsing or a queue drop (the collapsing alert's threshold); compares hosts of different traffic. From the recording rules.",
+			"Red: more than 1% of incoming segments meet pruning, collapsing or a queue drop (the collapsing alert's threshold); compares hosts of different traffic.",
 			"percentunit", redAbove(rc.CollapseRatio.Value), 24,
 			perSeg("sockbuf_tcp_prune_called_total", "PruneCalled"),
 			perSeg("sockbuf_tcp_rcv_pruned_total", "RcvPruned"),

@@ -36,9 +36,9 @@ func Sockets() *dashboard.DashboardBuilder {
 			"short", redAbove(1), 12,
 			q(top("10", full), groupLegend))).
 		WithPanel(graph("Receive-buffer fill by group",
-			"Red: a group's unread data fills more than 90% of its sockets' receive buffers in total; pruning follows. From the recording rules.",
+			"Red: a group's unread data fills more than 90% of its sockets' receive buffers in total; pruning follows.",
 			"percentunit", redAbove(0.9), 12,
-			q(top("10", m("group:sockbuf_rmem_alloc_bytes_per_rcvbuf_bytes:ratio")), groupLegend))).
+			q(top("10", m("sockbuf_rmem_alloc_bytes")+" / ("+m("sockbuf_rcvbuf_bytes")+" > 0)"), groupLegend))).
 		WithRow(row("Distributions")).
 		WithPanel(heat("Receive-buffer fill ratio",
 			"Red cells in the top rows: many sockets hold nearly a full buffer of unread data (rmem_alloc / rcvbuf of every non-listening socket).",

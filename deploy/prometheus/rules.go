@@ -199,7 +199,9 @@ func (c Config) PerSegmentRecord(counter string) string {
 	return "instance:" + strings.TrimSuffix(counter, "_total") + "_per_in_segment:ratio_rate" + c.RateWindow
 }
 
-// Recording returns the recording rules: the rates and ratios the dashboards and ad-hoc queries use.
+// Recording returns the recording rules: rates and ratios for fleet-wide views, ad-hoc queries and other
+// rules. The dashboards do not read them: they compute from the exporter's series with their own job and
+// instance variables and $__rate_interval, which a rule evaluated with Selector and RateWindow cannot follow.
 func Recording(c Config) RuleFile {
 	b := builder{c}
 	var rules []Rule
