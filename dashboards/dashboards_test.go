@@ -130,3 +130,70 @@ func TestConventions(t *testing.T) {
 }
 
 var rangeSelector = regexp.MustCompile(`\[([^\]]+)\]`)
+
+// TestHistogramPanels checks the panels of the exporter's histograms. Those are snapshots of the sockets
+// alive at each scrape (their HELP says so), so a panel must show the buckets as they are: no rate() or
+// increase(), format "heatmap" so Grafana turns the cumulative le buckets into per-bucket counts, and on a
+// heatmap no re-bucketing (calculate false) with rows laid out by their le upper bound.
+func TestHistogramPanels(t *testing.T) {
+	seen := 0
+	for _, file := range dashboardFiles {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d struct {
+			Panels []struct {
+				Type    string `json:"type"`
+				Title   string `json:"title"`
+				Targets []struct {
+					Expr   string `json:"expr"`
+					Format string `json:"format"`
+				} `json:"targets"`
+				Options struct {
+					Calculate *bool `json:"calculate"`
+					RowsFrame struct {
+						Layout string `json:"layout"`
+					} `json:"rowsFrame"`
+				} `json:"options"`
+			} `json:"panels"`
+		}
+		if err := json.Unmarshal(b, &d); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range d.Panels {
+			where := file + ": " + p.Title
+			if p.Type == "heatmap" {
+				if p.Options.Calculate == nil || *p.Options.Calculate {
+					t.Errorf("%s: heatmap must not re-bucket the exporter's buckets (calculate false)", where)
+				}
+				if p.Options.RowsFrame.Layout != "le" {
+					t.Errorf("%s: heatmap rows layout %q, want le (Prometheus bucket bounds)", where, p.Options.RowsFrame.Layout)
+				}
+			}
+			for _, x := range p.Targets {
+				if !strings.Contains(x.Expr, "_bucket") {
+					if p.Type == "heatmap" {
+						t.Errorf("%s: heatmap query %q reads no histogram buckets", where, x.Expr)
+					}
+					continue
+				}
+				seen++
+				if counterFunc.MatchString(x.Expr) {
+					t.Errorf("%s: %q applies a counter function to a snapshot histogram", where, x.Expr)
+				}
+				if x.Format != "heatmap" {
+					t.Errorf("%s: %q has format %q, want heatmap", where, x.Expr, x.Format)
+				}
+				if !strings.Contains(x.Expr, "by (le)") {
+					t.Errorf("%s: %q must keep le (sum by (le))", where, x.Expr)
+				}
+			}
+		}
+	}
+	if seen < 2 {
+		t.Errorf("found %d histogram queries, want the fill-ratio and rcvbuf-size panels", seen)
+	}
+}
+
+var counterFunc = regexp.MustCompile(`\b(rate|irate|increase|delta|idelta)\(`)

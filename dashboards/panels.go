@@ -182,11 +182,17 @@ func buckets(title, description, unit string, th *dashboard.ThresholdsConfigBuil
 }
 
 // heat draws a histogram's buckets over time; yUnit is the unit of the bucket bounds, cells count sockets.
+// x must select cumulative `_bucket` series summed by le, without rate(): the exporter's socket histograms
+// are snapshots of the sockets alive at each scrape, not counters of events.
 func heat(title, description, yUnit string, th *dashboard.ThresholdsConfigBuilder, w uint32, x query) *heatmap.PanelBuilder {
 	return decorate(heatmap.NewPanelBuilder(), title, description, "short", th, w).
-		// The exporter's buckets are already computed; Grafana must not re-bucket them.
+		// The exporter's buckets are already computed; Grafana must not re-bucket them. The query's heatmap
+		// format de-accumulates the le buckets, and the rows are laid out by their upper bound (le), so each
+		// row's label is the bucket's upper edge, as Prometheus defines it.
 		Calculate(false).
+		RowsFrame(heatmap.NewRowsHeatmapOptionsBuilder().Layout(common.HeatmapCellLayoutLe).Value("Sockets")).
 		YAxis(heatmap.NewYAxisConfigBuilder().Unit(yUnit)).
+		Tooltip(heatmap.NewHeatmapTooltipBuilder().Mode(common.TooltipDisplayModeSingle).YHistogram(true).ShowColorScale(true)).
 		CellValues(heatmap.NewCellValuesBuilder().Unit("short")).
 		Color(heatmap.NewHeatmapColorOptionsBuilder().
 			Mode(heatmap.HeatmapColorModeScheme).
