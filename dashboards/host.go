@@ -93,7 +93,7 @@ func Host() *dashboard.DashboardBuilder {
 			q(rate("sockbuf_tcp_listen_drops_total"), "{{instance}} ListenDrops"))).
 		WithRow(row("Settings in force")).
 		WithPanel(stats("Buffer sysctls",
-			"Never red: the limits in force. SO_RCVBUF requests are capped at rmem_max; autotuned sockets grow up to tcp_rmem max.",
+			"Never red: the limits in force. Autotuned sockets grow up to tcp_rmem max whatever rmem_max is; SO_RCVBUF requests are capped at rmem_max, then doubled.",
 			"bytes", neverRed(), 12,
 			q(m("sockbuf_net_core_rmem_max_bytes"), "{{instance}} net.core.rmem_max"),
 			q(m("sockbuf_net_core_rmem_default_bytes"), "{{instance}} net.core.rmem_default"),
@@ -107,7 +107,7 @@ func Host() *dashboard.DashboardBuilder {
 			q(m("sockbuf_tcp_moderate_rcvbuf"), "{{instance}} tcp_moderate_rcvbuf"),
 			q(m("sockbuf_tcp_window_scaling"), "{{instance}} tcp_window_scaling"))).
 		WithPanel(stats("Queue limits",
-			"Never red: net.core.netdev_max_backlog (per-CPU input backlog), net.core.somaxconn (cap on listen backlogs) and tcp_adv_win_scale (share of the buffer left for overhead).",
+			"Never red: net.core.netdev_max_backlog (per-CPU input backlog), net.core.somaxconn (cap on listen backlogs) and tcp_adv_win_scale (share of the buffer left for overhead before Linux 6.6; ignored since, each socket measures it).",
 			"none", neverRed(), 6,
 			q(m("sockbuf_net_core_netdev_max_backlog"), "{{instance}} netdev_max_backlog"),
 			q(m("sockbuf_net_core_somaxconn"), "{{instance}} somaxconn"),
