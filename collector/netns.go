@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,7 +12,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -53,6 +53,8 @@ import (
 // the sum go backwards when one ends, so every series also has netns_inode. It adds no series (one per
 // namespace either way) and marks a recreated namespace (a restarted pod sandbox) as a new series.
 //
+// Sockets (--collector.netns.sockets): the sums of each exported namespace's TCP sockets, see netns_sockets.go.
+//
 // Cap: at most MaxNamespaces namespaces are exported, those with the most PruneCalled, then the lowest inode,
 // so the set is stable; the others are counted in sockbuf_netns_namespaces_skipped. They are not folded into
 // an "other" series: its sum would go backwards whenever a namespace moved in or out of the top.
@@ -60,7 +62,20 @@ import (
 func init() {
 	registerCollector("netns",
 		"receive-path TCP counters of every other network namespace (pods, containers) from /proc/<pid>/net/netstat and snmp; needs root or CAP_SYS_PTRACE",
-		false, func(cfg Config, _ *slog.Logger) (Collector, error) { return newNetnsCollector(cfg), nil })
+		false, func(cfg Config, logger *slog.Logger) (Collector, error) {
+			c := newNetnsCollector(cfg)
+			if cfg.Netns.Sockets {
+				ratio, err := checkFullRatio(cfg.Sockets.FullRatio)
+				if err != nil {
+					return nil, err
+				}
+				procPath := c.procPath
+				c.socks = newNetnsSockets(ratio, func(pid int, ino uint64) (socketDumper, error) {
+					return dialNetns(procPath, pid, ino)
+				}, logger)
+			}
+			return c, nil
+		})
 }
 
 // NetnsConfig configures the netns collector.
@@ -69,6 +84,8 @@ type NetnsConfig struct {
 	MaxNamespaces int
 	// NamedDir is where `ip netns add` bind-mounts named namespaces; /run/netns when empty.
 	NamedDir string
+	// Sockets dumps the TCP sockets of every exported namespace (netns_sockets.go); needs CAP_SYS_ADMIN.
+	Sockets bool
 }
 
 const (
@@ -128,7 +145,8 @@ var (
 	})
 )
 
-// netnsCollector exports netstat counters per network namespace. Its caches make scrapes serial.
+// netnsCollector exports netstat counters, and optionally socket sums, per network namespace. Its caches make
+// scrapes serial.
 type netnsCollector struct {
 	procPath string
 	namedDir string
@@ -144,7 +162,9 @@ type netnsCollector struct {
 	namedInode func(path string) (uint64, bool)
 	now        func() time.Time
 
-	mu        sync.Mutex
+	socks *netnsSockets // nil without --collector.netns.sockets
+
+	turn      chan struct{}          // holds one token while a scrape runs; guards everything below
 	scrape    uint64                 // scrapes so far
 	pids      map[int]pidNetns       // cached namespace of every other process
 	spaces    map[uint64]*netnsState // known namespaces by inode
@@ -181,6 +201,7 @@ func newNetnsCollector(cfg Config) *netnsCollector {
 		now:            time.Now,
 		pids:           map[int]pidNetns{},
 		spaces:         map[uint64]*netnsState{},
+		turn:           make(chan struct{}, 1),
 	}
 	if c.namedDir == "" {
 		c.namedDir = defaultNamedDir
@@ -196,8 +217,17 @@ func newNetnsCollector(cfg Config) *netnsCollector {
 }
 
 func (c *netnsCollector) Update(ch chan<- prometheus.Metric) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	return c.UpdateContext(context.Background(), ch)
+}
+
+// UpdateContext runs one scrape. Only the socket dumps can take long; the scrape's deadline bounds them.
+func (c *netnsCollector) UpdateContext(ctx context.Context, ch chan<- prometheus.Metric) error {
+	select {
+	case c.turn <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for a concurrent scrape of the network namespaces: %w", ctx.Err())
+	}
+	defer func() { <-c.turn }()
 	c.scrape++
 	selfLink, err := c.readlink(filepath.Join(c.procPath, "self", "ns", "net"))
 	if err != nil {
@@ -246,6 +276,11 @@ func (c *netnsCollector) Update(ch chan<- prometheus.Metric) error {
 			if ns.have[f.idx] {
 				ch <- prometheus.MustNewConstMetric(c.descs[i], prometheus.CounterValue, float64(ns.vals[f.idx]), ns.name, ns.inode)
 			}
+		}
+	}
+	if c.socks != nil {
+		if err := c.socks.update(ctx, read, ch); err != nil {
+			return err
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(c.namespacesDesc, prometheus.GaugeValue, float64(len(found)))

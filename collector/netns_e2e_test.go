@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,9 +41,47 @@ func nsInode(t *testing.T, path string) string {
 	return fmt.Sprint(st.Ino)
 }
 
-// TestNetnsEndToEnd runs the exporter in the host's namespace with --collector.netns, a sleeping process in
-// each of two namespaces, pruning in one of them, and checks what it reports for each against the
-// namespace's own /proc/net/netstat.
+// nsSockets is what `ip netns exec NS ss -tnmH` shows: the non-listening sockets, the sum of their Recv-Q,
+// and those whose skmem r is at least 0.9 (the default --collector.sockets.full-ratio) of rb.
+type nsSockets struct{ sockets, recvQueue, full int }
+
+func ssSockets(t *testing.T, ns *testenv.NetNS) nsSockets {
+	t.Helper()
+	var got nsSockets
+	for _, line := range strings.Split(ns.MustRun(t, "ss", "-tnmH"), "\n") {
+		if mem, ok := strings.CutPrefix(strings.TrimSpace(line), "skmem:("); ok {
+			var r, rb float64
+			for _, f := range strings.Split(strings.TrimSuffix(mem, ")"), ",") {
+				switch {
+				case strings.HasPrefix(f, "rb"):
+					rb, _ = strconv.ParseFloat(f[2:], 64)
+				case strings.HasPrefix(f, "r"):
+					r, _ = strconv.ParseFloat(f[1:], 64)
+				}
+			}
+			if rb > 0 && r >= 0.9*rb {
+				got.full++
+			}
+			continue
+		}
+		fields := strings.Fields(line)
+		if len(fields) < 2 {
+			continue
+		}
+		rq, err := strconv.Atoi(fields[1])
+		if err != nil {
+			t.Fatalf("ss line %q: %v", line, err)
+		}
+		got.sockets++
+		got.recvQueue += rq
+	}
+	return got
+}
+
+// TestNetnsEndToEnd runs the exporter in the host's namespace with --collector.netns and
+// --collector.netns.sockets, a sleeping process in each of two namespaces, pruning in one of them and then
+// sockets with unread data and over-full buffers, and checks what it reports for each against the
+// namespace's own /proc/net/netstat and ss.
 func TestNetnsEndToEnd(t *testing.T) {
 	e2e.Require(t)
 	pruned, idle := testenv.NewNetNS(t), testenv.NewNetNS(t)
@@ -65,6 +104,32 @@ func TestNetnsEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Sockets of the pruned namespace, opened there and held by this process: connections with known unread
+	// bytes, and a load whose server sockets hold 32 KiB over buffers shrunk to 8 KiB (rcvbuf_full_sockets).
+	var unread *trafficgen.Conns
+	var load *trafficgen.Load
+	err = pruned.Do(func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var err error
+		if unread, err = trafficgen.Unread(ctx, trafficgen.UnreadConfig{Conns: 5, Bytes: 10000}); err != nil {
+			return err
+		}
+		if load, err = trafficgen.NewLoad(ctx, trafficgen.Options{RcvBuf: -1, Conns: 4}); err != nil {
+			return err
+		}
+		return load.Shrink(ctx, 0, 0)
+	})
+	t.Cleanup(func() {
+		unread.Close()
+		if load != nil {
+			load.Close()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	// Quiescent: two reads 200ms apart agree.
 	want := nsPruneCalled(t, pruned)
 	for deadline := time.Now().Add(5 * time.Second); ; {
@@ -83,8 +148,24 @@ func TestNetnsEndToEnd(t *testing.T) {
 	}
 
 	// Other tests' namespaces may be there too: the cap must not push ours out.
-	exp := e2e.StartExporter(t, nil, "--collector.netns", "--collector.netns.max-namespaces=10000")
-	m := exp.Scrape(t)
+	exp := e2e.StartExporter(t, nil, "--collector.netns", "--collector.netns.sockets", "--collector.netns.max-namespaces=10000")
+	// The sockets must not change between ss and the scrape: ss before and after agree.
+	var m e2e.Metrics
+	var wantSocks nsSockets
+	for attempt := 1; ; attempt++ {
+		wantSocks = ssSockets(t, pruned)
+		m = exp.Scrape(t)
+		if again := ssSockets(t, pruned); again == wantSocks {
+			break
+		} else if attempt == 5 {
+			t.Fatalf("the sockets of %s keep changing: ss shows %+v, then %+v", pruned.Name, wantSocks, again)
+		}
+	}
+	// 10 Unread sockets and 8 of the load; 5 × 10000 unread bytes and 4 × 32 KiB; the load's 4 servers full.
+	t.Logf("ip netns exec %s ss -tnmH: %+v", pruned.Name, wantSocks)
+	if wantSocks.sockets < 18 || wantSocks.recvQueue < 50000+4*trafficgen.DefaultShrinkFill || wantSocks.full < 4 {
+		t.Fatalf("ss shows %+v in %s, want at least 18 sockets, %d bytes queued, 4 full", wantSocks, pruned.Name, 50000+4*trafficgen.DefaultShrinkFill)
+	}
 	if v := m[`sockbuf_scrape_collector_success{collector="netns"}`]; v != 1 {
 		t.Fatalf("netns collector failed:\n%s", exp.Logs())
 	}
@@ -110,6 +191,32 @@ func TestNetnsEndToEnd(t *testing.T) {
 			t.Error("sockbuf_netns_tcp_in_segments_total missing")
 		}
 	}
+	for _, tc := range []struct {
+		ns   *testenv.NetNS
+		want nsSockets
+	}{{pruned, wantSocks}, {idle, nsSockets{}}} {
+		labels := fmt.Sprintf(`{netns="%s",netns_inode="%s"}`, tc.ns.Name, nsInode(t, tc.ns.Path))
+		for _, v := range []struct {
+			name string
+			want int
+		}{
+			{"sockbuf_netns_sockets", tc.want.sockets},
+			{"sockbuf_netns_recv_queue_bytes", tc.want.recvQueue},
+			{"sockbuf_netns_rcvbuf_full_sockets", tc.want.full},
+		} {
+			got, ok := m[v.name+labels]
+			switch {
+			case !ok:
+				t.Errorf("%s%s missing:\n%s", v.name, labels, exp.Logs())
+			case int(got) != v.want:
+				t.Errorf("%s%s = %g, want %d (ip netns exec %s ss -tnmH)", v.name, labels, got, v.want, tc.ns.Name)
+			}
+		}
+	}
+	if !m.Has("sockbuf_netns_socket_dump_errors_total") {
+		t.Error("sockbuf_netns_socket_dump_errors_total missing")
+	}
+
 	// The exporter's own namespace, the host's, is the netstat collector's.
 	self, err := os.Readlink("/proc/self/ns/net")
 	if err != nil {
@@ -127,7 +234,8 @@ func TestNetnsEndToEnd(t *testing.T) {
 }
 
 // BenchmarkNetnsRealProc measures a steady-state scrape on this host's /proc with 50 extra namespaces, a
-// process in each: the kernel's cost of generating each namespace's netstat and snmp included.
+// process in each: the kernel's cost of generating each namespace's netstat and snmp included, and with
+// sockets=true the socket dump of each namespace (the clients dialed on the first scrape, then cached).
 func BenchmarkNetnsRealProc(b *testing.B) {
 	testenv.RequireRoot(b)
 	const spaces = 50
@@ -141,8 +249,16 @@ func BenchmarkNetnsRealProc(b *testing.B) {
 		b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	}
 	time.Sleep(200 * time.Millisecond) // until every sleep has joined its namespace
-	c := newNetnsCollector(Config{ProcPath: "/proc"})
-	benchUpdate(b, c)
-	b.ReportMetric(float64(len(c.spaces)), "namespaces")
-	b.ReportMetric(float64(len(c.pids)), "pids")
+	for _, sockets := range []bool{false, true} {
+		b.Run(fmt.Sprintf("sockets=%v", sockets), func(b *testing.B) {
+			c, err := factories["netns"].build(Config{ProcPath: "/proc", Netns: NetnsConfig{Sockets: sockets}}, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchUpdate(b, c)
+			nc := c.(*netnsCollector)
+			b.ReportMetric(float64(len(nc.spaces)), "namespaces")
+			b.ReportMetric(float64(len(nc.pids)), "pids")
+		})
+	}
 }

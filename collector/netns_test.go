@@ -51,14 +51,16 @@ var netnsMetricNames = func() []string {
 	return append(names, netnsNamespacesSpec.FullName(), netnsSkippedSpec.FullName())
 }()
 
+// The labels of the fixture's namespaces.
+const (
+	pod       = `netns="kubepods-burstable-pod0a1b_2c3d.slice",netns_inode="4026532100"`
+	blue      = `netns="blue",netns_inode="4026532200"`
+	docker    = `netns="docker-abc123.scope",netns_inode="4026532300"`
+	anonymous = `netns="netns-4026532400",netns_inode="4026532400"`
+	cgroupfs  = `netns="pod1234-5678",netns_inode="4026532500"`
+)
+
 func TestNetnsCollector(t *testing.T) {
-	const (
-		pod       = `netns="kubepods-burstable-pod0a1b_2c3d.slice",netns_inode="4026532100"`
-		blue      = `netns="blue",netns_inode="4026532200"`
-		docker    = `netns="docker-abc123.scope",netns_inode="4026532300"`
-		anonymous = `netns="netns-4026532400",netns_inode="4026532400"`
-		cgroupfs  = `netns="pod1234-5678",netns_inode="4026532500"`
-	)
 	all := `
 sockbuf_netns_tcp_prune_called_total{` + pod + `} 50
 sockbuf_netns_tcp_prune_called_total{` + blue + `} 7
@@ -126,13 +128,7 @@ sockbuf_netns_namespaces_skipped 0
 					t.Errorf("scrape %d: %v", scrape, err)
 				}
 			}
-			problems, err := testutil.CollectAndLint(asPromCollector(c))
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, p := range problems {
-				t.Errorf("lint: %s: %s", p.Metric, p.Text)
-			}
+			lintClean(t, c)
 		})
 	}
 }

@@ -218,6 +218,18 @@ func parseStates(s string) (uint32, error) {
 	return mask, nil
 }
 
+// checkFullRatio applies the default to --collector.sockets.full-ratio, which the netns collector shares,
+// and checks its range.
+func checkFullRatio(r float64) (float64, error) {
+	if r == 0 {
+		r = defaultFullRatio
+	}
+	if r < 0 || r > 2 {
+		return 0, fmt.Errorf("--collector.sockets.full-ratio must be in (0, 2], got %g", r)
+	}
+	return r, nil
+}
+
 // socketDumper is what the collector needs of a sockdiag.Client; tests replace it.
 type socketDumper interface {
 	Dump(req sockdiag.Request, fn func(*sockdiag.Socket) error) (sockdiag.DumpStats, error)
@@ -257,14 +269,13 @@ func newSocketsCollector(cfg Config, logger *slog.Logger, dial func() (socketDum
 	if sc.MaxGroups <= 0 {
 		sc.MaxGroups = defaultMaxGroups
 	}
+	var err error
 	if sc.MaxGroups < 2 {
 		return nil, fmt.Errorf("--collector.sockets.max-groups must be at least 2 (one \"other\" group per role), got %d", sc.MaxGroups)
 	}
-	if sc.FullRatio == 0 {
-		sc.FullRatio = defaultFullRatio
-	}
-	if sc.FullRatio < 0 || sc.FullRatio > 2 {
-		return nil, fmt.Errorf("--collector.sockets.full-ratio must be in (0, 2], got %g", sc.FullRatio)
+	sc.FullRatio, err = checkFullRatio(sc.FullRatio)
+	if err != nil {
+		return nil, err
 	}
 	states, err := parseStates(sc.States)
 	if err != nil {

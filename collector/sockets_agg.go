@@ -65,6 +65,34 @@ type groupStats struct {
 	drops        uint64 // drops added on this scrape (deltas since the previous one)
 }
 
+// add counts a non-listening socket into g; the netns collector sums a namespace's sockets with it too. It
+// returns the socket's rmem_alloc/rcvbuf, ok false when the socket has no buffers (TIME_WAIT and SYN_RECV
+// mini-sockets) or a zero rcvbuf.
+func (g *groupStats) add(s *sockdiag.Socket, fullRatio float64) (fill float64, ok bool) {
+	g.sockets++
+	rq := uint64(s.RQueue)
+	g.recvQueue += rq
+	g.recvQueueMax = max(g.recvQueueMax, rq)
+	g.sendQueue += uint64(s.WQueue)
+	if s.HasRcvWnd() && s.TCPInfo.RcvWnd == 0 && s.State == sockdiag.StateEstablished {
+		g.zeroWindow++
+	}
+	if !s.HasSKMemInfo {
+		return 0, false
+	}
+	m := &s.SKMemInfo
+	g.rmemAlloc += uint64(m.RmemAlloc)
+	g.rcvbuf += uint64(m.Rcvbuf)
+	if m.Rcvbuf == 0 {
+		return 0, false
+	}
+	fill = float64(m.RmemAlloc) / float64(m.Rcvbuf)
+	if fill >= fullRatio {
+		g.full++
+	}
+	return fill, true
+}
+
 func (g *groupStats) merge(o *groupStats) {
 	g.sockets += o.sockets
 	g.recvQueue += o.recvQueue
@@ -377,27 +405,13 @@ func (a *aggregator) add(s *sockdiag.Socket, process int32) {
 		a.index[k] = i
 	}
 	g := &a.groups[i].stats
-	g.sockets++
-	rq := uint64(s.RQueue)
-	g.recvQueue += rq
-	g.recvQueueMax = max(g.recvQueueMax, rq)
-	g.sendQueue += uint64(s.WQueue)
-	if s.HasRcvWnd() && s.TCPInfo.RcvWnd == 0 && s.State == sockdiag.StateEstablished {
-		g.zeroWindow++
+	if fill, ok := g.add(s, a.fullRatio); ok {
+		a.fill.observe(fill)
 	}
 	if !s.HasSKMemInfo {
-		return // TIME_WAIT and SYN_RECV mini-sockets have no buffers
+		return
 	}
 	m := &s.SKMemInfo
-	g.rmemAlloc += uint64(m.RmemAlloc)
-	g.rcvbuf += uint64(m.Rcvbuf)
-	if m.Rcvbuf > 0 {
-		ratio := float64(m.RmemAlloc) / float64(m.Rcvbuf)
-		a.fill.observe(ratio)
-		if ratio >= a.fullRatio {
-			g.full++
-		}
-	}
 	if s.State == sockdiag.StateEstablished {
 		a.size.observe(float64(m.Rcvbuf))
 	}

@@ -1,0 +1,272 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/sockbuf/sockbuf_exporter/sockdiag"
+)
+
+// nsDumpers stands in for the namespaces' sock_diag clients: a dumper, or a dial error, per namespace inode.
+type nsDumpers struct {
+	dumpers  map[uint64]socketDumper
+	dialErrs map[uint64]error
+	dials    map[uint64]int
+	closed   map[uint64]int
+}
+
+func newNsDumpers() *nsDumpers {
+	return &nsDumpers{dumpers: map[uint64]socketDumper{}, dialErrs: map[uint64]error{}, dials: map[uint64]int{}, closed: map[uint64]int{}}
+}
+
+func (n *nsDumpers) dial(_ int, ino uint64) (socketDumper, error) {
+	n.dials[ino]++
+	if err := n.dialErrs[ino]; err != nil {
+		return nil, err
+	}
+	d := n.dumpers[ino]
+	if d == nil {
+		d = &fakeDumper{}
+	}
+	return closeCounter{d, func() { n.closed[ino]++ }}, nil
+}
+
+// closeCounter records that the collector closed a namespace's client.
+type closeCounter struct {
+	socketDumper
+	onClose func()
+}
+
+func (c closeCounter) Close() error { c.onClose(); return c.socketDumper.Close() }
+
+// errDumper fails every dump, as a namespace that went away under its client does.
+type errDumper struct{ err error }
+
+func (e errDumper) Dump(sockdiag.Request, func(*sockdiag.Socket) error) (sockdiag.DumpStats, error) {
+	return sockdiag.DumpStats{}, e.err
+}
+func (errDumper) SetDeadline(time.Time) error { return nil }
+func (errDumper) Close() error                { return nil }
+
+func newFixtureNetnsSockets(t testing.TB, proc string, max int, d *nsDumpers) *netnsCollector {
+	t.Helper()
+	c := newFixtureNetns(t, proc, "testdata/netns/run-netns", max)
+	c.socks = newNetnsSockets(0.9, d.dial, nil)
+	return c
+}
+
+var netnsSocketMetricNames = []string{
+	netnsSocketsSpec.FullName(), netnsRecvQueueSpec.FullName(), netnsRcvbufFullSpec.FullName(),
+	netnsDumpErrorsSpec.FullName(), netnsNamespacesSpec.FullName(),
+}
+
+func TestNetnsSockets(t *testing.T) {
+	d := newNsDumpers()
+	podDumper := &fakeDumper{socks: []fakeSock{
+		listenSock(8080, 3, 128), // not asked for: its Recv-Q is an accept queue
+		{local: 8080, remote: 40000, rq: 1000, rmem: 120000, rcvbuf: 131072}, // full at 0.9
+		{local: 8080, remote: 40001, rq: 10, rmem: 2304, rcvbuf: 131072},
+		{local: 40002, remote: 443, rq: 0, rmem: 0, rcvbuf: 2097152},
+		{local: 40003, remote: 443, state: sockdiag.StateTimeWait, noMem: true}, // not asked for
+	}}
+	d.dumpers[4026532100] = podDumper
+	// A dump the kernel restarted: the first attempt's sockets must not count.
+	d.dumpers[4026532500] = &fakeDumper{interrupt: true, socks: []fakeSock{
+		{local: 80, remote: 1, rq: 1, rmem: 1000, rcvbuf: 1000}, {local: 80, remote: 2, rq: 2}, {local: 80, remote: 3, rq: 4},
+		{local: 80, remote: 4, rq: 8},
+	}}
+	d.dialErrs[4026532300] = fmt.Errorf("entering network namespace: setns: %w", syscall.EPERM)
+	d.dumpers[4026532400] = errDumper{fmt.Errorf("dumping: %w", syscall.ENOENT)}
+
+	c := newFixtureNetnsSockets(t, "testdata/netns/proc", 0, d)
+	for scrape := 1; scrape <= 3; scrape++ {
+		want := `
+sockbuf_netns_sockets{` + pod + `} 3
+sockbuf_netns_sockets{` + blue + `} 0
+sockbuf_netns_sockets{` + cgroupfs + `} 4
+sockbuf_netns_recv_queue_bytes{` + pod + `} 1010
+sockbuf_netns_recv_queue_bytes{` + blue + `} 0
+sockbuf_netns_recv_queue_bytes{` + cgroupfs + `} 15
+sockbuf_netns_rcvbuf_full_sockets{` + pod + `} 1
+sockbuf_netns_rcvbuf_full_sockets{` + blue + `} 0
+sockbuf_netns_rcvbuf_full_sockets{` + cgroupfs + `} 1
+sockbuf_netns_socket_dump_errors_total ` + fmt.Sprint(2*scrape) + `
+sockbuf_netns_namespaces 5
+`
+		// collectorFunc: one Update per comparison, so that the errors counter moves by one scrape's.
+		if err := testutil.CollectAndCompare(collectorFunc{c}, strings.NewReader(withHeaders(t, want)), netnsSocketMetricNames...); err != nil {
+			t.Errorf("scrape %d: %v", scrape, err)
+		}
+	}
+	// The counters of the namespaces whose dump failed are still there.
+	got := gather(t, c)
+	for _, ns := range []string{docker, anonymous} {
+		if _, ok := got[`sockbuf_netns_tcp_prune_called_total{`+ns+`}`]; !ok {
+			t.Errorf("counters of %s missing after its socket dump failed", ns)
+		}
+	}
+	for _, r := range podDumper.reqs {
+		if r.States != netnsDumpStates || r.Extensions != sockdiag.ExtSKMemInfo || r.Family != sockdiag.FamilyUnspec {
+			t.Errorf("request %+v, want both families, default states without LISTEN, skmeminfo only", r)
+		}
+	}
+	// One client per namespace for all scrapes; the failing dial is tried again each time.
+	for ino, want := range map[uint64]int{4026532100: 1, 4026532200: 1, 4026532400: 1, 4026532500: 1, 4026532300: 4} {
+		if d.dials[ino] != want {
+			t.Errorf("namespace %d dialed %d times in 4 scrapes, want %d", ino, d.dials[ino], want)
+		}
+	}
+	lintClean(t, c)
+}
+
+// lintClean fails the test on every problem CollectAndLint finds in c's output.
+func lintClean(t *testing.T, c Collector) {
+	t.Helper()
+	problems, err := testutil.CollectAndLint(asPromCollector(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+}
+
+// TestNetnsSocketsClientLifetime checks that a namespace's client is closed when the namespace is no longer
+// exported: its processes are gone, or it fell out of the cap.
+func TestNetnsSocketsClientLifetime(t *testing.T) {
+	proc := fakeNetnsProc(t, 40, 10) // 9 other namespaces, 4026531841..49
+	d := newNsDumpers()
+	c := newFixtureNetnsSockets(t, proc, 0, d)
+	gather(t, c)
+	if len(c.socks.clients) != 9 {
+		t.Fatalf("%d clients after the first scrape, want 9", len(c.socks.clients))
+	}
+	for _, pid := range []string{"10", "20", "30", "40"} { // namespace 4026531849
+		if err := os.RemoveAll(filepath.Join(proc, pid)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := gather(t, c)
+	if d.closed[4026531849] != 1 || c.socks.clients[4026531849] != nil {
+		t.Errorf("client of a gone namespace closed %d times, still cached: %v", d.closed[4026531849], c.socks.clients[4026531849] != nil)
+	}
+	if _, ok := got[`sockbuf_netns_sockets{netns="app-9.service",netns_inode="4026531849"}`]; ok {
+		t.Errorf("gone namespace still exported")
+	}
+	// Capped at 3: the others' clients go (every namespace prunes alike, so the lowest inodes stay).
+	c.max = 3
+	got = gather(t, c)
+	if len(c.socks.clients) != 3 {
+		t.Errorf("%d clients with the cap at 3, want 3", len(c.socks.clients))
+	}
+	for ino := uint64(4026531844); ino <= 4026531848; ino++ {
+		if d.closed[ino] != 1 {
+			t.Errorf("client of namespace %d beyond the cap closed %d times, want 1", ino, d.closed[ino])
+		}
+	}
+	if len(gatherPrefix(got, "sockbuf_netns_sockets{")) != 3 {
+		t.Errorf("socket metrics for %d namespaces, want 3", len(gatherPrefix(got, "sockbuf_netns_sockets{")))
+	}
+}
+
+func gatherPrefix(m map[string]float64, prefix string) []string {
+	var out []string
+	for k := range m {
+		if strings.HasPrefix(k, prefix) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// TestNetnsSocketsDeadline checks that a dump that does not end stops at the scrape's deadline and fails the
+// collector, as the sockets collector does, and that the next scrape works.
+func TestNetnsSocketsDeadline(t *testing.T) {
+	d := newNsDumpers()
+	blocked := &fakeDumper{block: true}
+	d.dumpers[4026532100] = blocked
+	c := newFixtureNetnsSockets(t, "testdata/netns/proc", 0, d)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err := c.UpdateContext(ctx, make(chan prometheus.Metric, 1000))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("UpdateContext = %v, want the deadline's error", err)
+	}
+	blocked.block = false
+	got := gather(t, c)
+	if _, ok := got[`sockbuf_netns_sockets{netns="kubepods-burstable-pod0a1b_2c3d.slice",netns_inode="4026532100"}`]; !ok {
+		t.Error("no socket metrics on the scrape after a deadline")
+	}
+	if got["sockbuf_netns_socket_dump_errors_total"] != 0 {
+		t.Errorf("a deadline counted as a dump error: %g", got["sockbuf_netns_socket_dump_errors_total"])
+	}
+}
+
+// replayDumper serves prepared sockets, so that a scrape's allocations are the collector's.
+type replayDumper struct{ socks []*sockdiag.Socket }
+
+func (r *replayDumper) Dump(_ sockdiag.Request, fn func(*sockdiag.Socket) error) (sockdiag.DumpStats, error) {
+	for _, s := range r.socks {
+		if err := fn(s); err != nil {
+			return sockdiag.DumpStats{}, err
+		}
+	}
+	return sockdiag.DumpStats{Sockets: len(r.socks)}, nil
+}
+func (*replayDumper) SetDeadline(time.Time) error { return nil }
+func (*replayDumper) Close() error                { return nil }
+
+// TestNetnsSocketsAllocs checks that a scrape's allocations do not grow with the sockets of the namespaces.
+func TestNetnsSocketsAllocs(t *testing.T) {
+	allocs := func(perNS int) float64 {
+		d := newNsDumpers()
+		for _, ino := range []uint64{4026532100, 4026532200, 4026532300, 4026532400, 4026532500} {
+			r := &replayDumper{}
+			for i := range perNS {
+				r.socks = append(r.socks, fakeSock{local: 80, remote: uint16(i), rq: 1, rmem: 10, rcvbuf: 100}.socket())
+			}
+			d.dumpers[ino] = r
+		}
+		c := newFixtureNetnsSockets(t, "testdata/netns/proc", 0, d)
+		ch := make(chan prometheus.Metric, 1000)
+		return testing.AllocsPerRun(20, func() {
+			if err := c.UpdateContext(context.Background(), ch); err != nil {
+				t.Fatal(err)
+			}
+			for len(ch) > 0 {
+				<-ch
+			}
+		})
+	}
+	few, many := allocs(10), allocs(2000)
+	t.Logf("allocations per scrape: %g with 10 sockets per namespace, %g with 2000", few, many)
+	if many > few {
+		t.Errorf("a scrape allocates %g times with 2000 sockets per namespace, %g with 10: allocations per socket", many, few)
+	}
+}
+
+// TestNetnsSocketsFullRatio checks that --collector.sockets.full-ratio is checked when the netns collector uses it.
+func TestNetnsSocketsFullRatio(t *testing.T) {
+	_, err := factories["netns"].build(Config{ProcPath: "testdata/netns/proc", Sockets: SocketsConfig{FullRatio: 3},
+		Netns: NetnsConfig{Sockets: true}}, nil)
+	if err == nil || !strings.Contains(err.Error(), "full-ratio") {
+		t.Errorf("build with full ratio 3 = %v, want an error naming the flag", err)
+	}
+	c, err := factories["netns"].build(Config{ProcPath: "testdata/netns/proc", Netns: NetnsConfig{Sockets: true}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := c.(*netnsCollector).socks.fullRatio; r != defaultFullRatio {
+		t.Errorf("full ratio %g without the flag, want %g", r, defaultFullRatio)
+	}
+}
