@@ -3,11 +3,10 @@ package collector
 import (
 	"flag"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
+	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 )
 
 // update is the package's one -update flag: other golden-file tests in this package should use it too
@@ -21,20 +20,7 @@ const metricsDocPath = "../docs/metrics.md"
 //
 //	go test ./collector -run TestMetricsDoc -update
 func TestMetricsDoc(t *testing.T) {
-	got := metricsDoc()
-	if *update {
-		if err := os.WriteFile(metricsDocPath, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(metricsDocPath)
-	if err != nil {
-		t.Fatalf("%v; generate it with: go test ./collector -run TestMetricsDoc -update", err)
-	}
-	if diff := cmp.Diff(strings.Split(string(want), "\n"), strings.Split(got, "\n")); diff != "" {
-		t.Errorf("docs/metrics.md is stale; regenerate it with: go test ./collector -run TestMetricsDoc -update\n(-committed +generated):\n%s", diff)
-	}
+	testenv.Golden(t, metricsDocPath, []byte(metricsDoc()), *update, "go test ./collector -run TestMetricsDoc -update")
 }
 
 // metricsDoc renders every MetricSpec as one table per collector, in the order of Metrics().

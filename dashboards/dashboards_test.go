@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
+	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite the dashboard JSON files from the Go code")
@@ -20,19 +20,7 @@ func TestGenerated(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, want := range files {
-		if *update {
-			if err := os.WriteFile(name, want, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		got, err := os.ReadFile(name)
-		if err != nil {
-			t.Fatalf("%v (run: go generate ./dashboards)", err)
-		}
-		if diff := cmp.Diff(string(want), string(got)); diff != "" {
-			t.Errorf("%s is stale; run: go generate ./dashboards (-want +got):\n%s", name, diff)
-		}
+		testenv.Golden(t, name, want, *update, "go generate ./dashboards")
 	}
 }
 

@@ -75,21 +75,7 @@ func TestGenerated(t *testing.T) {
 			}
 		}
 		want = append([]byte(header), want...)
-		path := filepath.Join(repoRoot, g.path)
-		if *update {
-			if err := os.WriteFile(path, want, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		got, err := os.ReadFile(path)
-		if err != nil {
-			t.Errorf("%v: run `go generate ./deploy`", err)
-			continue
-		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("%s is stale: its sources %v changed; run `go generate ./deploy` and commit the result", g.path, g.sources)
-		}
+		testenv.Golden(t, filepath.Join(repoRoot, g.path), want, *update, "go generate ./deploy")
 	}
 	if len(missing) > 0 {
 		testenv.Missing(t, "sources of generated manifests not written yet: %v", missing)

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"gopkg.in/yaml.v3"
 
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
@@ -27,19 +26,7 @@ func TestGenerated(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, want := range files {
-		if *update {
-			if err := os.WriteFile(name, want, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		got, err := os.ReadFile(name)
-		if err != nil {
-			t.Fatalf("%v (run: go generate ./deploy/prometheus)", err)
-		}
-		if diff := cmp.Diff(string(want), string(got)); diff != "" {
-			t.Errorf("%s is stale; run: go generate ./deploy/prometheus (-want +got):\n%s", name, diff)
-		}
+		testenv.Golden(t, name, want, *update, "go generate ./deploy/prometheus")
 	}
 }
 

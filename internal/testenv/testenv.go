@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 )
 
@@ -178,4 +179,25 @@ func (ns *NetNS) Do(fn func() error) error {
 		errc <- ferr
 	}()
 	return <-errc
+}
+
+// Golden compares a generated file with the committed one at path, or rewrites it when update is set (the
+// packages' -update flags). regenerate is the command that rewrites it, for the failure message.
+func Golden(t testing.TB, path string, want []byte, update bool, regenerate string) {
+	t.Helper()
+	if update {
+		if err := os.WriteFile(path, want, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Errorf("%v; generate it with: %s", err, regenerate)
+		return
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s is stale; regenerate it with: %s (-committed +generated):\n%s", path, regenerate,
+			cmp.Diff(strings.Split(string(got), "\n"), strings.Split(string(want), "\n")))
+	}
 }

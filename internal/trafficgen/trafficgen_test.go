@@ -55,15 +55,17 @@ func inNetNS(t *testing.T, fn func() error) *testenv.NetNS {
 	return ns
 }
 
-func TestPrune(t *testing.T) {
-	inNetNS(t, func() error {
+// checkRecipe runs a pruning recipe in a fresh namespace until every TcpExt field of want has risen, and
+// fails the test when the recipe stops for another reason. It returns the namespace for further checks.
+func checkRecipe(t *testing.T, recipe func(context.Context, Options) (Result, error), opts Options, want ...string) *testenv.NetNS {
+	t.Helper()
+	return inNetNS(t, func() error {
 		before, err := ReadNetstat()
 		if err != nil {
 			return err
 		}
-		ctx := context.Background()
-		res, err := Prune(ctx, Options{Duration: 20 * time.Second,
-			Until: Moved(before, "PruneCalled", "TCPRcvCollapsed")})
+		opts.Until = Moved(before, want...)
+		res, err := recipe(context.Background(), opts)
 		if err != nil {
 			return err
 		}
@@ -72,64 +74,28 @@ func TestPrune(t *testing.T) {
 			return err
 		}
 		d := after.Sub(before)["TcpExt"]
-		t.Logf("%s; TcpExt deltas: PruneCalled=%d RcvPruned=%d TCPRcvCollapsed=%d OfoPruned=%d",
-			res, d["PruneCalled"], d["RcvPruned"], d["TCPRcvCollapsed"], d["OfoPruned"])
+		t.Logf("%s; TcpExt deltas: PruneCalled=%d RcvPruned=%d TCPRcvCollapsed=%d OfoPruned=%d TCPRcvQDrop=%d TCPOFOQueue=%d",
+			res, d["PruneCalled"], d["RcvPruned"], d["TCPRcvCollapsed"], d["OfoPruned"], d["TCPRcvQDrop"], d["TCPOFOQueue"])
 		if res.Stopped != StoppedUntil {
-			t.Errorf("counters did not all move: %s", res)
+			t.Errorf("%v did not all rise: %s", want, res)
 		}
 		return nil
 	})
+}
+
+func TestPrune(t *testing.T) {
+	checkRecipe(t, Prune, Options{Duration: 20 * time.Second}, "PruneCalled", "TCPRcvCollapsed")
 }
 
 // TestPruneData checks the recipe that makes RcvPruned rise every time: the 1-byte load above gets there
 // only on some sets of connections.
 func TestPruneData(t *testing.T) {
-	inNetNS(t, func() error {
-		before, err := ReadNetstat()
-		if err != nil {
-			return err
-		}
-		res, err := PruneData(context.Background(), Options{Conns: 8, Duration: 10 * time.Second,
-			Until: Moved(before, "PruneCalled", "RcvPruned", "TCPRcvQDrop")})
-		if err != nil {
-			return err
-		}
-		after, err := ReadNetstat()
-		if err != nil {
-			return err
-		}
-		d := after.Sub(before)["TcpExt"]
-		t.Logf("%s; TcpExt deltas: PruneCalled=%d RcvPruned=%d TCPRcvQDrop=%d", res, d["PruneCalled"], d["RcvPruned"], d["TCPRcvQDrop"])
-		if res.Stopped != StoppedUntil {
-			t.Errorf("counters did not all move: %s", res)
-		}
-		return nil
-	})
+	checkRecipe(t, PruneData, Options{Conns: 8, Duration: 10 * time.Second}, "PruneCalled", "RcvPruned", "TCPRcvQDrop")
 }
 
 func TestPruneOfo(t *testing.T) {
 	testenv.RequireBinary(t, "nft", "nftables")
-	ns := inNetNS(t, func() error {
-		before, err := ReadNetstat()
-		if err != nil {
-			return err
-		}
-		res, err := PruneOfo(context.Background(), Options{Conns: 8, Duration: 10 * time.Second,
-			Until: Moved(before, "OfoPruned")})
-		if err != nil {
-			return err
-		}
-		after, err := ReadNetstat()
-		if err != nil {
-			return err
-		}
-		d := after.Sub(before)["TcpExt"]
-		t.Logf("%s; TcpExt deltas: PruneCalled=%d OfoPruned=%d OFOQueue=%d", res, d["PruneCalled"], d["OfoPruned"], d["TCPOFOQueue"])
-		if res.Stopped != StoppedUntil {
-			t.Errorf("OfoPruned did not move: %s", res)
-		}
-		return nil
-	})
+	ns := checkRecipe(t, PruneOfo, Options{Conns: 8, Duration: 10 * time.Second}, "OfoPruned")
 	// The namespace's sysctl is back, and the nft table gone.
 	if got := strings.TrimSpace(ns.MustRun(t, "cat", "/proc/sys/net/ipv4/tcp_retrans_collapse")); got != "1" {
 		t.Errorf("tcp_retrans_collapse = %s after PruneOfo, want 1", got)
