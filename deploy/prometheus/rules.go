@@ -291,7 +291,7 @@ func Alerting(c Config) RuleFile {
 			"TCP keeps entering memory pressure on "+on+".",
 			"TCP on "+on+" entered memory pressure {{ $value | humanize }} times in the last "+c.PressureEpisodesWindow+" (TcpExt TCPMemoryPressures): the host's TCP memory is sized at the edge of its load."),
 		b.alert("SockbufTCPMemoryPressureTime", "warning",
-			"rate("+b.sel("sockbuf_tcp_memory_pressure_seconds_total")+"["+c.PressureTimeWindow+"]) > "+num(c.PressureTime.Value), c.PressureTime,
+			"clamp_max(rate("+b.sel("sockbuf_tcp_memory_pressure_seconds_total")+"["+c.PressureTimeWindow+"]), 1) > "+num(c.PressureTime.Value), c.PressureTime,
 			"TCP spends a large share of its time in memory pressure on "+on+".",
 			"TCP on "+on+" spent {{ $value | humanizePercentage }} of the last "+c.PressureTimeWindow+" in memory pressure (TcpExt TCPMemoryPressuresChrono, counted when an episode ends): for that share of the time the kernel held every socket's buffers down."),
 		b.alert("SockbufTCPReceiveQueueDrops", "warning",

@@ -2,6 +2,7 @@ package trafficgen
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -37,9 +38,9 @@ func AddHoleRule(port, length int) (remove func() error, err error) {
 // addInputTable adds an inet table with an input chain holding rules, in the calling thread's namespace, and
 // returns a function that deletes it.
 func addInputTable(table string, rules ...string) (remove func() error, err error) {
-	nft, err := exec.LookPath("nft")
+	nft, err := lookNft()
 	if err != nil {
-		return nil, fmt.Errorf("nft not found (apt-get install nftables): %w", err)
+		return nil, err
 	}
 	lines := []string{"table inet " + table + " {", "  chain input {", "    type filter hook input priority 0; policy accept;"}
 	for _, r := range rules {
@@ -55,6 +56,19 @@ func addInputTable(table string, rules ...string) (remove func() error, err erro
 		}
 		return nil
 	}, nil
+}
+
+// lookNft finds nft on PATH or in the sbin directories, which a non-login root shell may not have on PATH.
+func lookNft() (string, error) {
+	if p, err := exec.LookPath("nft"); err == nil {
+		return p, nil
+	}
+	for _, p := range []string{"/usr/sbin/nft", "/sbin/nft"} {
+		if p, err := exec.LookPath(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", errors.New("nft not found on PATH, /usr/sbin or /sbin (apt-get install nftables)")
 }
 
 func runNft(nft, stdin string, args ...string) error {

@@ -138,7 +138,8 @@ func PruneOfo(ctx context.Context, opts Options) (Result, error) {
 	// the segment being received, so it is this segment, arriving over a full buffer, that makes the kernel
 	// throw the fill away.
 	if err := remove(); err != nil {
-		return Result{}, errors.Join(err, l.Close(), restore())
+		// Once more, so that the table is not left behind in the namespace.
+		return Result{}, errors.Join(err, remove(), l.Close(), restore())
 	}
 	res, err := l.Run(ctx)
 	return res, errors.Join(err, l.Close(), restore())
