@@ -35,9 +35,9 @@ import (
 // Cost: readlink of a /proc/<pid>/ns/net costs about 2.4µs, reading the two files of a namespace about
 // 100µs. A pid's namespace is cached once it was read twice on consecutive scrapes (`ip netns exec` and
 // runc join the namespace right after fork, so a first read can see the parent's), every namespace's chosen
-// pid is read again on every scrape, and every cached pid is read again every netnsRecheckInterval (a pid
-// reused between two scrapes, a process that moved later). A namespace whose processes all arrived that way
-// shows up at most one interval late.
+// pid is read again on every scrape, before and after its counters (see readCounters), and every cached pid
+// is read again every netnsRecheckInterval (a pid reused between two scrapes, a process that moved later). A
+// namespace whose processes all arrived that way shows up at most one interval late.
 //
 // Names (label netns), stable while the namespace lives and bounded by the number of namespaces:
 //  1. the name under /run/netns bind-mounted to it (`ip netns add`), unless the name is random: containerd
@@ -63,6 +63,9 @@ func init() {
 	registerCollector("netns",
 		"receive-path TCP counters of every other network namespace (pods, containers) from /proc/<pid>/net/netstat and snmp; needs root or CAP_SYS_PTRACE",
 		false, func(cfg Config, logger *slog.Logger) (Collector, error) {
+			if cfg.Netns.MaxNamespaces < 1 {
+				return nil, fmt.Errorf("--collector.netns.max-namespaces must be at least 1, got %d", cfg.Netns.MaxNamespaces)
+			}
 			c := newNetnsCollector(cfg)
 			if cfg.Netns.Sockets {
 				ratio, err := checkFullRatio(cfg.Sockets.FullRatio)
@@ -80,7 +83,7 @@ func init() {
 
 // NetnsConfig configures the netns collector.
 type NetnsConfig struct {
-	// MaxNamespaces caps the namespaces exported; the rest are counted, not exported.
+	// MaxNamespaces caps the namespaces exported, at least 1; the rest are counted, not exported.
 	MaxNamespaces int
 	// NamedDir is where `ip netns add` bind-mounts named namespaces; /run/netns when empty.
 	NamedDir string
@@ -88,9 +91,17 @@ type NetnsConfig struct {
 	Sockets bool
 }
 
+// NetnsConfigWarning returns what is wrong with cfg.Netns given the enabled collectors that is not worth
+// refusing to start for, or "": --collector.netns.sockets does nothing without the netns collector.
+func NetnsConfigWarning(cfg Config, enabled []string) string {
+	if cfg.Netns.Sockets && !slices.Contains(enabled, "netns") {
+		return "--collector.netns.sockets has no effect without --collector.netns"
+	}
+	return ""
+}
+
 const (
-	defaultMaxNamespaces = 100
-	defaultNamedDir      = "/run/netns"
+	defaultNamedDir = "/run/netns"
 	// netnsRecheckInterval bounds how long a cached pid → namespace entry is trusted.
 	netnsRecheckInterval = 5 * time.Minute
 )
@@ -99,37 +110,54 @@ var netnsLabels = []string{"netns", "netns_inode"}
 
 // netnsField is a netstat collector field also exported per namespace.
 type netnsField struct {
-	idx  int // index into netstatFields
-	spec MetricSpec
+	idx   int     // index into netstatFields
+	scale float64 // the netstat field's: 0.001 for a counter kept in ms
+	spec  MetricSpec
 }
 
-func netnsCounter(kernelName string) netnsField {
+// netnsCounter exports the netstat field kernelName per namespace; why, when set, ends the HELP.
+func netnsCounter(kernelName, why string) netnsField {
 	for i, f := range netstatFields {
 		if f.name != kernelName {
 			continue
 		}
-		return netnsField{idx: i, spec: spec("netns", MetricSpec{
+		help := f.spec.Help + " Of the network namespace netns."
+		if why != "" {
+			help += " " + why
+		}
+		return netnsField{idx: i, scale: f.scale, spec: spec("netns", MetricSpec{
 			Name:   "netns_" + f.spec.Name,
 			Type:   Counter,
+			Unit:   f.spec.Unit,
 			Labels: netnsLabels,
-			Help:   f.spec.Help + " Of the network namespace netns.",
+			Help:   help,
 			Source: strings.Replace(f.spec.Source, "/proc/net/", "/proc/<pid>/net/", 1) + ", <pid> a process in the namespace",
 		})}
 	}
 	panic("netns: no netstat field " + kernelName)
 }
 
-// netnsFields are the counters exported per namespace: the receive-buffer drops, listen overflows, and
-// InSegs as the denominator. The first one ranks namespaces for the cap.
+// netnsMemoryPressureWhy is why the memory-pressure counters are exported per namespace although pressure is
+// host-wide: tcp_enter_memory_pressure and tcp_leave_memory_pressure (net/ipv4/tcp.c) count in
+// sock_net(sk), the namespace of the socket that crossed tcp_mem.
+const netnsMemoryPressureWhy = "TCP memory pressure (tcp_mem) is host-wide, but the kernel counts it in the namespace " +
+	"of the socket that entered or left it, so on a host whose traffic is in pods or containers the host's own " +
+	"counter misses most of it: add these, summed over namespaces, to the host's."
+
+// netnsFields are the counters exported per namespace: the receive-buffer drops, listen overflows, InSegs as
+// the denominator, and the memory-pressure counters the host's netstat misses. The first one ranks namespaces
+// for the cap.
 var netnsFields = []netnsField{
-	netnsCounter("PruneCalled"),
-	netnsCounter("RcvPruned"),
-	netnsCounter("OfoPruned"),
-	netnsCounter("TCPRcvCollapsed"),
-	netnsCounter("TCPRcvQDrop"),
-	netnsCounter("TCPBacklogDrop"),
-	netnsCounter("ListenOverflows"),
-	netnsCounter("InSegs"),
+	netnsCounter("PruneCalled", ""),
+	netnsCounter("RcvPruned", ""),
+	netnsCounter("OfoPruned", ""),
+	netnsCounter("TCPRcvCollapsed", ""),
+	netnsCounter("TCPRcvQDrop", ""),
+	netnsCounter("TCPBacklogDrop", ""),
+	netnsCounter("ListenOverflows", ""),
+	netnsCounter("InSegs", ""),
+	netnsCounter("TCPMemoryPressures", netnsMemoryPressureWhy),
+	netnsCounter("TCPMemoryPressuresChrono", netnsMemoryPressureWhy),
 }
 
 var (
@@ -206,9 +234,6 @@ func newNetnsCollector(cfg Config) *netnsCollector {
 	if c.namedDir == "" {
 		c.namedDir = defaultNamedDir
 	}
-	if c.max <= 0 {
-		c.max = defaultMaxNamespaces
-	}
 	c.namedInode = c.statNamedInode
 	for _, f := range netnsFields {
 		c.descs = append(c.descs, f.spec.Desc())
@@ -274,14 +299,12 @@ func (c *netnsCollector) UpdateContext(ctx context.Context, ch chan<- prometheus
 		for i, f := range netnsFields {
 			// A field this kernel lacks stays absent, as in the netstat collector.
 			if ns.have[f.idx] {
-				ch <- prometheus.MustNewConstMetric(c.descs[i], prometheus.CounterValue, float64(ns.vals[f.idx]), ns.name, ns.inode)
+				ch <- prometheus.MustNewConstMetric(c.descs[i], prometheus.CounterValue, float64(ns.vals[f.idx])*f.scale, ns.name, ns.inode)
 			}
 		}
 	}
 	if c.socks != nil {
-		if err := c.socks.update(ctx, read, ch); err != nil {
-			return err
-		}
+		c.socks.update(ctx, read, ch)
 	}
 	ch <- prometheus.MustNewConstMetric(c.namespacesDesc, prometheus.GaugeValue, float64(len(found)))
 	ch <- prometheus.MustNewConstMetric(c.skippedDesc, prometheus.GaugeValue, float64(skipped))
@@ -550,10 +573,17 @@ func parseNetnsLink(s string) (uint64, bool) {
 
 // readCounters reads the namespace's netstat and snmp through its process. A process that exited since it
 // was verified makes it false, without error: the namespace is left out of this scrape.
+//
+// The pid may also have been reused, or its process may have moved to another namespace, between the check
+// and the reads: the files would then hold another namespace's counters, which under this label would look
+// like a counter reset and make rate() spike. So the link is read again after the files, and a namespace
+// whose process is no longer in it is left out of this scrape too; the pid is forgotten, so the next scrape
+// reads its link afresh and chooses another process for the namespace.
 func (c *netnsCollector) readCounters(ns *netnsState, buf *[]byte) (bool, error) {
 	clear(ns.vals[:])
 	clear(ns.have[:])
-	dir := filepath.Join(c.procPath, strconv.Itoa(ns.pid), "net")
+	pidDir := filepath.Join(c.procPath, strconv.Itoa(ns.pid))
+	dir := filepath.Join(pidDir, "net")
 	for _, f := range netstatFiles {
 		path := filepath.Join(dir, f.name)
 		data, err := readProcOnce(path, buf)
@@ -566,6 +596,11 @@ func (c *netnsCollector) readCounters(ns *netnsState, buf *[]byte) (bool, error)
 		if err := parseProtoStats(data, f.protos, ns.vals[:], ns.have[:]); err != nil {
 			return false, fmt.Errorf("parsing %s: %w", path, err)
 		}
+	}
+	link, err := c.readlink(filepath.Join(pidDir, "ns", "net"))
+	if ino, ok := parseNetnsLink(link); err != nil || !ok || ino != ns.ino {
+		delete(c.pids, ns.pid)
+		return false, nil
 	}
 	return true, nil
 }

@@ -29,8 +29,14 @@ import (
 //
 // A namespace whose dial or dump fails (EPERM, the namespace gone) is left without socket metrics on that
 // scrape and counted in sockbuf_netns_socket_dump_errors_total; its counters from /proc are exported anyway.
-// The scrape's deadline (defaultDumpTimeout without one) bounds all the dumps together; when it passes, the
-// collector fails as the sockets collector does.
+//
+// The scrape's deadline (defaultDumpTimeout without one) bounds all the dumps together. Unlike the sockets
+// collector, the netns collector does not fail when it passes: the exporter would drop all its output, and
+// with it every namespace's /proc counters, read before the dumps, that the prune alerts need; on a large
+// node the dumps are what runs out of time. So the dumps stop a little before the deadline (dumpReserve),
+// leaving the collector time to return its output; the namespace being dumped and those not reached are left
+// without socket metrics on that scrape and counted in sockbuf_netns_socket_dumps_skipped_total, and their
+// clients are kept.
 //
 // Cost: the dial (open, setns, socket, setns back) once per namespace; then one dump per scrape, which walks
 // the kernel's whole established hash table, shared by all namespaces unless net.ipv4.tcp_child_ehash_entries
@@ -58,6 +64,14 @@ var (
 			"of their rcvbuf: the kernel is about to collapse or prune their queues. Only with --collector.netns.sockets.",
 		Source: "INET_DIAG_SKMEMINFO SK_MEMINFO_RMEM_ALLOC and SK_MEMINFO_RCVBUF inside the namespace",
 	})
+	netnsDumpsSkippedSpec = spec("netns", MetricSpec{
+		Name: "netns_socket_dumps_skipped_total", Type: Counter,
+		Help: "Exported network namespaces whose socket dump was cut short or not started because the scrape's " +
+			"deadline came first, leaving their socket metrics out of that scrape while their counters still export. " +
+			"Rising: the dumps take longer than the scrape timeout allows; raise scrape_timeout or " +
+			"lower --collector.netns.max-namespaces. Only with --collector.netns.sockets.",
+		Source: "the exporter",
+	})
 	netnsDumpErrorsSpec = spec("netns", MetricSpec{
 		Name: "netns_socket_dump_errors_total", Type: Counter,
 		Help: "Socket dumps of an exported network namespace that failed, leaving its socket metrics out of that " +
@@ -79,9 +93,11 @@ type netnsSockets struct {
 	dial        func(pid int, ino uint64) (socketDumper, error)
 	dumpTimeout time.Duration
 
-	gen     uint64
-	clients map[uint64]*netnsClient // by namespace inode
-	errors  uint64
+	gen      uint64
+	clients  map[uint64]*netnsClient // by namespace inode
+	errors   uint64
+	skipped  uint64
+	cutShort bool // the last scrape ran out of time: log the next one at debug level only
 
 	// The namespace being dumped: its sums, the attempt the sums are of, and its client, which an ended
 	// context interrupts.
@@ -91,7 +107,7 @@ type netnsSockets struct {
 	curMu    sync.Mutex
 	cur      socketDumper
 
-	sockets, recvQueue, full, dumpErrors *prometheus.Desc
+	sockets, recvQueue, full, dumpErrors, dumpsSkipped *prometheus.Desc
 }
 
 // netnsClient is a namespace's cached client (nil while its dial fails) and whether its last dump failed.
@@ -109,7 +125,7 @@ func newNetnsSockets(fullRatio float64, dial func(pid int, ino uint64) (socketDu
 		logger: logger, fullRatio: fullRatio, dial: dial, dumpTimeout: defaultDumpTimeout,
 		clients: map[uint64]*netnsClient{},
 		sockets: netnsSocketsSpec.Desc(), recvQueue: netnsRecvQueueSpec.Desc(), full: netnsRcvbufFullSpec.Desc(),
-		dumpErrors: netnsDumpErrorsSpec.Desc(),
+		dumpErrors: netnsDumpErrorsSpec.Desc(), dumpsSkipped: netnsDumpsSkippedSpec.Desc(),
 	}
 	s.onSocket = s.socket
 	return s
@@ -153,26 +169,55 @@ func (c *nsClient) Close() error {
 	return err
 }
 
+// dumpReserve is the part of the time left to a scrape that the dumps leave to the rest of the collector
+// (closing clients, sending the metrics) and to the exporter, so that the collector returns before the
+// scrape's deadline and its output is kept: a tenth, at most maxDumpReserve.
+func dumpReserve(left time.Duration) time.Duration {
+	return min(left/10, maxDumpReserve)
+}
+
+const maxDumpReserve = 500 * time.Millisecond
+
 // update dumps the sockets of every namespace of spaces and sends their sums; namespaces not in spaces lose
-// their clients. It fails only when ctx ends.
-func (s *netnsSockets) update(ctx context.Context, spaces []*netnsState, ch chan<- prometheus.Metric) error {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
+// their clients. When the scrape's deadline nears, it stops dumping and counts the namespaces left; it never
+// fails, so that the namespaces' counters are exported (see the file comment).
+func (s *netnsSockets) update(ctx context.Context, spaces []*netnsState, ch chan<- prometheus.Metric) {
+	var cancel context.CancelFunc
+	if deadline, ok := ctx.Deadline(); ok {
+		ctx, cancel = context.WithDeadline(ctx, deadline.Add(-dumpReserve(time.Until(deadline))))
+	} else {
 		ctx, cancel = context.WithTimeout(ctx, s.dumpTimeout)
-		defer cancel()
 	}
+	defer cancel()
 	deadline, _ := ctx.Deadline()
 	stop := context.AfterFunc(ctx, s.interrupt)
 	defer stop()
 	defer s.setCurrent(nil, time.Time{})
 
+	// Every exported namespace keeps its client, dumped on this scrape or not: closing the clients of the
+	// namespaces an interrupted scrape did not reach would only make the next scrape dial them again.
 	s.gen++
-	var err error
 	for _, ns := range spaces {
-		if err = s.dumpOne(ctx, deadline, ns, ch); err != nil {
+		if cl := s.clients[ns.ino]; cl != nil {
+			cl.gen = s.gen
+		}
+	}
+	cutShort := false
+	for i, ns := range spaces {
+		if err := s.dumpOne(ctx, deadline, ns, ch); err != nil {
+			left := len(spaces) - i
+			s.skipped += uint64(left)
+			level := slog.LevelDebug
+			if !s.cutShort {
+				level = slog.LevelWarn // once per run of slow scrapes
+			}
+			s.logger.Log(ctx, level, "scrape deadline near while dumping the sockets of network namespaces; the socket metrics of those not dumped are left out of this scrape",
+				"namespaces_not_dumped", left, "namespaces", len(spaces), "err", err)
+			cutShort = true
 			break
 		}
 	}
+	s.cutShort = cutShort
 	for ino, cl := range s.clients {
 		if cl.gen != s.gen {
 			if cl.d != nil {
@@ -181,24 +226,22 @@ func (s *netnsSockets) update(ctx context.Context, spaces []*netnsState, ch chan
 			delete(s.clients, ino)
 		}
 	}
-	if err != nil {
-		return err
-	}
 	ch <- prometheus.MustNewConstMetric(s.dumpErrors, prometheus.CounterValue, float64(s.errors))
-	return nil
+	ch <- prometheus.MustNewConstMetric(s.dumpsSkipped, prometheus.CounterValue, float64(s.skipped))
 }
 
-// dumpOne dumps one namespace and sends its sums, or counts the failure.
+// dumpOne dumps one namespace and sends its sums, or counts the failure. It returns an error only when ctx
+// ended before the dump completed.
 func (s *netnsSockets) dumpOne(ctx context.Context, deadline time.Time, ns *netnsState, ch chan<- prometheus.Metric) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("dumping the sockets of network namespaces: %w", err)
+	}
 	cl := s.clients[ns.ino]
 	if cl == nil {
 		cl = &netnsClient{}
 		s.clients[ns.ino] = cl
 	}
 	cl.gen = s.gen
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("dumping the sockets of network namespaces: %w", err)
-	}
 	var err error
 	if cl.d == nil {
 		cl.d, err = s.dial(ns.pid, ns.ino)

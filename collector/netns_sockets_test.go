@@ -2,8 +2,8 @@ package collector
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,7 +67,7 @@ func newFixtureNetnsSockets(t testing.TB, proc string, max int, d *nsDumpers) *n
 
 var netnsSocketMetricNames = []string{
 	netnsSocketsSpec.FullName(), netnsRecvQueueSpec.FullName(), netnsRcvbufFullSpec.FullName(),
-	netnsDumpErrorsSpec.FullName(), netnsNamespacesSpec.FullName(),
+	netnsDumpErrorsSpec.FullName(), netnsDumpsSkippedSpec.FullName(), netnsNamespacesSpec.FullName(),
 }
 
 func TestNetnsSockets(t *testing.T) {
@@ -101,6 +101,7 @@ sockbuf_netns_rcvbuf_full_sockets{` + pod + `} 1
 sockbuf_netns_rcvbuf_full_sockets{` + blue + `} 0
 sockbuf_netns_rcvbuf_full_sockets{` + cgroupfs + `} 1
 sockbuf_netns_socket_dump_errors_total ` + fmt.Sprint(2*scrape) + `
+sockbuf_netns_socket_dumps_skipped_total 0
 sockbuf_netns_namespaces 5
 `
 		// collectorFunc: one Update per comparison, so that the errors counter moves by one scrape's.
@@ -189,27 +190,77 @@ func gatherPrefix(m map[string]float64, prefix string) []string {
 	return out
 }
 
-// TestNetnsSocketsDeadline checks that a dump that does not end stops at the scrape's deadline and fails the
-// collector, as the sockets collector does, and that the next scrape works.
+// TestNetnsSocketsDeadline checks that when the scrape's deadline comes during a namespace's dump, the dumps
+// stop in time for the exporter to keep the collector's output: every namespace's counters, the socket
+// metrics of the namespaces dumped before, and the count of those not dumped. The next scrape dumps them all.
 func TestNetnsSocketsDeadline(t *testing.T) {
 	d := newNsDumpers()
+	// Exported in the order pod, docker (PruneCalled 50), blue (7), cgroupfs (1), anonymous (0): the dumps
+	// stop at docker's, and the three after it are not reached.
 	blocked := &fakeDumper{block: true}
-	d.dumpers[4026532100] = blocked
+	d.dumpers[4026532300] = blocked
 	c := newFixtureNetnsSockets(t, "testdata/netns/proc", 0, d)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	e := newExporter(map[string]Collector{"netns": c}, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	err := c.UpdateContext(ctx, make(chan prometheus.Metric, 1000))
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("UpdateContext = %v, want the deadline's error", err)
+	got := gather(t, collected{e.WithContext(ctx)})
+	if got[`sockbuf_scrape_collector_success{collector="netns"}`] != 1 {
+		t.Fatalf("netns collector failed on a scrape whose socket dumps ran out of time")
 	}
-	blocked.block = false
-	got := gather(t, c)
-	if _, ok := got[`sockbuf_netns_sockets{netns="kubepods-burstable-pod0a1b_2c3d.slice",netns_inode="4026532100"}`]; !ok {
-		t.Error("no socket metrics on the scrape after a deadline")
+	for _, ns := range []string{pod, docker, blue, cgroupfs, anonymous} {
+		if _, ok := got[`sockbuf_netns_tcp_prune_called_total{`+ns+`}`]; !ok {
+			t.Errorf("counters of %s missing after the deadline", ns)
+		}
+	}
+	if n := len(gatherPrefix(got, "sockbuf_netns_sockets{")); n != 1 || got[`sockbuf_netns_sockets{`+pod+`}`] != 0 {
+		t.Errorf("socket metrics for %d namespaces, want the pod's, dumped before the deadline", n)
+	}
+	if v := got["sockbuf_netns_socket_dumps_skipped_total"]; v != 4 {
+		t.Errorf("dumps skipped = %g, want 4 (docker's, cut short, and the three after it)", v)
 	}
 	if got["sockbuf_netns_socket_dump_errors_total"] != 0 {
 		t.Errorf("a deadline counted as a dump error: %g", got["sockbuf_netns_socket_dump_errors_total"])
 	}
+
+	blocked.block = false
+	got = gather(t, c)
+	if n := len(gatherPrefix(got, "sockbuf_netns_sockets{")); n != 5 {
+		t.Errorf("socket metrics for %d namespaces on the scrape after a deadline, want 5", n)
+	}
+	if v := got["sockbuf_netns_socket_dumps_skipped_total"]; v != 4 {
+		t.Errorf("dumps skipped = %g after a complete scrape, want still 4", v)
+	}
+}
+
+// TestNetnsSocketsDeadlineKeepsClients checks that a scrape cut short by its deadline keeps the clients of the
+// namespaces it did not reach, so that the next scrape does not dial them again.
+func TestNetnsSocketsDeadlineKeepsClients(t *testing.T) {
+	d := newNsDumpers()
+	blocked := &fakeDumper{}
+	d.dumpers[4026532100] = blocked // the pod's, dumped first
+	c := newFixtureNetnsSockets(t, "testdata/netns/proc", 0, d)
+	gather(t, c)
+	blocked.block = true
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := c.UpdateContext(ctx, make(chan prometheus.Metric, 1000)); err != nil {
+		t.Errorf("UpdateContext = %v, want nil when the deadline cuts the dumps short", err)
+	}
+	blocked.block = false
+	gather(t, c)
+	for _, ino := range []uint64{4026532100, 4026532200, 4026532300, 4026532400, 4026532500} {
+		if d.dials[ino] != 1 || d.closed[ino] != 0 {
+			t.Errorf("namespace %d: dialed %d times, closed %d times in 3 scrapes, one cut short; want 1, 0", ino, d.dials[ino], d.closed[ino])
+		}
+	}
+}
+
+// collected is a prometheus.Collector as a Collector, for gather.
+type collected struct{ prometheus.Collector }
+
+func (c collected) Update(ch chan<- prometheus.Metric) error {
+	c.Collect(ch)
+	return nil
 }
 
 // replayDumper serves prepared sockets, so that a scrape's allocations are the collector's.
@@ -258,11 +309,11 @@ func TestNetnsSocketsAllocs(t *testing.T) {
 // TestNetnsSocketsFullRatio checks that --collector.sockets.full-ratio is checked when the netns collector uses it.
 func TestNetnsSocketsFullRatio(t *testing.T) {
 	_, err := factories["netns"].build(Config{ProcPath: "testdata/netns/proc", Sockets: SocketsConfig{FullRatio: 3},
-		Netns: NetnsConfig{Sockets: true}}, nil)
+		Netns: NetnsConfig{MaxNamespaces: 100, Sockets: true}}, nil)
 	if err == nil || !strings.Contains(err.Error(), "full-ratio") {
 		t.Errorf("build with full ratio 3 = %v, want an error naming the flag", err)
 	}
-	c, err := factories["netns"].build(Config{ProcPath: "testdata/netns/proc", Netns: NetnsConfig{Sockets: true}}, nil)
+	c, err := factories["netns"].build(Config{ProcPath: "testdata/netns/proc", Netns: NetnsConfig{MaxNamespaces: 100, Sockets: true}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,8 +36,12 @@ func fixtureNamedInode(path string) (uint64, bool) {
 	return parseNetnsLink(l)
 }
 
+// newFixtureNetns builds a collector on a fixture; max 0 stands for the flag's default, 100.
 func newFixtureNetns(t testing.TB, proc, named string, max int) *netnsCollector {
 	t.Helper()
+	if max == 0 {
+		max = 100
+	}
 	c := newNetnsCollector(Config{ProcPath: proc, Netns: NetnsConfig{MaxNamespaces: max, NamedDir: named}})
 	c.namedInode = fixtureNamedInode
 	return c
@@ -101,6 +105,15 @@ sockbuf_netns_tcp_in_segments_total{` + blue + `} 500
 sockbuf_netns_tcp_in_segments_total{` + docker + `} 20
 sockbuf_netns_tcp_in_segments_total{` + anonymous + `} 3
 sockbuf_netns_tcp_in_segments_total{` + cgroupfs + `} 40
+sockbuf_netns_tcp_memory_pressures_total{` + pod + `} 4
+sockbuf_netns_tcp_memory_pressures_total{` + blue + `} 2
+sockbuf_netns_tcp_memory_pressures_total{` + docker + `} 0
+sockbuf_netns_tcp_memory_pressures_total{` + anonymous + `} 0
+sockbuf_netns_tcp_memory_pressures_total{` + cgroupfs + `} 1
+sockbuf_netns_tcp_memory_pressure_seconds_total{` + pod + `} 2.5
+sockbuf_netns_tcp_memory_pressure_seconds_total{` + docker + `} 0
+sockbuf_netns_tcp_memory_pressure_seconds_total{` + anonymous + `} 0
+sockbuf_netns_tcp_memory_pressure_seconds_total{` + cgroupfs + `} 0.12
 sockbuf_netns_namespaces 5
 sockbuf_netns_namespaces_skipped 0
 `
@@ -258,19 +271,20 @@ func TestNetnsCache(t *testing.T) {
 		reads.Store(0)
 		return gather(t, c)
 	}
+	// Each scrape also reads the link of every exported namespace's chosen process again after its counters.
 	got := scrape()
-	if got["sockbuf_netns_namespaces"] != 9 || reads.Load() != 39 {
-		t.Fatalf("first scrape: %g namespaces, %d links read; want 9, 39", got["sockbuf_netns_namespaces"], reads.Load())
+	if got["sockbuf_netns_namespaces"] != 9 || reads.Load() != 39+9 {
+		t.Fatalf("first scrape: %g namespaces, %d links read; want 9, 48", got["sockbuf_netns_namespaces"], reads.Load())
 	}
 	// The second scrape reads every link again (a process may join a namespace right after fork); from the
-	// third on, only the chosen process of each namespace is read.
+	// third on, only the chosen process of each namespace is read, before and after its counters.
 	scrape()
-	if reads.Load() != 39 {
-		t.Errorf("second scrape read %d links, want 39", reads.Load())
+	if reads.Load() != 39+9 {
+		t.Errorf("second scrape read %d links, want 48", reads.Load())
 	}
 	got = scrape()
-	if reads.Load() != 9 {
-		t.Errorf("third scrape read %d links, want 9", reads.Load())
+	if reads.Load() != 9+9 {
+		t.Errorf("third scrape read %d links, want 18", reads.Load())
 	}
 	if v := got[`sockbuf_netns_tcp_prune_called_total{netns="app-3.service",netns_inode="4026531843"}`]; v != 50 {
 		t.Errorf("app-3 prune = %g, want 50", v)
@@ -288,8 +302,8 @@ func TestNetnsCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	got = scrape()
-	if reads.Load() != 10 { // 9 chosen, then 14
-		t.Errorf("scrape after an exit read %d links, want 10", reads.Load())
+	if reads.Load() != 10+9 { // 9 chosen, then 14; then the 9 again
+		t.Errorf("scrape after an exit read %d links, want 19", reads.Load())
 	}
 	if c.spaces[4026531843].pid != 14 {
 		t.Errorf("namespace 3 read through pid %d, want 14", c.spaces[4026531843].pid)
@@ -300,8 +314,8 @@ func TestNetnsCache(t *testing.T) {
 	// Pid 24's move is seen at the recheck, when every link is read again.
 	now = now.Add(netnsRecheckInterval)
 	scrape()
-	if reads.Load() != 38 {
-		t.Errorf("recheck scrape read %d links, want 38", reads.Load())
+	if reads.Load() != 38+9 {
+		t.Errorf("recheck scrape read %d links, want 47", reads.Load())
 	}
 	if e := c.pids[24]; e.ino != 4026531845 {
 		t.Errorf("pid 24 cached in %d after the recheck, want 4026531845", e.ino)
@@ -352,6 +366,82 @@ func benchUpdate(b *testing.B, c Collector) {
 		}
 		for len(ch) > 0 {
 			<-ch
+		}
+	}
+}
+
+// TestNetnsPidReused checks that a namespace whose chosen process was replaced by another namespace's between
+// the check of its link and the reading of its counters (the pid reused, or the process moved) is left out of
+// that scrape rather than exported with the other namespace's counters, and read through another process on
+// the next one.
+func TestNetnsPidReused(t *testing.T) {
+	proc := fakeNetnsProc(t, 20, 5) // namespace 4026531841: pids 2 (chosen), 7, 12, 17
+	c := newFixtureNetns(t, proc, t.TempDir(), 0)
+	const app1 = `sockbuf_netns_tcp_prune_called_total{netns="app-1.service",netns_inode="4026531841"}`
+	var swapped bool
+	c.readlink = func(path string) (string, error) {
+		link, err := os.Readlink(path)
+		if path == filepath.Join(proc, "2", "ns", "net") && !swapped {
+			// Right after the check: pid 2 exits and the pid goes to a process of namespace 4026531843,
+			// whose counters differ.
+			swapped = true
+			replaceNetnsProcess(t, filepath.Join(proc, "2"), "net:[4026531843]", 999)
+		}
+		return link, err
+	}
+	got := gather(t, c)
+	if v, ok := got[app1]; ok {
+		t.Errorf("namespace 4026531841 exported with the counters of the process that took its pid: %g", v)
+	}
+	if got["sockbuf_netns_namespaces"] != 4 {
+		t.Errorf("namespaces = %g, want 4 (found, though not exported on this scrape)", got["sockbuf_netns_namespaces"])
+	}
+	got = gather(t, c)
+	if v := got[app1]; v != 50 {
+		t.Errorf("next scrape: namespace 4026531841 prune = %g, want 50 read through another of its processes", v)
+	}
+	if pid := c.spaces[4026531841].pid; pid == 2 {
+		t.Errorf("namespace 4026531841 still read through pid 2")
+	}
+	if e := c.pids[2]; e.ino != 4026531843 {
+		t.Errorf("pid 2 cached in namespace %d, want 4026531843", e.ino)
+	}
+}
+
+// replaceNetnsProcess makes the fake process at dir a process of namespace link whose PruneCalled is prune.
+func replaceNetnsProcess(t *testing.T, dir, link string, prune int) {
+	t.Helper()
+	nsLink := filepath.Join(dir, "ns", "net")
+	if err := os.Remove(nsLink); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(link, nsLink); err != nil {
+		t.Fatal(err)
+	}
+	netstat := fmt.Sprintf("TcpExt: SyncookiesSent PruneCalled\nTcpExt: 0 %d\n", prune)
+	if err := os.WriteFile(filepath.Join(dir, "net", "netstat"), []byte(netstat), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNetnsConfig checks the checks of the netns flags.
+func TestNetnsConfig(t *testing.T) {
+	for _, max := range []int{0, -1} {
+		_, err := factories["netns"].build(Config{ProcPath: "testdata/netns/proc", Netns: NetnsConfig{MaxNamespaces: max}}, nil)
+		if err == nil || !strings.Contains(err.Error(), "--collector.netns.max-namespaces") {
+			t.Errorf("build with max-namespaces %d = %v, want an error naming the flag", max, err)
+		}
+	}
+	sockets := Config{Netns: NetnsConfig{Sockets: true}}
+	if w := NetnsConfigWarning(sockets, []string{"netstat", "sockets"}); !strings.Contains(w, "--collector.netns.sockets") {
+		t.Errorf("warning with --collector.netns.sockets and no netns collector = %q, want one naming the flag", w)
+	}
+	for _, tc := range []struct {
+		cfg     Config
+		enabled []string
+	}{{sockets, []string{"netns"}}, {Config{}, nil}, {Config{}, []string{"netns"}}} {
+		if w := NetnsConfigWarning(tc.cfg, tc.enabled); w != "" {
+			t.Errorf("NetnsConfigWarning(%+v, %q) = %q, want none", tc.cfg.Netns, tc.enabled, w)
 		}
 	}
 }

@@ -69,7 +69,7 @@ func main() {
 			names = append(names, name)
 		}
 	}
-	exporter, err := collector.New(collector.Config{
+	cfg := collector.Config{
 		ProcPath: *procPath,
 		Sockets: collector.SocketsConfig{
 			MaxGroups:          *maxGroups,
@@ -81,10 +81,14 @@ func main() {
 			CgroupRoot:         *cgroupRoot,
 		},
 		Netns: collector.NetnsConfig{MaxNamespaces: *netnsMax, NamedDir: *netnsNamed, Sockets: *netnsSockets},
-	}, names, logger)
+	}
+	exporter, err := collector.New(cfg, names, logger)
 	if err != nil {
 		logger.Error("cannot start", "err", err)
 		os.Exit(1)
+	}
+	if w := collector.NetnsConfigWarning(cfg, names); w != "" {
+		logger.Warn(w)
 	}
 	logger.Info("starting sockbuf_exporter", "version", version.Info(), "build_context", version.BuildContext(),
 		"collectors", strings.Join(exporter.Names(), ","))
