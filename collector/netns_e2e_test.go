@@ -213,8 +213,17 @@ func TestNetnsEndToEnd(t *testing.T) {
 			}
 		}
 	}
-	if !m.Has("sockbuf_netns_socket_dump_errors_total") {
-		t.Error("sockbuf_netns_socket_dump_errors_total missing")
+	for _, name := range []string{"sockbuf_netns_socket_dump_errors_total", "sockbuf_netns_socket_dumps_skipped_total"} {
+		if !m.Has(name) {
+			t.Errorf("%s missing", name)
+		}
+	}
+	// The idle namespace never entered memory pressure; this kernel has both counters.
+	idleLabels := fmt.Sprintf(`{netns="%s",netns_inode="%s"}`, idle.Name, nsInode(t, idle.Path))
+	for _, name := range []string{"sockbuf_netns_tcp_memory_pressures_total", "sockbuf_netns_tcp_memory_pressure_seconds_total"} {
+		if got, ok := m[name+idleLabels]; !ok || got != 0 {
+			t.Errorf("%s%s = %g (present: %v), want 0", name, idleLabels, got, ok)
+		}
 	}
 
 	// The exporter's own namespace, the host's, is the netstat collector's.
