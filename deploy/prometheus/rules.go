@@ -155,6 +155,16 @@ func (b builder) rate(metric string) string {
 }
 
 // num formats a threshold the way a person would write it in PromQL.
+// withNetns applies fn (rate, increase) over window to a host counter plus the same counter summed over the
+// other network namespaces the netns collector reports, or plus nothing where it is off. The kernel counts
+// memory-pressure episodes in the namespace of the socket that entered or left pressure, while pressure
+// itself is host-wide: on a host whose traffic runs in containers, most episodes land in their namespaces.
+func (b *builder) withNetns(fn, host, netns, window string) string {
+	h := fn + "(" + b.sel(host) + "[" + window + "])"
+	n := "sum without (netns, netns_inode) (" + fn + "(" + b.sel(netns) + "[" + window + "]))"
+	return h + " + (" + n + " or " + h + " * 0)"
+}
+
 func num(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 
 // recorded turns a counter name into the metric part of its recording rule: sockbuf_x_total -> sockbuf_x.
@@ -287,11 +297,11 @@ func Alerting(c Config) RuleFile {
 			"TCP memory is close to the tcp_mem limit on "+on+".",
 			"TCP sockets on "+on+" use {{ $value | humanizePercentage }} of net.ipv4.tcp_mem's max threshold; at 100% the kernel drops incoming data on every socket."),
 		b.alert("SockbufTCPMemoryPressureEpisodes", "warning",
-			"increase("+b.sel("sockbuf_tcp_memory_pressures_total")+"["+c.PressureEpisodesWindow+"]) > "+num(c.PressureEpisodes.Value), c.PressureEpisodes,
+			b.withNetns("increase", "sockbuf_tcp_memory_pressures_total", "sockbuf_netns_tcp_memory_pressures_total", c.PressureEpisodesWindow)+" > "+num(c.PressureEpisodes.Value), c.PressureEpisodes,
 			"TCP keeps entering memory pressure on "+on+".",
 			"TCP on "+on+" entered memory pressure {{ $value | humanize }} times in the last "+c.PressureEpisodesWindow+" (TcpExt TCPMemoryPressures): the host's TCP memory is sized at the edge of its load."),
 		b.alert("SockbufTCPMemoryPressureTime", "warning",
-			"clamp_max(rate("+b.sel("sockbuf_tcp_memory_pressure_seconds_total")+"["+c.PressureTimeWindow+"]), 1) > "+num(c.PressureTime.Value), c.PressureTime,
+			"clamp_max("+b.withNetns("rate", "sockbuf_tcp_memory_pressure_seconds_total", "sockbuf_netns_tcp_memory_pressure_seconds_total", c.PressureTimeWindow)+", 1) > "+num(c.PressureTime.Value), c.PressureTime,
 			"TCP spends a large share of its time in memory pressure on "+on+".",
 			"TCP on "+on+" spent {{ $value | humanizePercentage }} of the last "+c.PressureTimeWindow+" in memory pressure (TcpExt TCPMemoryPressuresChrono, counted when an episode ends): for that share of the time the kernel held every socket's buffers down."),
 		b.alert("SockbufTCPReceiveQueueDrops", "warning",
