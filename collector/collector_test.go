@@ -1,8 +1,11 @@
 package collector
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -208,3 +211,51 @@ func TestMetricSpecsAreUniqueAndDocumented(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func TestAcceptsGzip(t *testing.T) {
+	for header, want := range map[string]bool{
+		"":                          false,
+		"gzip":                      true,
+		"identity":                  false,
+		"gzip, deflate":             true,
+		"deflate, GZIP":             true,
+		"gzip;q=0":                  false,
+		"gzip; q=0.000":             false,
+		"gzip;q=0.5":                true,
+		"*":                         true,
+		"zstd, identity;q=1, *;q=0": false,
+	} {
+		if got := acceptsGzip(header); got != want {
+			t.Errorf("acceptsGzip(%q) = %v, want %v", header, got, want)
+		}
+	}
+}
+
+func TestHandlerGzip(t *testing.T) {
+	e := newExporter(map[string]Collector{"good": emits(1)}, discardLogger())
+	h := NewHandler(e, prometheus.NewRegistry(), HandlerOpts{}, discardLogger())
+	for _, enc := range []string{"gzip", ""} {
+		req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+		req.Header.Set("Accept-Encoding", enc)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		body := rec.Body.Bytes()
+		if enc == "gzip" {
+			if got := rec.Header().Get("Content-Encoding"); got != "gzip" {
+				t.Fatalf("Content-Encoding = %q, want gzip", got)
+			}
+			zr, err := gzip.NewReader(bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if body, err = io.ReadAll(zr); err != nil {
+				t.Fatal(err)
+			}
+		} else if got := rec.Header().Get("Content-Encoding"); got != "" {
+			t.Fatalf("Content-Encoding = %q without Accept-Encoding", got)
+		}
+		if !strings.Contains(string(body), "sockbuf_fake_value 1") {
+			t.Errorf("Accept-Encoding %q: body lacks the metric:\n%s", enc, body)
+		}
+	}
+}

@@ -1,10 +1,13 @@
 package collector
 
 import (
+	"compress/gzip"
 	"context"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,11 +48,60 @@ func NewHandler(e *Exporter, base prometheus.Gatherer, opts HandlerOpts, logger 
 		}
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(e.WithContext(ctx))
-		promhttp.HandlerFor(prometheus.Gatherers{base, reg}, promhttp.HandlerOpts{
+		h := promhttp.HandlerFor(prometheus.Gatherers{base, reg}, promhttp.HandlerOpts{
 			ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelError),
 			ErrorHandling: promhttp.ContinueOnError,
-		}).ServeHTTP(w, r)
+			// Compressed here instead, at gzip's fastest level: promhttp's default level spends more CPU
+			// on a scrape's 20 KB than the collectors do, for a body a few percent smaller.
+			DisableCompression: true,
+		})
+		if !acceptsGzip(r.Header.Get("Accept-Encoding")) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		gz := gzipWriters.Get().(*gzip.Writer)
+		defer gzipWriters.Put(gz)
+		gz.Reset(w)
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Add("Vary", "Accept-Encoding")
+		h.ServeHTTP(gzipResponseWriter{ResponseWriter: w, gz: gz}, r)
+		if err := gz.Close(); err != nil {
+			logger.Debug("finishing gzip response", "err", err)
+		}
 	})
+}
+
+var gzipWriters = sync.Pool{New: func() any {
+	gz, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed) // a valid level cannot fail
+	return gz
+}}
+
+// gzipResponseWriter sends the body through gz; headers and status go straight to the client.
+type gzipResponseWriter struct {
+	http.ResponseWriter
+	gz *gzip.Writer
+}
+
+func (w gzipResponseWriter) Write(b []byte) (int, error) { return w.gz.Write(b) }
+
+// acceptsGzip reports whether an Accept-Encoding header allows gzip: listed, or "*", with a q-value above 0.
+func acceptsGzip(header string) bool {
+	for _, part := range strings.Split(header, ",") {
+		coding, params, _ := strings.Cut(part, ";")
+		coding = strings.ToLower(strings.TrimSpace(coding))
+		if coding != "gzip" && coding != "*" {
+			continue
+		}
+		for _, p := range strings.Split(params, ";") {
+			if v, ok := strings.CutPrefix(strings.ToLower(strings.TrimSpace(p)), "q="); ok {
+				if q, err := strconv.ParseFloat(v, 64); err != nil || q <= 0 {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // ScrapeBudget turns the scrape-timeout header into the time the collectors may take: the timeout less
