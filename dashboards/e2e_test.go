@@ -66,8 +66,9 @@ func TestEndToEnd(t *testing.T) {
 	}
 	e2e.Require(t)
 	ns := testenv.NewNetNS(t)
-	// --collector.netns: from the test's namespace, the host's and other tests' are other namespaces.
-	exp := e2e.StartExporter(t, ns, "--collector.netns")
+	// --collector.netns: from the test's namespace, the host's and other tests' are other namespaces;
+	// --collector.netns.sockets dumps their sockets for the sockets dashboard's per-namespace panel.
+	exp := e2e.StartExporter(t, ns, "--collector.netns", "--collector.netns.sockets")
 	hook := e2e.StartWebhook(t, ns)
 	am := e2e.StartAlertmanager(t, ns, e2e.AlertmanagerConfig{WebhookURL: hook.URL()})
 	prom := e2e.StartPrometheus(t, ns, e2e.PrometheusConfig{

@@ -14,6 +14,14 @@ func rate(metric string) string {
 	return "rate(" + metric + "{" + sel + "}[$__rate_interval])"
 }
 
+// withNetns is the rate of a host counter plus the same counter's rate summed over the other network
+// namespaces, as the memory-pressure alerts compute it (deploy/prometheus withNetns); without the netns
+// collector the namespaces' part is zero, so the panel still shows the host's.
+func withNetns(host, netns string) string {
+	h := rate(host)
+	return h + " + (sum without (netns, netns_inode) (" + rate(netns) + ") or " + h + " * 0)"
+}
+
 func m(metric string, extra ...string) string {
 	s := metric + "{" + sel
 	for _, e := range extra {
@@ -69,9 +77,9 @@ func Host() *dashboard.DashboardBuilder {
 		WithRow(row("TCP memory")).
 		WithPanel(memoryGraph()).
 		WithPanel(graph("Time in memory pressure",
-			"Red: TCP spent more than 5% of the time in memory pressure, holding every socket's buffers down (SockbufTCPMemoryPressureTime when it lasts; an episode is counted when it ends).",
+			"Red: TCP spent more than 5% of the time in memory pressure, holding every socket's buffers down (SockbufTCPMemoryPressureTime when it lasts; an episode is counted when it ends). Pressure is host-wide but counted in the namespace of the socket that entered or left it, so the other namespaces' time (--collector.netns) is added to the host's.",
 			"percentunit", redAbove(rc.PressureTime.Value), 8,
-			q(rate("sockbuf_tcp_memory_pressure_seconds_total"), "{{instance}} share of time in pressure"))).
+			q(withNetns("sockbuf_tcp_memory_pressure_seconds_total", "sockbuf_netns_tcp_memory_pressure_seconds_total"), "{{instance}} share of time in pressure"))).
 		WithPanel(graph("Memory pressure episodes and aborts",
 			"Red: TCP keeps entering memory pressure, or aborts connections because tcp_mem's max is reached (SockbufTCPMemoryPressureEpisodes).",
 			"ops", redAbove(0.001), 8,

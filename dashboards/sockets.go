@@ -4,6 +4,7 @@ package dashboards
 
 import (
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/table"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
 )
 
@@ -71,6 +72,7 @@ func Sockets() *dashboard.DashboardBuilder {
 			q("sum by (instance, process) ("+full+")", ""),
 			q("sum by (instance, process) ("+recvq+")", "").in("bytes", redAbove(mib)),
 			q("sum by (instance, process) ("+m("sockbuf_sockets")+")", "").in("short", neverRed()))).
+		WithPanel(netnsFull()).
 		WithRow(row("States and send queues")).
 		WithPanel(graph("TCP sockets by state",
 			"Never red: sockets per TCP state; a growing CLOSE_WAIT means an application stops reading and closing its sockets.",
@@ -84,6 +86,22 @@ func Sockets() *dashboard.DashboardBuilder {
 			"Never red: how many sockets each group holds, for scale when reading the other panels.",
 			"short", neverRed(), 8,
 			q(top("10", m("sockbuf_sockets")), groupLegend)))
+}
+
+// netnsFull ranks the other network namespaces (pods, containers) by their full sockets, with their unread
+// bytes and sockets alongside. The namespaces' sockets are not in the group panels above, which see only the
+// exporter's own namespace. Namespaces of one name (a recreated sandbox keeps its name, not its inode) are
+// summed, as the netns alerts do.
+func netnsFull() *table.PanelBuilder {
+	const mib = 1 << 20
+	byNetns := func(metric string) string { return "sum by (instance, netns) (" + m(metric) + ")" }
+	top := "topk(10, " + byNetns("sockbuf_netns_rcvbuf_full_sockets") + ")"
+	return ranked("Full sockets by network namespace",
+		"Red: a pod, container or `ip netns` namespace has sockets whose receive buffer is full, or more than 1 MiB unread: its application reads too slowly; see the runbook of SockbufSocketsReceiveBufferFull (docs/runbooks.md) and look from inside it (kubectl exec, nsenter -n -t PID ss -tm). The 10 namespaces with most full sockets, with their Recv-Q and sockets; the exporter's own namespace is in the panels above. Needs --collector.netns.sockets.",
+		"short", redAbove(1), 24,
+		q(top, ""),
+		q(byNetns("sockbuf_netns_recv_queue_bytes")+" and "+top, "").in("bytes", redAbove(mib)),
+		q(byNetns("sockbuf_netns_sockets")+" and "+top, "").in("short", neverRed()))
 }
 
 // acceptQueues draws each listener's accept queue with its limit as a red dashed line.
