@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -58,6 +59,12 @@ func main() {
 
 	logConfig := &promslog.Config{}
 	flag.AddFlags(app, logConfig)
+	if version.Version == "" {
+		// Built without `make` (go run, go install ...@vX): the module version, "(devel)" for a checkout.
+		if bi, ok := debug.ReadBuildInfo(); ok {
+			version.Version = bi.Main.Version
+		}
+	}
 	app.Version(version.Print("sockbuf_exporter"))
 	app.HelpFlag.Short('h')
 	kingpin.MustParse(app.Parse(os.Args[1:]))
