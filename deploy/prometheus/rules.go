@@ -154,17 +154,17 @@ func (b builder) rate(metric string) string {
 	return "rate(" + b.sel(metric) + "[" + b.c.RateWindow + "])"
 }
 
-// num formats a threshold the way a person would write it in PromQL.
 // withNetns applies fn (rate, increase) over window to a host counter plus the same counter summed over the
 // other network namespaces the netns collector reports, or plus nothing where it is off. The kernel counts
 // memory-pressure episodes in the namespace of the socket that entered or left pressure, while pressure
 // itself is host-wide: on a host whose traffic runs in containers, most episodes land in their namespaces.
-func (b *builder) withNetns(fn, host, netns, window string) string {
+func (b builder) withNetns(fn, host, netns, window string) string {
 	h := fn + "(" + b.sel(host) + "[" + window + "])"
 	n := "sum without (netns, netns_inode) (" + fn + "(" + b.sel(netns) + "[" + window + "]))"
 	return h + " + (" + n + " or " + h + " * 0)"
 }
 
+// num formats a threshold the way a person would write it in PromQL.
 func num(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 
 // recorded turns a counter name into the metric part of its recording rule: sockbuf_x_total -> sockbuf_x.
