@@ -5,10 +5,11 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
+
+	"github.com/sockbuf/sockbuf_exporter/internal/sysutil"
 )
 
 // InCI reports whether the tests run in CI, where a missing prerequisite is a failure and not a skip.
@@ -41,21 +44,15 @@ func RequireRoot(t testing.TB) {
 	}
 }
 
-// RequireBinary returns the path of an executable on PATH (or in /usr/sbin, /sbin), else skips or fails.
-// Debian packages to install are named in the failure so the fix is obvious.
+// RequireBinary returns the path of an executable (see sysutil.LookPath: PATH, then the sbin directories),
+// else skips or fails. Debian packages to install are named in the failure so the fix is obvious.
 func RequireBinary(t testing.TB, name, debianPackage string) string {
 	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
+	p, err := sysutil.LookPath(name)
+	if err != nil {
+		Missing(t, "%v (apt-get install -y %s)", err, debianPackage)
 	}
-	for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/bin"} {
-		p := filepath.Join(dir, name)
-		if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
-			return p
-		}
-	}
-	Missing(t, "%s not found (apt-get install -y %s)", name, debianPackage)
-	return ""
+	return p
 }
 
 var nsCounter atomic.Uint64
@@ -107,19 +104,17 @@ func NewIsolatedNetNS(t testing.TB, ehashEntries int) *NetNS {
 	}
 	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN) //nolint:errcheck // closing releases it too
 
-	const path = "/proc/sys/net/ipv4/tcp_child_ehash_entries"
-	old, err := os.ReadFile(path)
-	if err != nil {
+	restore, err := sysutil.SetSysctl("net/ipv4/tcp_child_ehash_entries", fmt.Sprint(ehashEntries))
+	if errors.Is(err, fs.ErrNotExist) {
 		Missing(t, "kernel has no tcp_child_ehash_entries (5.19+): %v", err)
-	}
-	if err := os.WriteFile(path, []byte(fmt.Sprint(ehashEntries)), 0o644); err != nil {
-		Missing(t, "setting tcp_child_ehash_entries: %v", err)
+	} else if err != nil {
+		Missing(t, "%v", err)
 	}
 	var ns *NetNS
 	func() {
 		defer func() {
-			if err := os.WriteFile(path, bytes.TrimSpace(old), 0o644); err != nil {
-				t.Errorf("restoring tcp_child_ehash_entries to %s: %v", old, err)
+			if err := restore(); err != nil {
+				t.Error(err)
 			}
 		}()
 		ns = NewNetNS(t)

@@ -2,10 +2,11 @@ package trafficgen
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
+
+	"github.com/sockbuf/sockbuf_exporter/internal/sysutil"
 )
 
 // AddDropRule drops, at random, one in every data packets sent to port in the calling thread's network
@@ -38,9 +39,9 @@ func AddHoleRule(port, length int) (remove func() error, err error) {
 // addInputTable adds an inet table with an input chain holding rules, in the calling thread's namespace, and
 // returns a function that deletes it.
 func addInputTable(table string, rules ...string) (remove func() error, err error) {
-	nft, err := lookNft()
+	nft, err := sysutil.LookPath("nft")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (apt-get install nftables)", err)
 	}
 	lines := []string{"table inet " + table + " {", "  chain input {", "    type filter hook input priority 0; policy accept;"}
 	for _, r := range rules {
@@ -56,19 +57,6 @@ func addInputTable(table string, rules ...string) (remove func() error, err erro
 		}
 		return nil
 	}, nil
-}
-
-// lookNft finds nft on PATH or in the sbin directories, which a non-login root shell may not have on PATH.
-func lookNft() (string, error) {
-	if p, err := exec.LookPath("nft"); err == nil {
-		return p, nil
-	}
-	for _, p := range []string{"/usr/sbin/nft", "/sbin/nft"} {
-		if p, err := exec.LookPath(p); err == nil {
-			return p, nil
-		}
-	}
-	return "", errors.New("nft not found on PATH, /usr/sbin or /sbin (apt-get install nftables)")
 }
 
 func runNft(nft, stdin string, args ...string) error {

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"strings"
 	"time"
+
+	"github.com/sockbuf/sockbuf_exporter/internal/sysutil"
 )
 
 // Defaults of Shrink: what each connection holds unread before its buffer shrinks, and the buffer it
@@ -88,7 +88,7 @@ const holeLength = 1000
 // the kernel prunes the out-of-order data behind it. It needs nft; the sysctl is put back when it returns.
 func PruneOfo(ctx context.Context, opts Options) (Result, error) {
 	opts.RcvBuf, opts.Renew = -1, 0
-	restore, err := setSysctl("net/ipv4/tcp_retrans_collapse", "0")
+	restore, err := sysutil.SetSysctl("net/ipv4/tcp_retrans_collapse", "0")
 	if err != nil {
 		return Result{}, err
 	}
@@ -154,23 +154,4 @@ func writeAll(c *net.TCPConn, b []byte) error {
 		return fmt.Errorf("writing %d bytes: %w", len(b), err)
 	}
 	return c.SetWriteDeadline(time.Time{})
-}
-
-// setSysctl writes a sysctl of the calling thread's network namespace (/proc/sys/net is per namespace) and
-// returns a function that puts the old value back.
-func setSysctl(path, value string) (restore func() error, err error) {
-	full := "/proc/sys/" + path
-	old, err := os.ReadFile(full)
-	if err != nil {
-		return nil, fmt.Errorf("reading sysctl %s: %w", path, err)
-	}
-	if err := os.WriteFile(full, []byte(value), 0o644); err != nil {
-		return nil, fmt.Errorf("setting sysctl %s=%s: %w", path, value, err)
-	}
-	return func() error {
-		if err := os.WriteFile(full, []byte(strings.TrimSpace(string(old))), 0o644); err != nil {
-			return fmt.Errorf("restoring sysctl %s: %w", path, err)
-		}
-		return nil
-	}, nil
 }
