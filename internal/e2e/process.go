@@ -202,7 +202,7 @@ func startProcess(t testing.TB, ns *testenv.NetNS, name, bin string, args ...str
 	if ns == nil {
 		p.cmd = exec.Command(bin, args...)
 	} else {
-		p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns.Name, bin}, args...)...)
+		p.cmd = ns.Command(context.Background(), bin, args...)
 	}
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	// If the test binary dies, its children must not outlive it holding the namespace.

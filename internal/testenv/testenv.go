@@ -61,6 +61,7 @@ var nsCounter atomic.Uint64
 type NetNS struct {
 	Name string // name under /run/netns, usable with `ip netns exec`
 	Path string // /run/netns/<name>
+	ip   string // the ip binary RequireBinary found, which may be off PATH (in /usr/sbin)
 }
 
 // NewNetNS creates a fresh network namespace with loopback up, deleted when the test ends. Host sysctls that
@@ -73,7 +74,7 @@ func NewNetNS(t testing.TB) *NetNS {
 	if out, err := exec.Command(ip, "netns", "add", name).CombinedOutput(); err != nil {
 		Missing(t, "cannot create network namespace: ip netns add: %v: %s", err, out)
 	}
-	ns := &NetNS{Name: name, Path: "/run/netns/" + name}
+	ns := &NetNS{Name: name, Path: "/run/netns/" + name, ip: ip}
 	t.Cleanup(func() {
 		if out, err := exec.Command(ip, "netns", "delete", name).CombinedOutput(); err != nil {
 			t.Errorf("ip netns delete %s: %v: %s", name, err, out)
@@ -122,9 +123,10 @@ func NewIsolatedNetNS(t testing.TB, ehashEntries int) *NetNS {
 	return ns
 }
 
-// Command returns a command that runs inside the namespace (through `ip netns exec`).
+// Command returns a command that runs inside the namespace (through `ip netns exec`, which execs name and so
+// looks it up on PATH itself: pass a path for a binary that may be off PATH, as RequireBinary returns).
 func (ns *NetNS) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
-	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
+	return exec.CommandContext(ctx, ns.ip, append([]string{"netns", "exec", ns.Name, name}, args...)...)
 }
 
 // MustRun runs a command inside the namespace and returns its standard output; any failure fails the test.

@@ -94,13 +94,13 @@ func TestPruneData(t *testing.T) {
 }
 
 func TestPruneOfo(t *testing.T) {
-	testenv.RequireBinary(t, "nft", "nftables")
+	nft := testenv.RequireBinary(t, "nft", "nftables")
 	ns := checkRecipe(t, PruneOfo, Options{Conns: 8, Duration: 10 * time.Second}, "OfoPruned")
 	// The namespace's sysctl is back, and the nft table gone.
 	if got := strings.TrimSpace(ns.MustRun(t, "cat", "/proc/sys/net/ipv4/tcp_retrans_collapse")); got != "1" {
 		t.Errorf("tcp_retrans_collapse = %s after PruneOfo, want 1", got)
 	}
-	if out := ns.MustRun(t, "nft", "list", "tables"); strings.Contains(out, "sockbuf_trafficgen") {
+	if out := ns.MustRun(t, nft, "list", "tables"); strings.Contains(out, "sockbuf_trafficgen") {
 		t.Errorf("nft table left behind:\n%s", out)
 	}
 }
