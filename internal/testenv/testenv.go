@@ -22,15 +22,15 @@ import (
 	"github.com/sockbuf/sockbuf_exporter/internal/sysutil"
 )
 
-// InCI reports whether the tests run in CI, where a missing prerequisite is a failure and not a skip.
-func InCI() bool { return os.Getenv("CI") != "" }
+// inCI reports whether the tests run in CI, where a missing prerequisite is a failure and not a skip.
+func inCI() bool { return os.Getenv("CI") != "" }
 
 // Missing skips the test with reason, or fails it when running in CI: in CI every prerequisite must be there,
 // so that an end-to-end test can never pass by silently skipping.
 func Missing(t testing.TB, format string, args ...any) {
 	t.Helper()
 	reason := fmt.Sprintf(format, args...)
-	if InCI() {
+	if inCI() {
 		t.Fatalf("prerequisite missing in CI: %s", reason)
 	}
 	t.Skipf("skipping: %s", reason)

@@ -65,11 +65,11 @@ func Moved(base Netstat, fields ...string) func() bool {
 // It reads /proc/thread-self/net, not /proc/net (which follows the main thread), so that it sees the
 // namespace inside testenv.NetNS.Do.
 func ReadNetstat() (Netstat, error) {
-	return ReadNetstatFrom("/proc/thread-self/net")
+	return readNetstatFrom("/proc/thread-self/net")
 }
 
-// ReadNetstatFrom reads netstat and snmp below dir, e.g. /proc/<pid>/net for another process's namespace.
-func ReadNetstatFrom(dir string) (Netstat, error) {
+// readNetstatFrom reads netstat and snmp below dir, e.g. /proc/<pid>/net for another process's namespace.
+func readNetstatFrom(dir string) (Netstat, error) {
 	n := Netstat{}
 	for _, name := range []string{"netstat", "snmp"} {
 		f, err := os.Open(dir + "/" + name)

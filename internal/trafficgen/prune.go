@@ -277,31 +277,6 @@ func Prune(ctx context.Context, opts Options) (Result, error) {
 	return res, errors.Join(err, l.Close())
 }
 
-// PruneRetrying runs Prune with fresh connections up to attempts times, until opts.Until holds. Whether a
-// set of connections ever gets as far as RcvPruned depends on timing (the window the receiver advertised
-// before it learned how costly 1-byte segments are): once every queue is full and every window closed,
-// nothing more arrives and the counter stays where it is. New connections are a new chance. Each attempt
-// is bounded by opts.Duration; the result is the last attempt's, with Writes and Bytes summed.
-func PruneRetrying(ctx context.Context, opts Options, attempts int) (Result, error) {
-	var total Result
-	start := time.Now()
-	for i := 0; i < max(attempts, 1); i++ {
-		res, err := Prune(ctx, opts)
-		total.Writes += res.Writes
-		total.Bytes += res.Bytes
-		total.Renews += res.Renews
-		if i > 0 {
-			total.Renews++ // a fresh set of connections
-		}
-		total.Stopped = res.Stopped
-		total.Elapsed = time.Since(start)
-		if err != nil || res.Stopped != StoppedDuration || opts.Until == nil {
-			return total, err
-		}
-	}
-	return total, nil
-}
-
 // Background runs Prune on a goroutine of its own, inside do (testenv.NetNS.Do, or a plain call for the
 // current namespace: func(f func() error) error { return f() }), until stop is called or one of the bounds of
 // opts is reached. stop ends the load, waits for its sockets to be closed and returns what it did. Use it

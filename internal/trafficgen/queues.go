@@ -31,8 +31,8 @@ func (c *Conns) Close() error {
 	return err
 }
 
-// ServerConns returns every accepted connection of every listener.
-func (c *Conns) ServerConns() []*net.TCPConn {
+// serverConns returns every accepted connection of every listener.
+func (c *Conns) serverConns() []*net.TCPConn {
 	var out []*net.TCPConn
 	for _, s := range c.Servers {
 		out = append(out, s.Conns()...)

@@ -223,7 +223,7 @@ func TestFanout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if got := len(c.ServerConns()); got != 200 {
+	if got := len(c.serverConns()); got != 200 {
 		t.Errorf("%d server-side connections, want 200", got)
 	}
 	ports := map[string]int{}
