@@ -10,6 +10,9 @@ import (
 	"strings"
 )
 
+// This parser is deliberately independent of collector/netstat.go: the end-to-end tests compare the exporter
+// against it, so sharing code would make the check circular.
+
 // Netstat holds the counters of /proc/net/netstat and /proc/net/snmp by section and field, e.g.
 // n["TcpExt"]["PruneCalled"] or n["Tcp"]["InSegs"].
 type Netstat map[string]map[string]uint64
