@@ -95,10 +95,7 @@ func TestNetnsEndToEnd(t *testing.T) {
 			return err
 		}
 		_, err = trafficgen.Prune(context.Background(), trafficgen.Options{Duration: 20 * time.Second,
-			Until: func() bool {
-				now, err := trafficgen.ReadNetstat()
-				return err != nil || now.Sub(base)["TcpExt"]["PruneCalled"] > 0
-			}})
+			Until: trafficgen.Moved(base, "PruneCalled")})
 		return err
 	})
 	if err != nil {
