@@ -1,9 +1,11 @@
 package sockdiag
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
 
@@ -62,10 +64,15 @@ type Client struct {
 	// -1 no (then both families are dumped one after the other).
 	unspec int8
 
-	tmu      sync.Mutex // guards t and deadline, so SetDeadline can reach a dump in progress
+	tmu      sync.Mutex // guards t, deadline, limit and dumpGen, so SetDeadline and a context can reach a dump in progress
 	t        transport
-	deadline time.Time
+	deadline time.Time // SetDeadline's
+	limit    time.Time // the deadline of the DumpContext in progress, in the past once its context ended; zero when none
+	dumpGen  uint64    // counts DumpContext calls, so that a late cancellation cannot reach the next dump
 }
+
+// expired is a deadline in the past: set on a socket, it makes a blocked read return at once.
+var expired = time.Unix(1, 0)
 
 func newClient(cfg *Config, dial func() (transport, error)) (*Client, error) {
 	size := MinBufferSize
@@ -97,10 +104,34 @@ func (c *Client) SetDeadline(t time.Time) error {
 	c.tmu.Lock()
 	defer c.tmu.Unlock()
 	c.deadline = t
-	if c.t != nil {
-		return c.t.SetDeadline(t)
+	return c.applyDeadline()
+}
+
+// applyDeadline sets the earlier of SetDeadline's deadline and the dump's on the open socket. c.tmu is held.
+func (c *Client) applyDeadline() error {
+	if c.t == nil {
+		return nil
 	}
-	return nil
+	return c.t.SetDeadline(c.effectiveDeadline())
+}
+
+// effectiveDeadline is the earlier non-zero one of SetDeadline's deadline and the dump's. c.tmu is held.
+func (c *Client) effectiveDeadline() time.Time {
+	if c.limit.IsZero() || (!c.deadline.IsZero() && c.deadline.Before(c.limit)) {
+		return c.deadline
+	}
+	return c.limit
+}
+
+// setLimit makes d the deadline of the dump in progress, if that is still dump gen.
+func (c *Client) setLimit(gen uint64, d time.Time) error {
+	c.tmu.Lock()
+	defer c.tmu.Unlock()
+	if gen != c.dumpGen {
+		return nil
+	}
+	c.limit = d
+	return c.applyDeadline()
 }
 
 // transport returns the open socket, dialing a new one if the last dump was aborted.
@@ -114,8 +145,8 @@ func (c *Client) transport() (transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening netlink sock_diag socket: %w", err)
 	}
-	if !c.deadline.IsZero() {
-		if err := t.SetDeadline(c.deadline); err != nil {
+	if d := c.effectiveDeadline(); !d.IsZero() {
+		if err := t.SetDeadline(d); err != nil {
 			t.Close()
 			return nil, fmt.Errorf("setting deadline: %w", err)
 		}
@@ -144,6 +175,62 @@ func (c *Client) abort() {
 func (c *Client) Dump(req Request, fn func(*Socket) error) (DumpStats, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.dump(req, fn)
+}
+
+// DumpContext is Dump bounded by ctx: its deadline applies to the dump (together with SetDeadline's, the
+// earlier one wins), and its end interrupts a read blocked in the kernel. A dump stopped that way returns
+// an error that matches both os.ErrDeadlineExceeded and ctx.Err(), so errors.Is(err,
+// context.DeadlineExceeded) holds when the deadline passed.
+func (c *Client) DumpContext(ctx context.Context, req Request, fn func(*Socket) error) (DumpStats, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return DumpStats{}, fmt.Errorf("dumping %s sockets: %w", familyName(req.Family), err)
+	}
+	deadline, _ := ctx.Deadline()
+	c.tmu.Lock()
+	c.dumpGen++
+	gen := c.dumpGen
+	c.limit = deadline
+	err := c.applyDeadline()
+	c.tmu.Unlock()
+	if err != nil {
+		return DumpStats{}, fmt.Errorf("setting the dump deadline: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = c.setLimit(gen, expired) })
+	st, err := c.dump(req, fn)
+	stop()
+	c.tmu.Lock()
+	c.dumpGen++ // a cancellation still on its way finds another generation and does nothing
+	c.limit = time.Time{}
+	restoreErr := c.applyDeadline()
+	c.tmu.Unlock()
+	if err != nil {
+		if cerr := contextError(ctx, deadline); cerr != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			err = fmt.Errorf("%w (%w)", err, cerr)
+		}
+		return st, err
+	}
+	if restoreErr != nil {
+		return st, fmt.Errorf("resetting the deadline after a dump: %w", restoreErr)
+	}
+	return st, nil
+}
+
+// contextError is ctx.Err(), or context.DeadlineExceeded if the deadline has passed but the context's timer
+// has not fired yet: the socket's deadline, set to the same time, may fire first.
+func contextError(ctx context.Context, deadline time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !deadline.IsZero() && !time.Now().Before(deadline) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+func (c *Client) dump(req Request, fn func(*Socket) error) (DumpStats, error) {
 	var st DumpStats
 	for attempt := 0; ; attempt++ {
 		st.Sockets, st.Bytes = 0, 0

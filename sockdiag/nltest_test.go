@@ -1,9 +1,11 @@
 package sockdiag
 
 import (
+	"context"
 	"errors"
 	"io"
 	"os"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,10 +25,16 @@ type scriptTransport struct {
 	sendErr     error
 	datagrams   [][]byte
 	closed      bool
+
+	// hang makes Recv block, as a kernel that never finishes the dump does, until the deadline passes.
+	hang     bool
+	mu       sync.Mutex // SetDeadline comes from another goroutine when a context ends
+	deadline time.Time
+	wake     chan struct{} // signalled by SetDeadline
 }
 
 func newScript(fn nltest.Func, perDatagram int, mangle func([][]byte) [][]byte) *scriptTransport {
-	s := &scriptTransport{perDatagram: perDatagram, mangle: mangle}
+	s := &scriptTransport{perDatagram: perDatagram, mangle: mangle, wake: make(chan struct{}, 1)}
 	s.conn = nltest.Dial(func(req []netlink.Message) ([]netlink.Message, error) {
 		msgs, err := fn(req)
 		if err != nil {
@@ -62,6 +70,9 @@ func (s *scriptTransport) Send(m netlink.Message) (netlink.Message, error) {
 // Recv returns io.EOF when the script has nothing more: on a real socket that would block until the
 // deadline, which the Client must not wait for.
 func (s *scriptTransport) Recv(b []byte) (int, error) {
+	if len(s.datagrams) == 0 && s.hang {
+		return 0, s.waitDeadline()
+	}
 	if len(s.datagrams) == 0 {
 		return 0, io.EOF
 	}
@@ -70,8 +81,39 @@ func (s *scriptTransport) Recv(b []byte) (int, error) {
 	return copy(b, d), nil
 }
 
-func (s *scriptTransport) SetDeadline(time.Time) error { return nil }
-func (s *scriptTransport) Close() error                { s.closed = true; return s.conn.Close() }
+// waitDeadline blocks until the deadline passes, as a read of a real socket does, bounded to 10 s.
+func (s *scriptTransport) waitDeadline() error {
+	limit := time.After(10 * time.Second)
+	for {
+		s.mu.Lock()
+		d := s.deadline
+		s.mu.Unlock()
+		wait := time.Hour
+		if !d.IsZero() {
+			if wait = time.Until(d); wait <= 0 {
+				return os.ErrDeadlineExceeded
+			}
+		}
+		select {
+		case <-s.wake:
+		case <-time.After(wait):
+		case <-limit:
+			return errors.New("script transport: no deadline ended the blocked read within 10s")
+		}
+	}
+}
+
+func (s *scriptTransport) SetDeadline(d time.Time) error {
+	s.mu.Lock()
+	s.deadline = d
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+func (s *scriptTransport) Close() error { s.closed = true; return s.conn.Close() }
 
 // scriptClient returns a Client whose every (re)dial scripts fn; dials counts the transports opened.
 func scriptClient(t *testing.T, fn nltest.Func, perDatagram int, mangle func([][]byte) [][]byte) (*Client, *int) {
@@ -379,5 +421,123 @@ func TestNLSendError(t *testing.T) {
 	c, _ := scriptClient(t, fn, 1, nil)
 	if _, err := c.Dump(Request{Family: FamilyInet}, func(*Socket) error { return nil }); !errors.Is(err, syscall.ENOBUFS) {
 		t.Errorf("got %v, want ENOBUFS", err)
+	}
+}
+
+// hangingClient returns a Client whose dumps send a reply that never ends: one socket, then a read that
+// blocks until the deadline, as when the kernel is slow to walk a huge table. Setting *hang to false makes
+// the sockets opened after it end the dump (without NLMSG_DONE: ErrNoDone).
+func hangingClient(t *testing.T) (c *Client, opened *[]*scriptTransport, hang *bool) {
+	t.Helper()
+	opened, hang = new([]*scriptTransport), new(bool)
+	*hang = true
+	var err error
+	c, err = newClient(nil, func() (transport, error) {
+		s := newScript(func(req []netlink.Message) ([]netlink.Message, error) {
+			msgs := reply(req[0], 0, sockA)
+			return msgs[:1], nil // no NLMSG_DONE
+		}, 1, nil)
+		s.hang = *hang
+		*opened = append(*opened, s)
+		return s, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, opened, hang
+}
+
+// TestNLDumpContext checks that a context's deadline and its cancellation stop a dump blocked in a read,
+// with an error that matches the context's, and that they do not outlive the dump.
+func TestNLDumpContext(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ctx  func() (context.Context, context.CancelFunc)
+		want error
+	}{
+		{"deadline", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 50*time.Millisecond)
+		}, context.DeadlineExceeded},
+		{"cancel", func() (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(50*time.Millisecond, cancel)
+			return ctx, cancel
+		}, context.Canceled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, opened, hang := hangingClient(t)
+			ctx, cancel := tc.ctx()
+			defer cancel()
+			start := time.Now()
+			var got []seen
+			st, err := c.DumpContext(ctx, Request{Family: FamilyInet}, collect(&got))
+			if !errors.Is(err, tc.want) || !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Errorf("DumpContext = %v, want errors.Is %v and os.ErrDeadlineExceeded", err, tc.want)
+			}
+			if el := time.Since(start); el > 5*time.Second {
+				t.Errorf("DumpContext returned %v after the context ended at 50ms", el)
+			}
+			if st.Sockets != 1 || len(got) != 1 {
+				t.Errorf("%d sockets in the stats, %d to the callback before the hang; want 1", st.Sockets, len(got))
+			}
+			if !(*opened)[0].closed {
+				t.Error("the socket of the interrupted dump was kept: the kernel would answer EBUSY")
+			}
+
+			// The next dump on the same Client, with a live context, gets no leftover deadline.
+			*hang = false
+			var ok []seen
+			if _, err := c.DumpContext(context.Background(), Request{Family: FamilyInet}, collect(&ok)); !errors.Is(err, ErrNoDone) {
+				t.Errorf("dump after an interrupted one: %v, want ErrNoDone from the script, not a deadline", err)
+			}
+			s := (*opened)[len(*opened)-1]
+			s.mu.Lock()
+			d := s.deadline
+			s.mu.Unlock()
+			if !d.IsZero() {
+				t.Errorf("deadline %v left on the socket after DumpContext without a deadline", d)
+			}
+		})
+	}
+
+	// A context that has already ended sends nothing.
+	c, opened, _ := hangingClient(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.DumpContext(ctx, Request{Family: FamilyInet}, func(*Socket) error { return nil }); !errors.Is(err, context.Canceled) {
+		t.Errorf("DumpContext with an ended context = %v, want context.Canceled", err)
+	}
+	if s := (*opened)[0]; len(s.datagrams) != 0 || s.closed {
+		t.Error("DumpContext with an ended context sent a request")
+	}
+}
+
+// TestNLDumpContextSetDeadline checks that SetDeadline's deadline still applies under DumpContext when it is
+// the earlier one, and is back on the socket after the dump.
+func TestNLDumpContextSetDeadline(t *testing.T) {
+	c, opened, hang := hangingClient(t)
+	early := time.Now().Add(30 * time.Millisecond)
+	if err := c.SetDeadline(early); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	_, err := c.DumpContext(ctx, Request{Family: FamilyInet}, func(*Socket) error { return nil })
+	if !errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("DumpContext past SetDeadline's deadline = %v, want os.ErrDeadlineExceeded only", err)
+	}
+	later := time.Now().Add(time.Hour)
+	if err := c.SetDeadline(later); err != nil {
+		t.Fatal(err)
+	}
+	*hang = false
+	_, _ = c.DumpContext(context.Background(), Request{Family: FamilyInet}, func(*Socket) error { return nil })
+	s := (*opened)[len(*opened)-1]
+	s.mu.Lock()
+	d := s.deadline
+	s.mu.Unlock()
+	if !d.Equal(later) {
+		t.Errorf("socket deadline after DumpContext = %v, want SetDeadline's %v", d, later)
 	}
 }
