@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -99,13 +98,10 @@ type netnsSockets struct {
 	skipped  uint64
 	cutShort bool // the last scrape ran out of time: log the next one at debug level only
 
-	// The namespace being dumped: its sums, the attempt the sums are of, and its client, which an ended
-	// context interrupts.
+	// The namespace being dumped: its sums and the attempt the sums are of.
 	stats    groupStats
 	attempt  int
 	onSocket func(*sockdiag.Socket) error // s.socket bound once, so a dump allocates no closure
-	curMu    sync.Mutex
-	cur      socketDumper
 
 	sockets, recvQueue, full, dumpErrors, dumpsSkipped *prometheus.Desc
 }
@@ -189,10 +185,6 @@ func (s *netnsSockets) update(ctx context.Context, spaces []*netnsState, ch chan
 		ctx, cancel = context.WithTimeout(ctx, s.dumpTimeout)
 	}
 	defer cancel()
-	deadline, _ := ctx.Deadline()
-	stop := context.AfterFunc(ctx, s.interrupt)
-	defer stop()
-	defer s.setCurrent(nil, time.Time{})
 
 	// Every exported namespace keeps its client, dumped on this scrape or not: closing the clients of the
 	// namespaces an interrupted scrape did not reach would only make the next scrape dial them again.
@@ -204,7 +196,7 @@ func (s *netnsSockets) update(ctx context.Context, spaces []*netnsState, ch chan
 	}
 	cutShort := false
 	for i, ns := range spaces {
-		if err := s.dumpOne(ctx, deadline, ns, ch); err != nil {
+		if err := s.dumpOne(ctx, ns, ch); err != nil {
 			left := len(spaces) - i
 			s.skipped += uint64(left)
 			level := slog.LevelDebug
@@ -232,7 +224,7 @@ func (s *netnsSockets) update(ctx context.Context, spaces []*netnsState, ch chan
 
 // dumpOne dumps one namespace and sends its sums, or counts the failure. It returns an error only when ctx
 // ended before the dump completed.
-func (s *netnsSockets) dumpOne(ctx context.Context, deadline time.Time, ns *netnsState, ch chan<- prometheus.Metric) error {
+func (s *netnsSockets) dumpOne(ctx context.Context, ns *netnsState, ch chan<- prometheus.Metric) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("dumping the sockets of network namespaces: %w", err)
 	}
@@ -247,18 +239,12 @@ func (s *netnsSockets) dumpOne(ctx context.Context, deadline time.Time, ns *netn
 		cl.d, err = s.dial(ns.pid, ns.ino)
 	}
 	if err == nil {
-		err = s.setCurrent(cl.d, deadline)
-	}
-	if err == nil {
-		if ctx.Err() != nil { // ended before setCurrent, so interrupt did not see this client
-			return fmt.Errorf("dumping the sockets of network namespaces: %w", ctx.Err())
-		}
 		s.stats, s.attempt = groupStats{}, 0
-		_, err = cl.d.Dump(sockdiag.Request{Family: sockdiag.FamilyUnspec, States: netnsDumpStates, Extensions: sockdiag.ExtSKMemInfo}, s.onSocket)
+		_, err = cl.d.DumpContext(ctx, sockdiag.Request{Family: sockdiag.FamilyUnspec, States: netnsDumpStates, Extensions: sockdiag.ExtSKMemInfo}, s.onSocket)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("dumping the sockets of network namespace %s: %w (%w)", ns.name, err, ctx.Err())
+			return fmt.Errorf("dumping the sockets of network namespace %s: %w", ns.name, err)
 		}
 		s.errors++
 		level := slog.LevelDebug
@@ -275,26 +261,6 @@ func (s *netnsSockets) dumpOne(ctx context.Context, deadline time.Time, ns *netn
 	ch <- prometheus.MustNewConstMetric(s.recvQueue, prometheus.GaugeValue, float64(s.stats.recvQueue), ns.name, ns.inode)
 	ch <- prometheus.MustNewConstMetric(s.full, prometheus.GaugeValue, float64(s.stats.full), ns.name, ns.inode)
 	return nil
-}
-
-// setCurrent makes d the client an ended context interrupts, with the scrape's deadline.
-func (s *netnsSockets) setCurrent(d socketDumper, deadline time.Time) error {
-	s.curMu.Lock()
-	defer s.curMu.Unlock()
-	s.cur = d
-	if d == nil {
-		return nil
-	}
-	return d.SetDeadline(deadline)
-}
-
-// interrupt makes the dump in progress return at once: a deadline in the past ends its blocked read.
-func (s *netnsSockets) interrupt() {
-	s.curMu.Lock()
-	defer s.curMu.Unlock()
-	if s.cur != nil {
-		_ = s.cur.SetDeadline(time.Unix(1, 0))
-	}
 }
 
 func (s *netnsSockets) socket(sk *sockdiag.Socket) error {

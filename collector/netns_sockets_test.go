@@ -52,11 +52,10 @@ func (c closeCounter) Close() error { c.onClose(); return c.socketDumper.Close()
 // errDumper fails every dump, as a namespace that went away under its client does.
 type errDumper struct{ err error }
 
-func (e errDumper) Dump(sockdiag.Request, func(*sockdiag.Socket) error) (sockdiag.DumpStats, error) {
+func (e errDumper) DumpContext(context.Context, sockdiag.Request, func(*sockdiag.Socket) error) (sockdiag.DumpStats, error) {
 	return sockdiag.DumpStats{}, e.err
 }
-func (errDumper) SetDeadline(time.Time) error { return nil }
-func (errDumper) Close() error                { return nil }
+func (errDumper) Close() error { return nil }
 
 func newFixtureNetnsSockets(t testing.TB, proc string, max int, d *nsDumpers) *netnsCollector {
 	t.Helper()
@@ -266,7 +265,7 @@ func (c collected) Update(ch chan<- prometheus.Metric) error {
 // replayDumper serves prepared sockets, so that a scrape's allocations are the collector's.
 type replayDumper struct{ socks []*sockdiag.Socket }
 
-func (r *replayDumper) Dump(_ sockdiag.Request, fn func(*sockdiag.Socket) error) (sockdiag.DumpStats, error) {
+func (r *replayDumper) DumpContext(_ context.Context, _ sockdiag.Request, fn func(*sockdiag.Socket) error) (sockdiag.DumpStats, error) {
 	for _, s := range r.socks {
 		if err := fn(s); err != nil {
 			return sockdiag.DumpStats{}, err
@@ -274,8 +273,7 @@ func (r *replayDumper) Dump(_ sockdiag.Request, fn func(*sockdiag.Socket) error)
 	}
 	return sockdiag.DumpStats{Sockets: len(r.socks)}, nil
 }
-func (*replayDumper) SetDeadline(time.Time) error { return nil }
-func (*replayDumper) Close() error                { return nil }
+func (*replayDumper) Close() error { return nil }
 
 // TestNetnsSocketsAllocs checks that a scrape's allocations do not grow with the sockets of the namespaces.
 func TestNetnsSocketsAllocs(t *testing.T) {

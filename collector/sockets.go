@@ -230,10 +230,10 @@ func checkFullRatio(r float64) (float64, error) {
 	return r, nil
 }
 
-// socketDumper is what the collector needs of a sockdiag.Client; tests replace it.
+// socketDumper is what the collector needs of a sockdiag.Client; tests replace it. DumpContext stops at the
+// context's deadline or cancellation with an error that matches ctx.Err().
 type socketDumper interface {
-	Dump(req sockdiag.Request, fn func(*sockdiag.Socket) error) (sockdiag.DumpStats, error)
-	SetDeadline(t time.Time) error
+	DumpContext(ctx context.Context, req sockdiag.Request, fn func(*sockdiag.Socket) error) (sockdiag.DumpStats, error)
 	Close() error
 }
 
@@ -352,15 +352,6 @@ func (c *socketsCollector) UpdateContext(ctx context.Context, ch chan<- promethe
 		}
 		c.client = cl
 	}
-	deadline, _ := ctx.Deadline()
-	if err := c.client.SetDeadline(deadline); err != nil {
-		return fmt.Errorf("setting the dump deadline: %w", err)
-	}
-	stop := context.AfterFunc(ctx, func() {
-		// A deadline in the past makes the blocked read return at once.
-		_ = c.client.SetDeadline(time.Unix(1, 0))
-	})
-	defer stop()
 
 	if c.procs != nil {
 		if err := c.procs.scan(); err != nil {
@@ -369,16 +360,16 @@ func (c *socketsCollector) UpdateContext(ctx context.Context, ch chan<- promethe
 	}
 	c.agg.begin()
 	c.attempt = 0
-	st, err := c.client.Dump(sockdiag.Request{Family: sockdiag.FamilyUnspec, States: 1 << sockdiag.StateListen}, c.onListener)
+	st, err := c.client.DumpContext(ctx, sockdiag.Request{Family: sockdiag.FamilyUnspec, States: 1 << sockdiag.StateListen}, c.onListener)
 	if err != nil {
-		return c.dumpError(ctx, "LISTEN", err)
+		return dumpError("LISTEN", err)
 	}
 	c.countDump(st)
 	if c.states != 0 {
 		c.attempt = 0
-		st, err = c.client.Dump(sockdiag.Request{Family: sockdiag.FamilyUnspec, States: c.states, Extensions: c.ext}, c.onSocket)
+		st, err = c.client.DumpContext(ctx, sockdiag.Request{Family: sockdiag.FamilyUnspec, States: c.states, Extensions: c.ext}, c.onSocket)
 		if err != nil {
-			return c.dumpError(ctx, "TCP", err)
+			return dumpError("TCP", err)
 		}
 		c.countDump(st)
 	}
@@ -395,10 +386,7 @@ func (c *socketsCollector) UpdateContext(ctx context.Context, ch chan<- promethe
 	return nil
 }
 
-func (c *socketsCollector) dumpError(ctx context.Context, what string, err error) error {
-	if ctx.Err() != nil {
-		err = fmt.Errorf("%w (%w)", err, ctx.Err())
-	}
+func dumpError(what string, err error) error {
 	// The aggregation of this scrape is half done; the drops baseline was not committed, so the next
 	// scrape recomputes the same deltas.
 	return fmt.Errorf("dumping %s sockets: %w", what, err)

@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,24 +24,24 @@ type fakeDumper struct {
 	block     bool // block until the deadline passes
 	reqs      []sockdiag.Request
 
-	mu       sync.Mutex // SetDeadline comes from another goroutine when the context ends
-	deadline time.Time
+	mu       sync.Mutex // the test reads deadline
+	deadline time.Time  // of the last dump's context
 }
 
-func (f *fakeDumper) Dump(req sockdiag.Request, fn func(*sockdiag.Socket) error) (sockdiag.DumpStats, error) {
+func (f *fakeDumper) DumpContext(ctx context.Context, req sockdiag.Request, fn func(*sockdiag.Socket) error) (sockdiag.DumpStats, error) {
 	f.reqs = append(f.reqs, req)
+	d, _ := ctx.Deadline()
+	f.mu.Lock()
+	f.deadline = d
+	f.mu.Unlock()
 	if f.block {
-		// Like a netlink read, return a little after the deadline, once the scrape's context has ended.
-		for {
-			f.mu.Lock()
-			d := f.deadline
-			f.mu.Unlock()
-			if !d.IsZero() && time.Now().After(d.Add(20*time.Millisecond)) {
-				break
-			}
-			time.Sleep(time.Millisecond)
+		// As sockdiag.Client does: the read ends when the context does, with an error that matches both.
+		select {
+		case <-ctx.Done():
+			return sockdiag.DumpStats{}, fmt.Errorf("%w (%w)", os.ErrDeadlineExceeded, ctx.Err())
+		case <-time.After(10 * time.Second):
+			return sockdiag.DumpStats{}, errors.New("fakeDumper: blocked 10s without the context ending")
 		}
-		return sockdiag.DumpStats{}, os.ErrDeadlineExceeded
 	}
 	var st sockdiag.DumpStats
 	attempts := 1
@@ -66,12 +67,6 @@ func (f *fakeDumper) Dump(req sockdiag.Request, fn func(*sockdiag.Socket) error)
 	return st, nil
 }
 
-func (f *fakeDumper) SetDeadline(t time.Time) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.deadline = t
-	return nil
-}
 func (f *fakeDumper) Close() error { return nil }
 
 func newTestSockets(t *testing.T, sc SocketsConfig, d *fakeDumper) *socketsCollector {
@@ -271,7 +266,6 @@ func TestSocketsCollectorDefaultDeadline(t *testing.T) {
 			t.Errorf("Update with a stuck dump: %v", err)
 		}
 	case <-time.After(5 * time.Second):
-		_ = d.SetDeadline(time.Unix(1, 0)) // release the fake's goroutine
 		t.Fatal("Update with a stuck dump and no deadline did not return within 5s")
 	}
 	d.block = false
