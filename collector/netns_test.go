@@ -445,3 +445,54 @@ func TestNetnsConfig(t *testing.T) {
 		}
 	}
 }
+
+// warmNetns returns a collector on a fake /proc of pids processes in spaces namespaces after enough scrapes
+// for every pid to be cached, and the exporter's namespace inode.
+func warmNetns(b *testing.B, pids, spaces int) (*netnsCollector, uint64) {
+	b.Helper()
+	c := newFixtureNetns(b, fakeNetnsProc(b, pids, spaces), b.TempDir(), 0)
+	for range 3 {
+		if err := c.Update(make(chan prometheus.Metric, 20*spaces)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return c, 4026531840
+}
+
+// BenchmarkNetnsDiscover measures listing the processes of a steady-state scrape, every pid cached.
+func BenchmarkNetnsDiscover(b *testing.B) {
+	c, _ := warmNetns(b, 1000, 300)
+	for b.Loop() {
+		c.scrape++
+		if err := c.discover(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkNetnsChoose measures choosing the process of every namespace when all of them keep theirs.
+func BenchmarkNetnsChoose(b *testing.B) {
+	c, self := warmNetns(b, 1000, 300)
+	for b.Loop() {
+		if found := c.choose(self); len(found) != 299 {
+			b.Fatalf("choose found %d namespaces, want 299", len(found))
+		}
+	}
+}
+
+// BenchmarkNetnsNamedNamespaces measures reading /run/netns with the real stat of its entries: files left
+// behind without their mount, so none is a namespace.
+func BenchmarkNetnsNamedNamespaces(b *testing.B) {
+	named := b.TempDir()
+	for i := range 50 {
+		if err := os.WriteFile(filepath.Join(named, fmt.Sprint("ns", i)), nil, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c := newNetnsCollector(Config{ProcPath: "/proc", Netns: NetnsConfig{MaxNamespaces: 1, NamedDir: named}})
+	for b.Loop() {
+		if got := c.namedNamespaces(); len(got) != 0 {
+			b.Fatalf("named namespaces from plain files: %v", got)
+		}
+	}
+}
