@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -97,7 +96,7 @@ func TestPrivileges(t *testing.T) {
 			if c.caps != "" {
 				caps = "-all," + c.caps
 			}
-			args := []string{"netns", "exec", ns.Name, setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+			args := []string{"--reuid=65534", "--regid=65534", "--clear-groups",
 				"--inh-caps=" + caps, "--ambient-caps=" + caps, "--bounding-set=" + caps}
 			if c.caps == "" {
 				args = append(args, "--no-new-privs")
@@ -106,7 +105,7 @@ func TestPrivileges(t *testing.T) {
 			args = append(append(args, bin), c.args...)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, "ip", args...)
+			cmd := ns.Command(ctx, setpriv, args...)
 			var logs strings.Builder
 			cmd.Stdout, cmd.Stderr = &logs, &logs
 			if err := cmd.Start(); err != nil {
