@@ -5,7 +5,6 @@ package collector
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -30,11 +29,6 @@ type ContextCollector interface {
 	Collector
 	UpdateContext(ctx context.Context, ch chan<- prometheus.Metric) error
 }
-
-// ErrNoData is returned (wrapped) by a collector that found nothing to report on this host, such as a file that
-// only exists in the host's network namespace. The scrape then counts the collector as failed but the
-// exporter logs it at debug level only.
-var ErrNoData = errors.New("collector returned no data")
 
 // Config is what every collector is built from; tests point it at fixtures.
 type Config struct {
@@ -247,11 +241,7 @@ func (e *Exporter) report(ch chan<- prometheus.Metric, r result) {
 	success := 1.0
 	if r.err != nil {
 		success = 0
-		if errors.Is(r.err, ErrNoData) {
-			e.logger.Debug("collector returned no data", "collector", r.name, "err", r.err)
-		} else {
-			e.logger.Error("collector failed", "collector", r.name, "duration_seconds", r.duration.Seconds(), "err", r.err)
-		}
+		e.logger.Error("collector failed", "collector", r.name, "duration_seconds", r.duration.Seconds(), "err", r.err)
 		// A failed collector's partial output would show a wrong picture (some fields, not others), so it is
 		// dropped whole.
 		r.metrics = nil
