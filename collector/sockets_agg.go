@@ -141,11 +141,10 @@ type group struct {
 // SO_REUSEPORT ones). Each listener has an accept queue of its own and the kernel drops connections on a full
 // one even when the port's other listeners have room, so sums would hide exactly the listener to alert on.
 type listenStats struct {
-	port    uint16
-	other   bool
-	sockets uint64 // LISTEN sockets of the port
-	length  uint64 // accept queue: connections waiting for accept()
-	limit   uint64 // the backlog the application passed to listen(), capped by net.core.somaxconn
+	port   uint16
+	other  bool
+	length uint64 // accept queue: connections waiting for accept()
+	limit  uint64 // the backlog the application passed to listen(), capped by net.core.somaxconn
 }
 
 // fill is length / limit; a listener with backlog 0 is full as soon as one connection waits.
@@ -165,12 +164,11 @@ func compareFullness(x, y *listenStats) int {
 	return cmp.Or(-cmp.Compare(x.fill(), y.fill()), -cmp.Compare(x.length, y.length), cmp.Compare(x.limit, y.limit))
 }
 
-// takeFullest makes l the fullest of l and o, counting both sockets.
+// takeFullest makes l the fullest of l and o.
 func (l *listenStats) takeFullest(o *listenStats) {
 	if compareFullness(o, l) < 0 {
 		l.length, l.limit = o.length, o.limit
 	}
-	l.sockets += o.sockets
 }
 
 // histogram counts observations per bucket (not cumulative until exported).
@@ -374,7 +372,7 @@ func (a *aggregator) addListener(s *sockdiag.Socket) {
 	port := s.Src.Port()
 	a.states[sockdiag.StateListen]++
 	a.listening[port/64] |= 1 << (port % 64)
-	this := listenStats{port: port, sockets: 1, length: uint64(s.AcceptQueue()), limit: uint64(s.AcceptQueueLimit())}
+	this := listenStats{port: port, length: uint64(s.AcceptQueue()), limit: uint64(s.AcceptQueueLimit())}
 	i, ok := a.listeners[port]
 	if !ok {
 		a.listeners[port] = len(a.listen)
@@ -384,12 +382,9 @@ func (a *aggregator) addListener(s *sockdiag.Socket) {
 	a.listen[i].takeFullest(&this)
 }
 
-// add records a non-listening socket; process is the owner's index in the process names, 0 for none.
+// add records a non-listening socket; process is the owner's index in the process names, 0 for none. LISTEN
+// sockets go to addListener only: the collector skips them in the full dump, their own dump counted them.
 func (a *aggregator) add(s *sockdiag.Socket, process int32) {
-	if s.IsListen() {
-		a.addListener(s)
-		return
-	}
 	a.states[s.State&15]++
 	k := groupKey{process: process, role: roleClient, port: s.Dst.Port()}
 	if lp := s.Src.Port(); a.listening[lp/64]&(1<<(lp%64)) != 0 {
@@ -587,9 +582,6 @@ func (a *aggregator) finishListeners() {
 	if len(a.outListn) > a.maxGroups {
 		rest := a.outListn[a.maxGroups-1:]
 		other := listenStats{other: true, length: rest[0].length, limit: rest[0].limit} // sorted: the fullest
-		for _, l := range rest {
-			other.sockets += l.sockets
-		}
 		a.outListn = append(a.outListn[:a.maxGroups-1], other)
 	}
 }

@@ -133,7 +133,7 @@ func TestAggregatorGroupsByRoleAndPort(t *testing.T) {
 	if a.folded != 0 || len(a.outOld) != 0 {
 		t.Errorf("folded %d, old counters %d; want none", a.folded, len(a.outOld))
 	}
-	wantListen := []listenStats{{port: 80, sockets: 2, length: 2, limit: 511}, {port: 443, sockets: 1, limit: 4096}}
+	wantListen := []listenStats{{port: 80, length: 2, limit: 511}, {port: 443, limit: 4096}}
 	if diff := cmp.Diff(wantListen, a.outListn, cmp.AllowUnexported(listenStats{})); diff != "" {
 		t.Errorf("listeners (-want +got):\n%s", diff)
 	}
@@ -165,9 +165,9 @@ func TestAggregatorListenQueueFullest(t *testing.T) {
 		listenSock(9000, 1, 100), listenSock(9001, 10, 1000), listenSock(9002, 0, 5),
 	)
 	want := []listenStats{
-		{port: 80, sockets: 3, length: 128, limit: 128},
-		{port: 443, sockets: 2, length: 5, limit: 10},
-		{other: true, sockets: 6, length: 2, limit: 4},
+		{port: 80, length: 128, limit: 128},
+		{port: 443, length: 5, limit: 10},
+		{other: true, length: 2, limit: 4},
 	}
 	if diff := cmp.Diff(want, a.outListn, cmp.AllowUnexported(listenStats{})); diff != "" {
 		t.Errorf("listeners (-want +got):\n%s", diff)
