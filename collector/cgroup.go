@@ -104,8 +104,7 @@ type cgroupResolver struct {
 
 	mu       sync.Mutex
 	names    map[uint64]string
-	lastWalk time.Time
-	walked   bool
+	lastWalk time.Time // zero before the first walk
 }
 
 func newCgroupResolver(root string) *cgroupResolver {
@@ -120,7 +119,7 @@ func (r *cgroupResolver) name(id uint64) string {
 	if n, ok := r.names[id]; ok {
 		return n
 	}
-	if r.walked && r.now().Sub(r.lastWalk) < r.interval {
+	if !r.lastWalk.IsZero() && r.now().Sub(r.lastWalk) < r.interval {
 		return ""
 	}
 	if err := r.walkLocked(); err != nil {
@@ -137,7 +136,7 @@ func (r *cgroupResolver) walk() error {
 }
 
 func (r *cgroupResolver) walkLocked() error {
-	r.walked, r.lastWalk = true, r.now()
+	r.lastWalk = r.now()
 	names := make(map[uint64]string, len(r.names))
 	err := filepath.WalkDir(r.root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
