@@ -404,33 +404,45 @@ func (c *netnsCollector) verify(pid int, ino uint64) bool {
 
 // choose returns the namespaces other than self that have a verified process, picking for each its known
 // process while it stays, else the lowest pid; namespaces without one are forgotten.
+//
+// Nearly every scrape keeps every namespace's process, so those are checked first, and lists of members are
+// built only for the namespaces that are new or lost their process.
 func (c *netnsCollector) choose(self uint64) []*netnsState {
-	members := map[uint64][]int{}
-	for pid, e := range c.pids {
-		if e.ino != self {
-			members[e.ino] = append(members[e.ino], pid)
+	found := make([]*netnsState, 0, len(c.spaces))
+	for ino, ns := range c.spaces {
+		if ino != self && c.verify(ns.pid, ino) {
+			ns.seen = c.scrape
+			found = append(found, ns)
 		}
 	}
-	found := make([]*netnsState, 0, len(members))
-	for ino, pids := range members {
-		ns := c.spaces[ino]
-		if ns == nil || !c.verify(ns.pid, ino) {
-			slices.Sort(pids)
-			chosen := -1
-			for _, p := range pids {
-				if c.verify(p, ino) {
-					chosen = p
-					break
-				}
-			}
-			if chosen < 0 {
-				continue
-			}
-			// A new process is named again: the namespace may be new too, with a dead one's inode.
-			ns = &netnsState{pid: chosen, ino: ino, inode: strconv.FormatUint(ino, 10)}
-			c.spaces[ino] = ns
+	var members map[uint64][]int
+	for pid, e := range c.pids {
+		if e.ino == self {
+			continue
 		}
-		ns.seen = c.scrape
+		if ns := c.spaces[e.ino]; ns != nil && ns.seen == c.scrape {
+			continue
+		}
+		if members == nil {
+			members = map[uint64][]int{}
+		}
+		members[e.ino] = append(members[e.ino], pid)
+	}
+	for ino, pids := range members {
+		slices.Sort(pids)
+		chosen := -1
+		for _, p := range pids {
+			if c.verify(p, ino) {
+				chosen = p
+				break
+			}
+		}
+		if chosen < 0 {
+			continue
+		}
+		// A new process is named again: the namespace may be new too, with a dead one's inode.
+		ns := &netnsState{pid: chosen, ino: ino, inode: strconv.FormatUint(ino, 10), seen: c.scrape}
+		c.spaces[ino] = ns
 		found = append(found, ns)
 	}
 	for ino, ns := range c.spaces {

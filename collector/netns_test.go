@@ -336,6 +336,42 @@ func TestNetnsCache(t *testing.T) {
 	}
 }
 
+// TestNetnsNewNamespace checks that a namespace appearing once every other is cached is found on the next
+// scrape, read through its lowest pid, while the others keep their processes.
+func TestNetnsNewNamespace(t *testing.T) {
+	proc := fakeNetnsProc(t, 40, 10)
+	c := newFixtureNetns(t, proc, t.TempDir(), 0)
+	for range 3 {
+		gather(t, c)
+	}
+	chosen := map[uint64]int{}
+	for ino, ns := range c.spaces {
+		chosen[ino] = ns.pid
+	}
+	for _, pid := range []string{"52", "51"} {
+		dir := filepath.Join(proc, pid)
+		if err := os.CopyFS(dir, os.DirFS(filepath.Join(proc, "2"))); err != nil {
+			t.Fatal(err)
+		}
+		replaceNetnsProcess(t, dir, "net:[4026532000]", 9)
+	}
+	got := gather(t, c)
+	if got["sockbuf_netns_namespaces"] != 10 {
+		t.Errorf("namespaces = %g, want 10", got["sockbuf_netns_namespaces"])
+	}
+	if ns := c.spaces[4026532000]; ns == nil || ns.pid != 51 {
+		t.Errorf("new namespace state %+v, want it read through pid 51", ns)
+	}
+	for ino, pid := range chosen {
+		if c.spaces[ino].pid != pid {
+			t.Errorf("namespace %d read through pid %d, was %d", ino, c.spaces[ino].pid, pid)
+		}
+	}
+	if v := got[`sockbuf_netns_tcp_prune_called_total{netns="app-1.service",netns_inode="4026532000"}`]; v != 9 {
+		t.Errorf("new namespace prune = %g, want 9", v)
+	}
+}
+
 // danglingPids lists cached pids whose directory is gone.
 func danglingPids(c *netnsCollector) map[string]bool {
 	out := map[string]bool{}
