@@ -435,11 +435,7 @@ func (c *socketsCollector) socket(s *sockdiag.Socket) error {
 func (c *socketsCollector) emit(ch chan<- prometheus.Metric) {
 	a := c.agg
 	labels := func(l groupLabels) []string {
-		port := foldedPort
-		if !l.other {
-			port = strconv.Itoa(int(l.port))
-		}
-		return []string{roleNames[l.role], port, l.cgroup, l.process}
+		return []string{roleNames[l.role], portLabel(l.port, l.other), l.cgroup, l.process}
 	}
 	gauge := func(d *prometheus.Desc, v uint64, lv []string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), lv...)
@@ -469,12 +465,9 @@ func (c *socketsCollector) emit(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstHistogram(c.fill, a.fill.count, a.fill.sum, a.fill.cumulative())
 	ch <- prometheus.MustNewConstHistogram(c.size, a.size.count, a.size.sum, a.size.cumulative())
 	for _, l := range a.outListn {
-		port := foldedPort
-		if !l.other {
-			port = strconv.Itoa(int(l.port))
-		}
-		gauge(c.listenLength, l.length, []string{port})
-		gauge(c.listenLimit, l.limit, []string{port})
+		port := []string{portLabel(l.port, l.other)}
+		gauge(c.listenLength, l.length, port)
+		gauge(c.listenLimit, l.limit, port)
 	}
 	mask := c.states | 1<<sockdiag.StateListen
 	for st, label := range tcpStateLabels {
@@ -485,4 +478,12 @@ func (c *socketsCollector) emit(ch chan<- prometheus.Metric) {
 	gauge(c.folded, uint64(a.folded), nil)
 	ch <- prometheus.MustNewConstMetric(c.dumpRetries, prometheus.CounterValue, float64(c.retries))
 	ch <- prometheus.MustNewConstMetric(c.dumpInconsistent, prometheus.CounterValue, float64(c.inconsistent))
+}
+
+// portLabel is the port label of a group or listening port: the number, or "other" for the folded ones.
+func portLabel(port uint16, other bool) string {
+	if other {
+		return foldedPort
+	}
+	return strconv.Itoa(int(port))
 }
