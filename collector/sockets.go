@@ -170,9 +170,10 @@ var tcpStateLabels = [...]string{
 	sockdiag.StateClosing:     "closing",
 }
 
-// parseStates turns --collector.sockets.states into a dump mask. It takes ss's names (established,
-// syn-sent, syn-recv, fin-wait-1, fin-wait-2, time-wait, closed, close-wait, last-ack, listening, closing),
-// the state label's names, and "all"; empty means sockdiag.DefaultStates.
+// parseStates turns --collector.sockets.states into a dump mask. It takes the state label's names, the names
+// ss prints (sockdiag.StateName: ESTAB, UNCONN, ...), ss's filter names (established, syn-sent, syn-recv,
+// fin-wait-1, fin-wait-2, time-wait, closed, close-wait, last-ack, listening, closing), and "all", in any case
+// and with or without - and _; empty means sockdiag.DefaultStates.
 func parseStates(s string) (uint32, error) {
 	if strings.TrimSpace(s) == "" {
 		return sockdiag.DefaultStates, nil
@@ -193,16 +194,15 @@ func parseStates(s string) (uint32, error) {
 				}
 			}
 			continue
-		case "closed", "unconn":
+		// The two of ss's filter names that are neither a label nor what ss prints.
+		case "closed":
 			n = "close"
 		case "listening":
 			n = "listen"
-		case "estab":
-			n = "established"
 		}
 		found := false
 		for st, label := range tcpStateLabels {
-			if label != "" && norm(label) == n {
+			if label != "" && (norm(label) == n || norm(sockdiag.StateName(uint8(st))) == n) {
 				mask |= 1 << st
 				found = true
 			}

@@ -521,6 +521,8 @@ func TestParseStates(t *testing.T) {
 		{"time_wait,fin-wait-1,fin_wait2", 1<<sockdiag.StateTimeWait | 1<<sockdiag.StateFinWait1 | 1<<sockdiag.StateFinWait2, false},
 		{"syn-recv", 1<<sockdiag.StateSynRecv | 1<<sockdiag.StateNewSynRecv, false},
 		{"closed,listening", 1<<sockdiag.StateClose | 1<<sockdiag.StateListen, false},
+		{"unconn,LISTEN", 1<<sockdiag.StateClose | 1<<sockdiag.StateListen, false},
+		{"new-syn-recv", 0, true},
 		{"all", 0xffe | 1<<sockdiag.StateNewSynRecv, false},
 		{"established,bogus", 0, true},
 	} {
