@@ -71,18 +71,20 @@ func (p *processScanner) scan() error {
 	}
 }
 
-// nextDirent splits the first struct linux_dirent64 (include/linux/dirent.h: u64 ino, s64 off, u16 reclen,
-// u8 type, NUL-terminated name) off b and returns its name without the NUL.
+// direntNameOff is the offset of d_name in struct linux_dirent64 (include/linux/dirent.h: u64 ino, s64 off,
+// u16 reclen, u8 type, NUL-terminated name).
+const direntNameOff = 19
+
+// nextDirent splits the first struct linux_dirent64 off b and returns its name without the NUL.
 func nextDirent(b []byte) (name, rest []byte, ok bool) {
-	const nameOff = 19
-	if len(b) < nameOff {
+	if len(b) < direntNameOff {
 		return nil, nil, false
 	}
 	reclen := int(binary.NativeEndian.Uint16(b[16:18]))
-	if reclen < nameOff || reclen > len(b) {
+	if reclen < direntNameOff || reclen > len(b) {
 		return nil, nil, false
 	}
-	name = b[nameOff:reclen]
+	name = b[direntNameOff:reclen]
 	if i := bytes.IndexByte(name, 0); i >= 0 {
 		name = name[:i]
 	}
@@ -103,13 +105,12 @@ func (p *processScanner) scanProcess(procFD int, pid []byte) {
 			break
 		}
 		for b := p.fdBuf[:n]; len(b) > 0; {
-			const nameOff = 19
 			name, rest, ok := nextDirent(b)
 			if !ok {
 				break
 			}
 			// readlinkat needs the name NUL-terminated, which it is in the buffer, right after name.
-			start := len(p.fdBuf[:n]) - len(b) + nameOff
+			start := len(p.fdBuf[:n]) - len(b) + direntNameOff
 			b = rest
 			if !isDigits(name) { // "." and ".."
 				continue
