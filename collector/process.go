@@ -54,16 +54,9 @@ func parseSocketLink(b []byte) (uint32, bool) {
 	if len(b) < len(prefix)+2 || string(b[:len(prefix)]) != prefix || b[len(b)-1] != ']' {
 		return 0, false
 	}
-	digits := b[len(prefix) : len(b)-1]
-	var v uint64
-	for _, c := range digits {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		v = v*10 + uint64(c-'0')
-		if v > 1<<32-1 {
-			return 0, false
-		}
+	v, err := parseUint(b[len(prefix) : len(b)-1])
+	if err != nil || v > 1<<32-1 {
+		return 0, false
 	}
 	return uint32(v), true
 }
