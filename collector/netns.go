@@ -185,9 +185,10 @@ type netnsCollector struct {
 	skippedDesc    *prometheus.Desc
 
 	// readlink reads a link (os.Readlink); namedInode returns the namespace inode bind-mounted at a path of
-	// namedDir. Tests replace them: a fixture can hold a link to "net:[1]" but not a namespace mount.
+	// namedDir (statNamedInode). Tests replace them: a fixture can hold a link to "net:[1]" but not a
+	// namespace mount.
 	readlink   func(path string) (string, error)
-	namedInode func(path string) (uint64, bool)
+	namedInode func(path string, nsfs *unix.Stat_t) (uint64, bool)
 	now        func() time.Time
 
 	socks *netnsSockets // nil without --collector.netns.sockets
@@ -234,7 +235,7 @@ func newNetnsCollector(cfg Config) *netnsCollector {
 	if c.namedDir == "" {
 		c.namedDir = defaultNamedDir
 	}
-	c.namedInode = c.statNamedInode
+	c.namedInode = statNamedInode
 	for _, f := range netnsFields {
 		c.descs = append(c.descs, f.spec.Desc())
 	}
@@ -483,11 +484,21 @@ func (c *netnsCollector) namedNamespaces() map[uint64]string {
 	if err != nil {
 		return out // no named namespaces, or a container that does not mount the directory
 	}
+	// Our own namespace link, stat'ed once for all the entries: nil when it cannot be.
+	var nsfs *unix.Stat_t
+	statted := false
 	for _, e := range entries { // sorted by name
 		if randomNetnsName(e.Name()) {
 			continue
 		}
-		if ino, ok := c.namedInode(filepath.Join(c.namedDir, e.Name())); ok {
+		if !statted {
+			statted = true
+			var st unix.Stat_t
+			if unix.Stat(filepath.Join(c.procPath, "self", "ns", "net"), &st) == nil {
+				nsfs = &st
+			}
+		}
+		if ino, ok := c.namedInode(filepath.Join(c.namedDir, e.Name()), nsfs); ok {
 			if _, dup := out[ino]; !dup {
 				out[ino] = e.Name()
 			}
@@ -497,13 +508,14 @@ func (c *netnsCollector) namedNamespaces() map[uint64]string {
 }
 
 // statNamedInode returns the inode of the namespace bind-mounted at path. A file left behind without its
-// mount lies on tmpfs: the device must be nsfs's, the one of our own namespace link.
-func (c *netnsCollector) statNamedInode(path string) (uint64, bool) {
-	var st, self unix.Stat_t
-	if unix.Stat(path, &st) != nil || unix.Stat(filepath.Join(c.procPath, "self", "ns", "net"), &self) != nil {
+// mount lies on tmpfs: the device must be nsfs's, that of nsfs, the stat of our own namespace link (nil when
+// that could not be stat'ed: then nothing counts as a namespace).
+func statNamedInode(path string, nsfs *unix.Stat_t) (uint64, bool) {
+	var st unix.Stat_t
+	if nsfs == nil || unix.Stat(path, &st) != nil {
 		return 0, false
 	}
-	return st.Ino, st.Dev == self.Dev
+	return st.Ino, st.Dev == nsfs.Dev
 }
 
 // cgroupName reads the cgroup v2 path of pid and names the namespace after it (see the file comment).

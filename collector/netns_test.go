@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // The fixture testdata/netns/proc holds links "net:[INODE]" where /proc has namespace links, and
@@ -27,8 +28,9 @@ import (
 //	pid 600: 4026532500, a Kubernetes pod (cgroupfs driver)
 //	pid 700: gone (no ns/net)
 
-// fixtureNamedInode reads a fixture's stand-in for a namespace bind mount.
-func fixtureNamedInode(path string) (uint64, bool) {
+// fixtureNamedInode reads a fixture's stand-in for a namespace bind mount; the fixture's self/ns/net, a link
+// to "net:[...]", cannot be stat'ed, so nsfs is nil.
+func fixtureNamedInode(path string, nsfs *unix.Stat_t) (uint64, bool) {
 	l, err := os.Readlink(path)
 	if err != nil {
 		return 0, false
@@ -173,6 +175,34 @@ func TestNetnsPermissionDenied(t *testing.T) {
 	}
 	if v, ok := got[`sockbuf_netns_tcp_prune_called_total{netns="kubepods-burstable-pod0a1b_2c3d.slice",netns_inode="4026532100"}`]; ok {
 		t.Errorf("pod namespace exported through pid 201, which has no net files: %g", v)
+	}
+}
+
+// TestNetnsStatNamedInode checks the real stat of /run/netns entries against this process's namespace link, which
+// is on nsfs like a namespace bind mount, and a plain file, which is what a mount leaves behind.
+func TestNetnsStatNamedInode(t *testing.T) {
+	const self = "/proc/self/ns/net"
+	link, err := os.Readlink(self)
+	if err != nil {
+		t.Skipf("no %s: %v", self, err)
+	}
+	want, _ := parseNetnsLink(link)
+	var nsfs unix.Stat_t
+	if err := unix.Stat(self, &nsfs); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := statNamedInode(self, &nsfs); !ok || got != want {
+		t.Errorf("statNamedInode(%s) = %d, %v; want %d, true", self, got, ok, want)
+	}
+	plain := filepath.Join(t.TempDir(), "left-behind")
+	if err := os.WriteFile(plain, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := statNamedInode(plain, &nsfs); ok {
+		t.Errorf("statNamedInode(plain file) is a namespace")
+	}
+	if _, ok := statNamedInode(self, nil); ok {
+		t.Errorf("statNamedInode without nsfs's stat is a namespace")
 	}
 }
 
