@@ -1,6 +1,6 @@
 // Package collector turns the kernel's receive-buffer state into Prometheus metrics. Each source (netstat,
-// sockstat, sysctl, softnet, sockets) lives in its own file and implements Collector; Exporter runs the enabled
-// ones on every scrape and reports, per source, whether it succeeded and how long it took.
+// sockstat, sysctl, softnet, sockets, netns) lives in its own file and implements Collector; Exporter runs the
+// enabled ones on every scrape and reports, per source, whether it succeeded and how long it took.
 package collector
 
 import (
@@ -173,8 +173,8 @@ type result struct {
 
 // CollectContext runs every collector concurrently and forwards the output of those that finish before ctx
 // ends. A collector without UpdateContext that is still running then is left to finish on its own goroutine
-// and its output is dropped: the /proc readers return within milliseconds, and the only collector that can
-// block for long (sockets, on netlink) stops at the deadline itself.
+// and its output is dropped: the /proc readers return within milliseconds, and the collectors that can block
+// for long on netlink (sockets, and netns with --collector.netns.sockets) stop at the deadline themselves.
 func (e *Exporter) CollectContext(ctx context.Context, ch chan<- prometheus.Metric) {
 	results := make(chan result, len(e.names))
 	for _, name := range e.names {
