@@ -2,8 +2,9 @@ package collector
 
 // Process attribution maps a socket's inode (idiag_inode) to the name (comm) of a process that holds it
 // open. The kernel has no cheaper way than readlink on every entry of every /proc/<pid>/fd, which is what
-// `ss -p` does too, so it is off by default and costs about 1 µs per open file descriptor of the host
-// (measured in BenchmarkProcessScan; see the --collector.sockets.process flag).
+// `ss -p` does too, so it is off by default. Its cost grows with the open file descriptors of the host; the
+// measured figure is in the help of the --collector.sockets.process flag (cmd/sockbuf_exporter), and
+// BenchmarkProcessScan measures it again.
 
 // maxProcessNames bounds the interned process names; beyond it the table starts over (the indexes of the
 // names are only meaningful within a scrape).
