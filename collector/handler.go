@@ -30,6 +30,7 @@ func NewHandler(e *Exporter, base prometheus.Gatherer, opts HandlerOpts, logger 
 	if opts.MaxRequests > 0 {
 		inflight = make(chan struct{}, opts.MaxRequests)
 	}
+	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelError) // safe for concurrent use
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if inflight != nil {
 			select {
@@ -49,7 +50,7 @@ func NewHandler(e *Exporter, base prometheus.Gatherer, opts HandlerOpts, logger 
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(e.WithContext(ctx))
 		h := promhttp.HandlerFor(prometheus.Gatherers{base, reg}, promhttp.HandlerOpts{
-			ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelError),
+			ErrorLog:      errorLog,
 			ErrorHandling: promhttp.ContinueOnError,
 			// Compressed here instead, at gzip's fastest level: promhttp's default level spends more CPU
 			// on a scrape's 20 KB than the collectors do, for a body a few percent smaller.
