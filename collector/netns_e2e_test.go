@@ -257,7 +257,7 @@ func BenchmarkNetnsRealProc(b *testing.B) {
 	time.Sleep(200 * time.Millisecond) // until every sleep has joined its namespace
 	for _, sockets := range []bool{false, true} {
 		b.Run(fmt.Sprintf("sockets=%v", sockets), func(b *testing.B) {
-			c, err := factories["netns"].build(Config{ProcPath: "/proc", Netns: NetnsConfig{Sockets: sockets}}, nil)
+			c, err := factories["netns"].build(Config{ProcPath: "/proc", Netns: NetnsConfig{MaxNamespaces: 100, Sockets: sockets}}, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
