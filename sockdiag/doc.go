@@ -5,7 +5,8 @@
 // system calls, so it can be fuzzed and tested anywhere. The client (Dial, Client.Dump) opens the netlink
 // socket through github.com/mdlayher/netlink, sends one dump request and reads the reply with a raw recvfrom
 // loop into a single reused buffer, decoding every socket in place and handing it to a callback. A dump
-// never builds a slice of all sockets and allocates a dozen objects whatever its size.
+// never builds a slice of all sockets and allocates a dozen objects whatever its size. Client.DumpContext
+// bounds a dump by a context: its deadline, or its cancellation, ends a read the kernel has not answered yet.
 //
 // Request{Family: FamilyUnspec} dumps both families in one walk of the kernel's hash table (the older
 // TCPDIAG_GETSOCK request); SOCK_DIAG_BY_FAMILY dumps one family per walk.
