@@ -8,26 +8,21 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sockbuf/sockbuf_exporter/procnet"
 )
 
 // Namespace prefixes every metric the exporter exports.
 const Namespace = "sockbuf"
 
-// Collector is one source of metrics. Update reads a fresh kernel snapshot and sends its metrics; it must be
-// safe to call from concurrent scrapes.
+// Collector is one source of metrics. Update reads a fresh kernel snapshot and sends its metrics; it should
+// stop early when ctx ends (a netlink dump can take long on a host with many sockets). The exporter never
+// calls Update of one collector concurrently: concurrent scrapes share one call (see flight).
 type Collector interface {
-	Update(ch chan<- prometheus.Metric) error
-}
-
-// ContextCollector is a Collector that can stop early when the scrape's deadline passes (a netlink dump can
-// take long on a host with many sockets). The exporter calls UpdateContext instead of Update when present.
-type ContextCollector interface {
-	Collector
-	UpdateContext(ctx context.Context, ch chan<- prometheus.Metric) error
+	Update(ctx context.Context, ch chan<- prometheus.Metric) error
 }
 
 // Config is what every collector is built from; tests point it at fixtures.
@@ -38,7 +33,13 @@ type Config struct {
 	Sockets SocketsConfig
 	// Netns configures the per-network-namespace collector.
 	Netns NetnsConfig
+	// MaxResultAge is how long a collector's result is served again to later scrapes instead of reading the
+	// kernel again; 0 shares only a read in progress (see flight).
+	MaxResultAge time.Duration
 }
+
+// fs returns a reader of the configured procfs.
+func (c Config) fs() *procnet.FS { return procnet.NewFS(c.ProcPath) }
 
 // factory builds a collector by name; each source registers one in an init function of its own file.
 type factory struct {
@@ -89,9 +90,9 @@ var (
 
 // Exporter runs the enabled collectors concurrently on each scrape.
 type Exporter struct {
-	collectors map[string]Collector
-	names      []string
-	logger     *slog.Logger
+	flights map[string]*flight
+	names   []string
+	logger  *slog.Logger
 
 	successDesc  *prometheus.Desc
 	durationDesc *prometheus.Desc
@@ -104,6 +105,9 @@ func New(cfg Config, enabled []string, logger *slog.Logger) (*Exporter, error) {
 	}
 	if cfg.ProcPath == "" {
 		cfg.ProcPath = "/proc"
+	}
+	if cfg.MaxResultAge < 0 {
+		return nil, fmt.Errorf("the result age must not be negative, got %v", cfg.MaxResultAge)
 	}
 	built := make(map[string]Collector, len(enabled))
 	for _, name := range enabled {
@@ -120,18 +124,24 @@ func New(cfg Config, enabled []string, logger *slog.Logger) (*Exporter, error) {
 		}
 		built[name] = c
 	}
-	return newExporter(built, logger), nil
+	return NewExporter(built, cfg.MaxResultAge, logger), nil
 }
 
-func newExporter(collectors map[string]Collector, logger *slog.Logger) *Exporter {
+// NewExporter runs the given collectors by name; New builds them from a Config. maxAge is
+// Config.MaxResultAge.
+func NewExporter(collectors map[string]Collector, maxAge time.Duration, logger *slog.Logger) *Exporter {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	e := &Exporter{
-		collectors:   collectors,
+		flights:      make(map[string]*flight, len(collectors)),
 		logger:       logger,
 		successDesc:  scrapeSuccessSpec.Desc(),
 		durationDesc: scrapeDurationSpec.Desc(),
 	}
-	for name := range collectors {
+	for name, c := range collectors {
 		e.names = append(e.names, name)
+		e.flights[name] = &flight{c: c, maxAge: maxAge}
 	}
 	sort.Strings(e.names)
 	return e
@@ -144,7 +154,7 @@ func (e *Exporter) Names() []string { return append([]string(nil), e.names...) }
 // lacks is absent), so the exporter is an unchecked collector.
 func (e *Exporter) Describe(chan<- *prometheus.Desc) {}
 
-// Collect runs every collector without a deadline.
+// Collect runs every collector with the default deadline.
 func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	e.CollectContext(context.Background(), ch)
 }
@@ -164,89 +174,39 @@ type scoped struct {
 func (s scoped) Describe(ch chan<- *prometheus.Desc) { s.e.Describe(ch) }
 func (s scoped) Collect(ch chan<- prometheus.Metric) { s.e.CollectContext(s.ctx, ch) }
 
-type result struct {
-	name     string
-	metrics  []prometheus.Metric
-	err      error
-	duration time.Duration
-}
-
-// CollectContext runs every collector concurrently and forwards the output of those that finish before ctx
-// ends. A collector without UpdateContext that is still running then is left to finish on its own goroutine
-// and its output is dropped: the /proc readers return within milliseconds, and the collectors that can block
-// for long on netlink (sockets, and netns with --collector.netns.sockets) stop at the deadline themselves.
+// CollectContext runs every collector concurrently (or joins a run in progress) and forwards the output of
+// those that finish before ctx ends; the others are reported as failed, with the time they had run.
 func (e *Exporter) CollectContext(ctx context.Context, ch chan<- prometheus.Metric) {
 	results := make(chan result, len(e.names))
 	for _, name := range e.names {
-		go func(name string, c Collector) {
-			results <- runCollector(ctx, name, c)
-		}(name, e.collectors[name])
+		go func(name string) {
+			r := e.flights[name].result(ctx)
+			r.name = name
+			results <- r
+		}(name)
 	}
-	pending := make(map[string]bool, len(e.names))
-	for _, n := range e.names {
-		pending[n] = true
+	got := make([]result, 0, len(e.names))
+	for range e.names {
+		got = append(got, <-results)
 	}
-	for len(pending) > 0 {
-		select {
-		case r := <-results:
-			delete(pending, r.name)
-			e.report(ch, r)
-		case <-ctx.Done():
-			// Sorted, so that logs and output do not depend on map order.
-			left := make([]string, 0, len(pending))
-			for n := range pending {
-				left = append(left, n)
-			}
-			sort.Strings(left)
-			for _, n := range left {
-				e.report(ch, result{name: n, err: fmt.Errorf("scrape deadline passed: %w", ctx.Err())})
-			}
-			return
-		}
+	// Sorted, so that logs and output do not depend on which finished first.
+	sort.Slice(got, func(i, j int) bool { return got[i].name < got[j].name })
+	for _, r := range got {
+		e.report(ch, r)
 	}
-}
-
-func runCollector(ctx context.Context, name string, c Collector) result {
-	start := time.Now()
-	mc := make(chan prometheus.Metric, 64)
-	var metrics []prometheus.Metric
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for m := range mc {
-			metrics = append(metrics, m)
-		}
-	}()
-	var err error
-	func() {
-		// A panicking collector is a bug, but it must not take the other collectors or the process down.
-		defer func() {
-			if p := recover(); p != nil {
-				err = fmt.Errorf("collector panicked: %v", p)
-			}
-		}()
-		if cc, ok := c.(ContextCollector); ok {
-			err = cc.UpdateContext(ctx, mc)
-		} else {
-			err = c.Update(mc)
-		}
-	}()
-	close(mc)
-	wg.Wait()
-	return result{name: name, metrics: metrics, err: err, duration: time.Since(start)}
 }
 
 func (e *Exporter) report(ch chan<- prometheus.Metric, r result) {
 	success := 1.0
+	metrics := r.metrics
 	if r.err != nil {
 		success = 0
 		e.logger.Error("collector failed", "collector", r.name, "duration_seconds", r.duration.Seconds(), "err", r.err)
 		// A failed collector's partial output would show a wrong picture (some fields, not others), so it is
 		// dropped whole.
-		r.metrics = nil
+		metrics = nil
 	}
-	for _, m := range r.metrics {
+	for _, m := range metrics {
 		ch <- m
 	}
 	ch <- prometheus.MustNewConstMetric(e.successDesc, prometheus.GaugeValue, success, r.name)

@@ -1,15 +1,13 @@
 package collector
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
-	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,7 +20,9 @@ type fakeCollector struct {
 	update func(ch chan<- prometheus.Metric) error
 }
 
-func (f fakeCollector) Update(ch chan<- prometheus.Metric) error { return f.update(ch) }
+func (f fakeCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+	return f.update(ch)
+}
 
 var fakeDesc = prometheus.NewDesc("sockbuf_fake_value", "A value from a fake collector.", nil, nil)
 
@@ -60,7 +60,7 @@ func successByCollector(t *testing.T, c prometheus.Collector) (map[string]float6
 }
 
 func TestFailingCollectorsDoNotTakeOthersDown(t *testing.T) {
-	e := newExporter(map[string]Collector{
+	e := NewExporter(map[string]Collector{
 		"good": emits(1),
 		"bad": fakeCollector{update: func(ch chan<- prometheus.Metric) error {
 			// Partial output of a failing collector must not reach the scrape.
@@ -70,8 +70,7 @@ func TestFailingCollectorsDoNotTakeOthersDown(t *testing.T) {
 		"panics": fakeCollector{update: func(ch chan<- prometheus.Metric) error {
 			panic("collector bug")
 		}},
-	}, nil)
-	e.logger = discardLogger()
+	}, 0, discardLogger())
 	got, others := successByCollector(t, e)
 	want := map[string]float64{"good": 1, "bad": 0, "panics": 0}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -85,14 +84,14 @@ func TestFailingCollectorsDoNotTakeOthersDown(t *testing.T) {
 func TestDeadlineAbandonsSlowCollector(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
-	e := newExporter(map[string]Collector{
+	e := NewExporter(map[string]Collector{
 		"fast": emits(1),
 		"slow": fakeCollector{update: func(ch chan<- prometheus.Metric) error {
 			<-release // blocks until the test ends: only the deadline can end the scrape
 			ch <- prometheus.MustNewConstMetric(fakeDesc, prometheus.GaugeValue, 2)
 			return nil
 		}},
-	}, discardLogger())
+	}, 0, discardLogger())
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	got, others := successByCollector(t, e.WithContext(ctx))
@@ -105,80 +104,13 @@ func TestDeadlineAbandonsSlowCollector(t *testing.T) {
 }
 
 func TestExporterLint(t *testing.T) {
-	e := newExporter(map[string]Collector{"good": emits(1)}, discardLogger())
+	e := NewExporter(map[string]Collector{"good": emits(1)}, 0, discardLogger())
 	problems, err := testutil.CollectAndLint(e)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range problems {
 		t.Errorf("lint: %s: %s", p.Metric, p.Text)
-	}
-}
-
-func TestScrapeBudget(t *testing.T) {
-	for _, tc := range []struct {
-		header string
-		offset time.Duration
-		want   time.Duration
-		ok     bool
-	}{
-		{"", time.Second, 0, false},
-		{"garbage", time.Second, 0, false},
-		{"-1", time.Second, 0, false},
-		{"0", time.Second, 0, false},
-		{"1e9", time.Second, 0, false},
-		{"10", 500 * time.Millisecond, 9500 * time.Millisecond, true},
-		{"0.5", 500 * time.Millisecond, 250 * time.Millisecond, true},
-		{"1.5", 0, 1500 * time.Millisecond, true},
-	} {
-		got, ok := ScrapeBudget(tc.header, tc.offset)
-		if got != tc.want || ok != tc.ok {
-			t.Errorf("ScrapeBudget(%q, %v) = %v, %v; want %v, %v", tc.header, tc.offset, got, ok, tc.want, tc.ok)
-		}
-	}
-}
-
-func TestHandlerHonoursTimeoutHeaderAndLimit(t *testing.T) {
-	release := make(chan struct{})
-	started := make(chan struct{}, 4)
-	e := newExporter(map[string]Collector{
-		"slow": fakeCollector{update: func(ch chan<- prometheus.Metric) error {
-			started <- struct{}{}
-			<-release
-			return nil
-		}},
-	}, discardLogger())
-	h := NewHandler(e, prometheus.NewRegistry(), HandlerOpts{MaxRequests: 1, TimeoutOffset: 0}, discardLogger())
-
-	// With a 0.2 s timeout the handler must answer although the collector never finishes.
-	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
-	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "0.2")
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	if rec.Code != http.StatusOK {
-		t.Fatalf("status %d, want 200", rec.Code)
-	}
-	if !strings.Contains(rec.Body.String(), `sockbuf_scrape_collector_success{collector="slow"} 0`) {
-		t.Errorf("timed-out collector not reported as failed:\n%s", rec.Body.String())
-	}
-	<-started
-
-	// A scrape without a deadline holds the only slot; a second one is turned away at once.
-	done := make(chan int)
-	go func() {
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-		done <- rec.Code
-	}()
-	<-started
-	rec2 := httptest.NewRecorder()
-	h.ServeHTTP(rec2, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	if rec2.Code != http.StatusServiceUnavailable {
-		t.Errorf("second concurrent scrape: status %d, want 503", rec2.Code)
-	}
-	close(release)
-	if code := <-done; code != http.StatusOK {
-		t.Errorf("first scrape: status %d, want 200", code)
 	}
 }
 
@@ -212,50 +144,131 @@ func TestMetricSpecsAreUniqueAndDocumented(t *testing.T) {
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-func TestAcceptsGzip(t *testing.T) {
-	for header, want := range map[string]bool{
-		"":                          false,
-		"gzip":                      true,
-		"identity":                  false,
-		"gzip, deflate":             true,
-		"deflate, GZIP":             true,
-		"gzip;q=0":                  false,
-		"gzip; q=0.000":             false,
-		"gzip;q=0.5":                true,
-		"*":                         true,
-		"zstd, identity;q=1, *;q=0": false,
-	} {
-		if got := acceptsGzip(header); got != want {
-			t.Errorf("acceptsGzip(%q) = %v, want %v", header, got, want)
+// TestConcurrentScrapesShareOneRun: scrapes that arrive while a collector runs wait for that run and get its
+// result, instead of running the collector once each.
+func TestConcurrentScrapesShareOneRun(t *testing.T) {
+	var runs atomic.Int32
+	release := make(chan struct{})
+	e := NewExporter(map[string]Collector{
+		"slow": fakeCollector{update: func(ch chan<- prometheus.Metric) error {
+			runs.Add(1)
+			<-release
+			ch <- prometheus.MustNewConstMetric(fakeDesc, prometheus.GaugeValue, 1)
+			return nil
+		}},
+	}, 0, discardLogger())
+	const scrapes = 20
+	var wg sync.WaitGroup
+	results := make(chan map[string]float64, scrapes)
+	for range scrapes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, _ := successByCollector(t, e)
+			results <- got
+		}()
+	}
+	for runs.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // let the other scrapes arrive while the run is blocked
+	close(release)
+	wg.Wait()
+	close(results)
+	for got := range results {
+		if got["slow"] != 1 {
+			t.Errorf("a scrape got success %v, want 1", got["slow"])
+		}
+	}
+	if n := runs.Load(); n != 1 {
+		t.Errorf("%d concurrent scrapes ran the collector %d times, want once", scrapes, n)
+	}
+}
+
+// TestResultReusedWithinMaxAge: a finished result is served again while younger than the maximum age, and
+// not with age 0.
+func TestResultReusedWithinMaxAge(t *testing.T) {
+	for _, tc := range []struct {
+		maxAge time.Duration
+		want   int32
+	}{{0, 3}, {time.Hour, 1}} {
+		var runs atomic.Int32
+		e := NewExporter(map[string]Collector{"c": fakeCollector{update: func(ch chan<- prometheus.Metric) error {
+			runs.Add(1)
+			return nil
+		}}}, tc.maxAge, discardLogger())
+		for range 3 {
+			successByCollector(t, e)
+		}
+		if got := runs.Load(); got != tc.want {
+			t.Errorf("max age %v: 3 scrapes ran the collector %d times, want %d", tc.maxAge, got, tc.want)
 		}
 	}
 }
 
-func TestHandlerGzip(t *testing.T) {
-	e := newExporter(map[string]Collector{"good": emits(1)}, discardLogger())
-	h := NewHandler(e, prometheus.NewRegistry(), HandlerOpts{}, discardLogger())
-	for _, enc := range []string{"gzip", ""} {
-		req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
-		req.Header.Set("Accept-Encoding", enc)
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		body := rec.Body.Bytes()
-		if enc == "gzip" {
-			if got := rec.Header().Get("Content-Encoding"); got != "gzip" {
-				t.Fatalf("Content-Encoding = %q, want gzip", got)
-			}
-			zr, err := gzip.NewReader(bytes.NewReader(body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if body, err = io.ReadAll(zr); err != nil {
-				t.Fatal(err)
-			}
-		} else if got := rec.Header().Get("Content-Encoding"); got != "" {
-			t.Fatalf("Content-Encoding = %q without Accept-Encoding", got)
+// TestStuckCollectorHoldsOneGoroutine: a collector blocked for good (a FIFO where a /proc file should be) does
+// not cost a goroutine per scrape, every scrape answers at its deadline, and the failure reports how long
+// the collector had been running, not 0.
+func TestStuckCollectorHoldsOneGoroutine(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	var runs atomic.Int32
+	e := NewExporter(map[string]Collector{"stuck": fakeCollector{update: func(ch chan<- prometheus.Metric) error {
+		runs.Add(1)
+		<-release
+		return nil
+	}}}, 0, discardLogger())
+	scrape := func() (success, duration float64) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+		defer cancel()
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(e.WithContext(ctx))
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
 		}
-		if !strings.Contains(string(body), "sockbuf_fake_value 1") {
-			t.Errorf("Accept-Encoding %q: body lacks the metric:\n%s", enc, body)
+		for _, mf := range mfs {
+			switch mf.GetName() {
+			case "sockbuf_scrape_collector_success":
+				success = mf.GetMetric()[0].GetGauge().GetValue()
+			case "sockbuf_scrape_collector_duration_seconds":
+				duration = mf.GetMetric()[0].GetGauge().GetValue()
+			}
 		}
+		return success, duration
+	}
+	scrape()
+	before := runtime.NumGoroutine()
+	var lastDuration float64
+	for range 20 {
+		success, duration := scrape()
+		if success != 0 {
+			t.Fatalf("stuck collector reported success %v", success)
+		}
+		lastDuration = duration
+	}
+	if n := runs.Load(); n != 1 {
+		t.Errorf("the stuck collector was started %d times, want once", n)
+	}
+	if after := runtime.NumGoroutine(); after > before+2 {
+		t.Errorf("goroutines went from %d to %d over 20 scrapes of a stuck collector", before, after)
+	}
+	if lastDuration < 0.5 {
+		t.Errorf("duration of the stuck collector %vs, want the time it has been running (over 0.5 s by now)", lastDuration)
+	}
+}
+
+// TestScrapeEndedSaysWhy: a deadline and a client that went away are told apart.
+func TestScrapeEndedSaysWhy(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 0)
+	defer cancel()
+	<-ctx.Done()
+	if err := scrapeEnded(ctx); !strings.Contains(err.Error(), "deadline") {
+		t.Errorf("deadline: %v", err)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	cancel()
+	if err := scrapeEnded(ctx); !strings.Contains(err.Error(), "client went away") {
+		t.Errorf("cancelled: %v", err)
 	}
 }

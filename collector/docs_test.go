@@ -1,82 +1,33 @@
 package collector
 
 import (
-	"flag"
-	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 )
 
-// update is the package's one -update flag: other golden-file tests in this package should use it too
-// (defining a second flag of that name panics).
-var update = flag.Bool("update", false, "rewrite generated files (docs/metrics.md) instead of comparing with them")
-
 const metricsDocPath = "../docs/metrics.md"
 
 // TestMetricsDoc keeps docs/metrics.md equal to what the metric specs say. It is generated, so that a metric
 // added in any collector shows up there with nothing to write by hand:
 //
-//	go test ./collector -run TestMetricsDoc -update
+//	go generate ./collector
 func TestMetricsDoc(t *testing.T) {
-	testenv.Golden(t, metricsDocPath, []byte(metricsDoc()), *update, "go test ./collector -run TestMetricsDoc -update")
+	testenv.Golden(t, metricsDocPath, []byte(MetricsDoc()), false, "go generate ./collector")
 }
 
-// metricsDoc renders every MetricSpec as one table per collector, in the order of Metrics().
-func metricsDoc() string {
-	infos := map[string]Info{}
-	for _, c := range Available() {
-		infos[c.Name] = c
-	}
-	var b strings.Builder
-	b.WriteString(`# Metrics
-
-<!-- Generated from the metric specs in collector/*.go by
-     go test ./collector -run TestMetricsDoc -update
-     Do not edit by hand: the test fails when this file and the code disagree. -->
-
-Every metric the exporter can export, by collector. A metric whose kernel field or file does not exist on the
-running kernel (or in the network namespace the exporter runs in) is absent, never 0. Enable or disable a
-collector with ` + "`--collector.<name>` / `--no-collector.<name>`" + `.
-
-`)
-	var section string
+// TestHelpIsOneSentence: a HELP string is one sentence that ends with a full stop; longer notes go to Notes,
+// which only docs/metrics.md shows.
+func TestHelpIsOneSentence(t *testing.T) {
+	sentenceBreak := regexp.MustCompile(`[.!?;] +[A-Z]`)
 	for _, m := range Metrics() {
-		if m.Collector != section {
-			if section != "" {
-				b.WriteString("\n")
-			}
-			section = m.Collector
-			if info, ok := infos[section]; ok {
-				state := "disabled"
-				if info.DefaultEnabled {
-					state = "enabled"
-				}
-				fmt.Fprintf(&b, "## %s\n\n%s. Default: %s (`--collector.%s`).\n\n", section, capitalize(info.Help), state, section)
-			} else {
-				fmt.Fprintf(&b, "## %s\n\nExported on every scrape, whatever collectors are enabled.\n\n", section)
-			}
-			b.WriteString("| Metric | Type | Unit | Labels | Help | Source |\n|---|---|---|---|---|---|\n")
+		if !strings.HasSuffix(m.Help, ".") {
+			t.Errorf("%s: HELP does not end with a full stop: %q", m.FullName(), m.Help)
 		}
-		labels := ""
-		if len(m.Labels) > 0 {
-			labels = "`" + strings.Join(m.Labels, "`, `") + "`"
+		if sentenceBreak.MatchString(m.Help) {
+			t.Errorf("%s: HELP is more than one sentence (move the rest to Notes): %q", m.FullName(), m.Help)
 		}
-		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s | %s |\n",
-			m.FullName(), m.Type, m.Unit, labels, mdCell(m.Help), mdCell(m.Source))
 	}
-	return b.String()
-}
-
-// mdCell escapes text for a Markdown table cell.
-func mdCell(s string) string {
-	return strings.NewReplacer("|", `\|`, "\n", " ").Replace(s)
-}
-
-func capitalize(s string) string {
-	if s == "" {
-		return s
-	}
-	return strings.ToUpper(s[:1]) + s[1:]
 }

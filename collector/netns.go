@@ -17,6 +17,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
+
+	"github.com/sockbuf/sockbuf_exporter/procnet"
 )
 
 // The netns collector exports the receive-path counters of the host's other network namespaces (Kubernetes
@@ -68,8 +70,8 @@ func init() {
 			}
 			c := newNetnsCollector(cfg)
 			if cfg.Netns.Sockets {
-				ratio, err := checkFullRatio(cfg.Sockets.FullRatio)
-				if err != nil {
+				ratio := cfg.Sockets.FullRatio
+				if err := validFullRatio(ratio); err != nil {
 					return nil, err
 				}
 				procPath := c.procPath
@@ -110,31 +112,29 @@ var netnsLabels = []string{"netns", "netns_inode"}
 
 // netnsField is a netstat collector field also exported per namespace.
 type netnsField struct {
-	idx   int     // index into netstatFields
-	scale float64 // the netstat field's: 0.001 for a counter kept in ms
-	spec  MetricSpec
+	counter procnet.Counter
+	scale   float64 // the netstat field's: 0.001 for a counter kept in ms
+	spec    MetricSpec
 }
 
 // netnsCounter exports the netstat field kernelName per namespace; why, when set, ends the HELP.
-func netnsCounter(kernelName, why string) netnsField {
-	for i, f := range netstatFields {
-		if f.name != kernelName {
+func netnsCounter(counter procnet.Counter, why string) netnsField {
+	for _, f := range netstatFields {
+		if f.counter != counter {
 			continue
 		}
-		help := f.spec.Help + " Of the network namespace netns."
-		if why != "" {
-			help += " " + why
-		}
-		return netnsField{idx: i, scale: f.scale, spec: spec("netns", MetricSpec{
+		help := strings.TrimSuffix(f.spec.Help, ".") + ", in the network namespace netns."
+		return netnsField{counter: counter, scale: f.scale, spec: spec("netns", MetricSpec{
 			Name:   "netns_" + f.spec.Name,
 			Type:   Counter,
 			Unit:   f.spec.Unit,
 			Labels: netnsLabels,
 			Help:   help,
+			Notes:  strings.TrimSpace(f.spec.Notes + " " + why),
 			Source: strings.Replace(f.spec.Source, "/proc/net/", "/proc/<pid>/net/", 1) + ", <pid> a process in the namespace",
 		})}
 	}
-	panic("netns: no netstat field " + kernelName)
+	panic("netns: no netstat field " + counter.Name())
 }
 
 // netnsMemoryPressureWhy is why the memory-pressure counters are exported per namespace although pressure is
@@ -148,16 +148,16 @@ const netnsMemoryPressureWhy = "TCP memory pressure (tcp_mem) is host-wide, but 
 // the denominator, and the memory-pressure counters the host's netstat misses. The first one ranks namespaces
 // for the cap.
 var netnsFields = []netnsField{
-	netnsCounter("PruneCalled", ""),
-	netnsCounter("RcvPruned", ""),
-	netnsCounter("OfoPruned", ""),
-	netnsCounter("TCPRcvCollapsed", ""),
-	netnsCounter("TCPRcvQDrop", ""),
-	netnsCounter("TCPBacklogDrop", ""),
-	netnsCounter("ListenOverflows", ""),
-	netnsCounter("InSegs", ""),
-	netnsCounter("TCPMemoryPressures", netnsMemoryPressureWhy),
-	netnsCounter("TCPMemoryPressuresChrono", netnsMemoryPressureWhy),
+	netnsCounter(procnet.PruneCalled, ""),
+	netnsCounter(procnet.RcvPruned, ""),
+	netnsCounter(procnet.OfoPruned, ""),
+	netnsCounter(procnet.TCPRcvCollapsed, ""),
+	netnsCounter(procnet.TCPRcvQDrop, ""),
+	netnsCounter(procnet.TCPBacklogDrop, ""),
+	netnsCounter(procnet.ListenOverflows, ""),
+	netnsCounter(procnet.InSegs, ""),
+	netnsCounter(procnet.TCPMemoryPressures, netnsMemoryPressureWhy),
+	netnsCounter(procnet.TCPMemoryPressuresChrono, netnsMemoryPressureWhy),
 }
 
 var (
@@ -173,8 +173,8 @@ var (
 	})
 )
 
-// netnsCollector exports netstat counters, and optionally socket sums, per network namespace. Its caches make
-// scrapes serial.
+// netnsCollector exports netstat counters, and optionally socket sums, per network namespace. The exporter
+// never runs two scrapes of it at once (see flight), so its caches need no lock.
 type netnsCollector struct {
 	procPath string
 	namedDir string
@@ -193,7 +193,6 @@ type netnsCollector struct {
 
 	socks *netnsSockets // nil without --collector.netns.sockets
 
-	turn      chan struct{}          // holds one token while a scrape runs; guards everything below
 	scrape    uint64                 // scrapes so far
 	pids      map[int]pidNetns       // cached namespace of every other process
 	spaces    map[uint64]*netnsState // known namespaces by inode
@@ -215,8 +214,7 @@ type netnsState struct {
 	name  string
 	inode string // ino, formatted for the label
 	seen  uint64
-	vals  [maxNetstatFields]uint64
-	have  [maxNetstatFields]bool
+	stats procnet.Netstat
 }
 
 func newNetnsCollector(cfg Config) *netnsCollector {
@@ -230,7 +228,6 @@ func newNetnsCollector(cfg Config) *netnsCollector {
 		now:            time.Now,
 		pids:           map[int]pidNetns{},
 		spaces:         map[uint64]*netnsState{},
-		turn:           make(chan struct{}, 1),
 	}
 	if c.namedDir == "" {
 		c.namedDir = defaultNamedDir
@@ -242,18 +239,8 @@ func newNetnsCollector(cfg Config) *netnsCollector {
 	return c
 }
 
-func (c *netnsCollector) Update(ch chan<- prometheus.Metric) error {
-	return c.UpdateContext(context.Background(), ch)
-}
-
-// UpdateContext runs one scrape. Only the socket dumps can take long; the scrape's deadline bounds them.
-func (c *netnsCollector) UpdateContext(ctx context.Context, ch chan<- prometheus.Metric) error {
-	select {
-	case c.turn <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("waiting for a concurrent scrape of the network namespaces: %w", ctx.Err())
-	}
-	defer func() { <-c.turn }()
+// Update runs one scrape. Only the socket dumps can take long; the scrape's deadline bounds them.
+func (c *netnsCollector) Update(ctx context.Context, ch chan<- prometheus.Metric) error {
 	c.scrape++
 	selfLink, err := c.readlink(filepath.Join(c.procPath, "self", "ns", "net"))
 	if err != nil {
@@ -269,8 +256,8 @@ func (c *netnsCollector) UpdateContext(ctx context.Context, ch chan<- prometheus
 	found := c.choose(self)
 	c.name(found)
 
-	buf := getBuf()
-	defer putBuf(buf)
+	buf := procnet.GetBuf()
+	defer procnet.PutBuf(buf)
 	read := found[:0]
 	for _, ns := range found {
 		ok, err := c.readCounters(ns, buf)
@@ -283,13 +270,14 @@ func (c *netnsCollector) UpdateContext(ctx context.Context, ch chan<- prometheus
 	}
 	// Ranked by PruneCalled (netnsFields[0]), then inode, so the exported set only changes when a namespace
 	// overtakes another.
-	prune := netnsFields[0].idx
+	prune := netnsFields[0].counter
 	sort.Slice(read, func(i, j int) bool {
-		a, b := read[i], read[j]
-		if a.vals[prune] != b.vals[prune] {
-			return a.vals[prune] > b.vals[prune]
+		a, _ := read[i].stats.Get(prune)
+		b, _ := read[j].stats.Get(prune)
+		if a != b {
+			return a > b
 		}
-		return a.ino < b.ino
+		return read[i].ino < read[j].ino
 	})
 	skipped := 0
 	if len(read) > c.max {
@@ -299,8 +287,8 @@ func (c *netnsCollector) UpdateContext(ctx context.Context, ch chan<- prometheus
 	for _, ns := range read {
 		for i, f := range netnsFields {
 			// A field this kernel lacks stays absent, as in the netstat collector.
-			if ns.have[f.idx] {
-				ch <- prometheus.MustNewConstMetric(c.descs[i], prometheus.CounterValue, float64(ns.vals[f.idx])*f.scale, ns.name, ns.inode)
+			if v, ok := ns.stats.Get(f.counter); ok {
+				ch <- prometheus.MustNewConstMetric(c.descs[i], prometheus.CounterValue, float64(v)*f.scale, ns.name, ns.inode)
 			}
 		}
 	}
@@ -591,7 +579,7 @@ func parseNetnsLink(s string) (uint64, bool) {
 	if !ok {
 		return 0, false
 	}
-	v, err := parseUint([]byte(digits))
+	v, err := procnet.ParseUint([]byte(digits))
 	return v, err == nil
 }
 
@@ -604,20 +592,19 @@ func parseNetnsLink(s string) (uint64, bool) {
 // whose process is no longer in it is left out of this scrape too; the pid is forgotten, so the next scrape
 // reads its link afresh and chooses another process for the namespace.
 func (c *netnsCollector) readCounters(ns *netnsState, buf *[]byte) (bool, error) {
-	clear(ns.vals[:])
-	clear(ns.have[:])
+	ns.stats.Reset()
 	pidDir := filepath.Join(c.procPath, strconv.Itoa(ns.pid))
 	dir := filepath.Join(pidDir, "net")
-	for _, f := range netstatFiles {
-		path := filepath.Join(dir, f.name)
-		data, err := readProcOnce(path, buf)
+	for _, file := range procnet.NetstatFiles {
+		path := filepath.Join(dir, file)
+		data, err := procnet.ReadOnce(path, buf)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) || errors.Is(err, fs.ErrPermission) {
 				return false, nil
 			}
 			return false, err
 		}
-		if err := parseProtoStats(data, f.protos, ns.vals[:], ns.have[:]); err != nil {
+		if err := procnet.ParseNetstat(file, data, &ns.stats); err != nil {
 			return false, fmt.Errorf("parsing %s: %w", path, err)
 		}
 	}
@@ -627,14 +614,4 @@ func (c *netnsCollector) readCounters(ns *netnsState, buf *[]byte) (bool, error)
 		return false, nil
 	}
 	return true, nil
-}
-
-// readProcOnce reads a kernel file with procFile's reader and closes it at once (see the file comment).
-func readProcOnce(path string, buf *[]byte) ([]byte, error) {
-	f := newProcFile(path)
-	data, err := f.read(buf)
-	if f.fd >= 0 {
-		unix.Close(f.fd)
-	}
-	return data, err
 }

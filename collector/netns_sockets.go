@@ -11,11 +11,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
+	"github.com/sockbuf/sockbuf_exporter/sockagg"
 	"github.com/sockbuf/sockbuf_exporter/sockdiag"
 )
 
 // With --collector.netns.sockets the netns collector also dumps the TCP sockets of every namespace it exports
-// and sums them per namespace, with the sockets collector's per-group sum (groupStats.add). inet_diag only
+// and sums them per namespace, with the sockets collector's per-group sum (sockagg.Stats.Add). inet_diag only
 // dumps the sockets of the netlink socket's own namespace, so each namespace gets a sock_diag client opened
 // inside it: sockdiag.Dial with the namespace's fd, which setns(2)s a locked thread there for the socket()
 // call. setns into another namespace needs CAP_SYS_ADMIN; without it the dial fails with EPERM.
@@ -29,7 +30,7 @@ import (
 // A namespace whose dial or dump fails (EPERM, the namespace gone) is left without socket metrics on that
 // scrape and counted in sockbuf_netns_socket_dump_errors_total; its counters from /proc are exported anyway.
 //
-// The scrape's deadline (defaultDumpTimeout without one) bounds all the dumps together. Unlike the sockets
+// The scrape's deadline (DefaultTimeout without one) bounds all the dumps together. Unlike the sockets
 // collector, the netns collector does not fail when it passes: the exporter would drop all its output, and
 // with it every namespace's /proc counters, read before the dumps, that the prune alerts need; on a large
 // node the dumps are what runs out of time. So the dumps stop a little before the deadline (dumpReserve),
@@ -40,41 +41,40 @@ import (
 // Cost: the dial (open, setns, socket, setns back) once per namespace; then one dump per scrape, which walks
 // the kernel's whole established hash table, shared by all namespaces unless net.ipv4.tcp_child_ehash_entries
 // gave them their own, skipping other namespaces' sockets: its cost grows with the host's hash size and
-// sockets, not only the namespace's. BenchmarkNetnsRealProc, 50 namespaces with no sockets on a 2-core VM
-// with 262,144 hash buckets and a few hundred sockets: 4.7 ms a scrape without the dumps, 13.8 ms with them,
-// about 180µs a namespace.
+// sockets, not only the namespace's. BenchmarkNetnsRealProc measures it.
 
 var (
 	netnsSocketsSpec = spec("netns", MetricSpec{
 		Name: "netns_sockets", Type: Gauge, Labels: netnsLabels,
-		Help: "Non-listening TCP sockets of the network namespace netns, in the states that hold buffers (not " +
-			"TIME_WAIT or SYN_RECV). Only with --collector.netns.sockets.",
+		Help:   "Non-listening TCP sockets of the network namespace netns, in the states that hold buffers (not TIME_WAIT or SYN_RECV).",
+		Notes:  "Only with --collector.netns.sockets.",
 		Source: "inet_diag dump (NETLINK_SOCK_DIAG) inside the namespace, the sockets of `ip netns exec NS ss -tn`",
 	})
 	netnsRecvQueueSpec = spec("netns", MetricSpec{
 		Name: "netns_recv_queue_bytes", Type: Gauge, Unit: "bytes", Labels: netnsLabels,
-		Help: "Sum of Recv-Q over the non-listening TCP sockets of the network namespace netns: bytes received " +
-			"and not yet read by the applications (idiag_rqueue). Only with --collector.netns.sockets.",
+		Help:   "Sum of Recv-Q over the non-listening TCP sockets of the network namespace netns: bytes received and not yet read by the applications (idiag_rqueue).",
+		Notes:  "Only with --collector.netns.sockets.",
 		Source: "inet_diag_msg idiag_rqueue inside the namespace (`ip netns exec NS ss -tn` Recv-Q)",
 	})
 	netnsRcvbufFullSpec = spec("netns", MetricSpec{
 		Name: "netns_rcvbuf_full_sockets", Type: Gauge, Labels: netnsLabels,
-		Help: "TCP sockets of the network namespace netns whose rmem_alloc is at least --collector.sockets.full-ratio " +
-			"of their rcvbuf: the kernel is about to collapse or prune their queues. Only with --collector.netns.sockets.",
+		Help: "TCP sockets of the network namespace netns whose rmem_alloc is at least --collector.sockets.full-ratio of their rcvbuf.",
+		Notes: "A full buffer is most often a reader that does not keep up (its window closes, nothing is lost); " +
+			"it is harmful when the collapse and drop counters move too. Only with --collector.netns.sockets.",
 		Source: "INET_DIAG_SKMEMINFO SK_MEMINFO_RMEM_ALLOC and SK_MEMINFO_RCVBUF inside the namespace",
 	})
 	netnsDumpsSkippedSpec = spec("netns", MetricSpec{
 		Name: "netns_socket_dumps_skipped_total", Type: Counter,
-		Help: "Exported network namespaces whose socket dump was cut short or not started because the scrape's " +
-			"deadline came first, leaving their socket metrics out of that scrape while their counters still export. " +
-			"Rising: the dumps take longer than the scrape timeout allows; raise scrape_timeout or " +
-			"lower --collector.netns.max-namespaces. Only with --collector.netns.sockets.",
+		Help: "Exported network namespaces whose socket dump was cut short or not started because the scrape's deadline came first.",
+		Notes: "Their socket metrics are left out of that scrape while their counters still export. Rising: the dumps take " +
+			"longer than the scrape timeout allows; raise scrape_timeout or lower --collector.netns.max-namespaces. " +
+			"Only with --collector.netns.sockets.",
 		Source: "the exporter",
 	})
 	netnsDumpErrorsSpec = spec("netns", MetricSpec{
 		Name: "netns_socket_dump_errors_total", Type: Counter,
-		Help: "Socket dumps of an exported network namespace that failed, leaving its socket metrics out of that " +
-			"scrape: setns without CAP_SYS_ADMIN (EPERM), a namespace gone during the scrape. Only with --collector.netns.sockets.",
+		Help:   "Socket dumps of an exported network namespace that failed, leaving its socket metrics out of that scrape.",
+		Notes:  "Causes: setns without CAP_SYS_ADMIN (EPERM), a namespace gone during the scrape. Only with --collector.netns.sockets.",
 		Source: "the exporter",
 	})
 )
@@ -89,8 +89,7 @@ type netnsSockets struct {
 	logger    *slog.Logger
 	fullRatio float64
 	// dial opens a client inside the namespace ino through process pid; tests replace it.
-	dial        func(pid int, ino uint64) (socketDumper, error)
-	dumpTimeout time.Duration
+	dial func(pid int, ino uint64) (socketDumper, error)
 
 	gen      uint64
 	clients  map[uint64]*netnsClient // by namespace inode
@@ -99,7 +98,7 @@ type netnsSockets struct {
 	cutShort bool // the last scrape ran out of time: log the next one at debug level only
 
 	// The namespace being dumped: its sums and the attempt the sums are of.
-	stats    groupStats
+	stats    sockagg.Stats
 	attempt  int
 	onSocket func(*sockdiag.Socket) error // s.socket bound once, so a dump allocates no closure
 
@@ -118,7 +117,7 @@ func newNetnsSockets(fullRatio float64, dial func(pid int, ino uint64) (socketDu
 		logger = slog.New(slog.DiscardHandler)
 	}
 	s := &netnsSockets{
-		logger: logger, fullRatio: fullRatio, dial: dial, dumpTimeout: defaultDumpTimeout,
+		logger: logger, fullRatio: fullRatio, dial: dial,
 		clients: map[uint64]*netnsClient{},
 		sockets: netnsSocketsSpec.Desc(), recvQueue: netnsRecvQueueSpec.Desc(), full: netnsRcvbufFullSpec.Desc(),
 		dumpErrors: netnsDumpErrorsSpec.Desc(), dumpsSkipped: netnsDumpsSkippedSpec.Desc(),
@@ -178,13 +177,11 @@ const maxDumpReserve = 500 * time.Millisecond
 // their clients. When the scrape's deadline nears, it stops dumping and counts the namespaces left; it never
 // fails, so that the namespaces' counters are exported (see the file comment).
 func (s *netnsSockets) update(ctx context.Context, spaces []*netnsState, ch chan<- prometheus.Metric) {
-	var cancel context.CancelFunc
 	if deadline, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, deadline.Add(-dumpReserve(time.Until(deadline))))
-	} else {
-		ctx, cancel = context.WithTimeout(ctx, s.dumpTimeout)
+		defer cancel()
 	}
-	defer cancel()
 
 	// Every exported namespace keeps its client, dumped on this scrape or not: closing the clients of the
 	// namespaces an interrupted scrape did not reach would only make the next scrape dial them again.
@@ -239,7 +236,7 @@ func (s *netnsSockets) dumpOne(ctx context.Context, ns *netnsState, ch chan<- pr
 		cl.d, err = s.dial(ns.pid, ns.ino)
 	}
 	if err == nil {
-		s.stats, s.attempt = groupStats{}, 0
+		s.stats, s.attempt = sockagg.Stats{}, 0
 		_, err = cl.d.DumpContext(ctx, sockdiag.Request{Family: sockdiag.FamilyUnspec, States: netnsDumpStates, Extensions: sockdiag.ExtSKMemInfo}, s.onSocket)
 	}
 	if err != nil {
@@ -257,9 +254,9 @@ func (s *netnsSockets) dumpOne(ctx context.Context, ns *netnsState, ch chan<- pr
 		return nil
 	}
 	cl.failing = false
-	ch <- prometheus.MustNewConstMetric(s.sockets, prometheus.GaugeValue, float64(s.stats.sockets), ns.name, ns.inode)
-	ch <- prometheus.MustNewConstMetric(s.recvQueue, prometheus.GaugeValue, float64(s.stats.recvQueue), ns.name, ns.inode)
-	ch <- prometheus.MustNewConstMetric(s.full, prometheus.GaugeValue, float64(s.stats.full), ns.name, ns.inode)
+	ch <- prometheus.MustNewConstMetric(s.sockets, prometheus.GaugeValue, float64(s.stats.Sockets), ns.name, ns.inode)
+	ch <- prometheus.MustNewConstMetric(s.recvQueue, prometheus.GaugeValue, float64(s.stats.RecvQueue), ns.name, ns.inode)
+	ch <- prometheus.MustNewConstMetric(s.full, prometheus.GaugeValue, float64(s.stats.Full), ns.name, ns.inode)
 	return nil
 }
 
@@ -267,10 +264,10 @@ func (s *netnsSockets) socket(sk *sockdiag.Socket) error {
 	if sk.Attempt != s.attempt {
 		// The kernel restarted the dump (NLM_F_DUMP_INTR): count again from the start.
 		s.attempt = sk.Attempt
-		s.stats = groupStats{}
+		s.stats = sockagg.Stats{}
 	}
 	if !sk.IsListen() {
-		s.stats.add(sk, s.fullRatio)
+		s.stats.Add(sk, s.fullRatio)
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 package collector
 
 import (
+	"github.com/sockbuf/sockbuf_exporter/internal/socktest"
+
 	"context"
 	"fmt"
 	"log/slog"
@@ -71,18 +73,18 @@ var netnsSocketMetricNames = []string{
 
 func TestNetnsSockets(t *testing.T) {
 	d := newNsDumpers()
-	podDumper := &fakeDumper{socks: []fakeSock{
-		listenSock(8080, 3, 128), // not asked for: its Recv-Q is an accept queue
-		{local: 8080, remote: 40000, rq: 1000, rmem: 120000, rcvbuf: 131072}, // full at 0.9
-		{local: 8080, remote: 40001, rq: 10, rmem: 2304, rcvbuf: 131072},
-		{local: 40002, remote: 443, rq: 0, rmem: 0, rcvbuf: 2097152},
-		{local: 40003, remote: 443, state: sockdiag.StateTimeWait, noMem: true}, // not asked for
+	podDumper := &fakeDumper{socks: []socktest.Sock{
+		socktest.Listen(8080, 3, 128),                                        // not asked for: its Recv-Q is an accept queue
+		{Local: 8080, Remote: 40000, RQ: 1000, Rmem: 120000, Rcvbuf: 131072}, // full at 0.9
+		{Local: 8080, Remote: 40001, RQ: 10, Rmem: 2304, Rcvbuf: 131072},
+		{Local: 40002, Remote: 443, RQ: 0, Rmem: 0, Rcvbuf: 2097152},
+		{Local: 40003, Remote: 443, State: sockdiag.StateTimeWait, NoMem: true}, // not asked for
 	}}
 	d.dumpers[4026532100] = podDumper
 	// A dump the kernel restarted: the first attempt's sockets must not count.
-	d.dumpers[4026532500] = &fakeDumper{interrupt: true, socks: []fakeSock{
-		{local: 80, remote: 1, rq: 1, rmem: 1000, rcvbuf: 1000}, {local: 80, remote: 2, rq: 2}, {local: 80, remote: 3, rq: 4},
-		{local: 80, remote: 4, rq: 8},
+	d.dumpers[4026532500] = &fakeDumper{interrupt: true, socks: []socktest.Sock{
+		{Local: 80, Remote: 1, RQ: 1, Rmem: 1000, Rcvbuf: 1000}, {Local: 80, Remote: 2, RQ: 2}, {Local: 80, Remote: 3, RQ: 4},
+		{Local: 80, Remote: 4, RQ: 8},
 	}}
 	d.dialErrs[4026532300] = fmt.Errorf("entering network namespace: setns: %w", syscall.EPERM)
 	d.dumpers[4026532400] = errDumper{fmt.Errorf("dumping: %w", syscall.ENOENT)}
@@ -199,7 +201,7 @@ func TestNetnsSocketsDeadline(t *testing.T) {
 	blocked := &fakeDumper{block: true}
 	d.dumpers[4026532300] = blocked
 	c := newFixtureNetnsSockets(t, "testdata/netns/proc", 0, d)
-	e := newExporter(map[string]Collector{"netns": c}, slog.New(slog.DiscardHandler))
+	e := NewExporter(map[string]Collector{"netns": c}, 0, slog.New(slog.DiscardHandler))
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	got := gather(t, collected{e.WithContext(ctx)})
@@ -242,7 +244,7 @@ func TestNetnsSocketsDeadlineKeepsClients(t *testing.T) {
 	blocked.block = true
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	if err := c.UpdateContext(ctx, make(chan prometheus.Metric, 1000)); err != nil {
+	if err := c.Update(ctx, make(chan prometheus.Metric, 1000)); err != nil {
 		t.Errorf("UpdateContext = %v, want nil when the deadline cuts the dumps short", err)
 	}
 	blocked.block = false
@@ -257,7 +259,7 @@ func TestNetnsSocketsDeadlineKeepsClients(t *testing.T) {
 // collected is a prometheus.Collector as a Collector, for gather.
 type collected struct{ prometheus.Collector }
 
-func (c collected) Update(ch chan<- prometheus.Metric) error {
+func (c collected) Update(_ context.Context, ch chan<- prometheus.Metric) error {
 	c.Collect(ch)
 	return nil
 }
@@ -282,14 +284,14 @@ func TestNetnsSocketsAllocs(t *testing.T) {
 		for _, ino := range []uint64{4026532100, 4026532200, 4026532300, 4026532400, 4026532500} {
 			r := &replayDumper{}
 			for i := range perNS {
-				r.socks = append(r.socks, fakeSock{local: 80, remote: uint16(i), rq: 1, rmem: 10, rcvbuf: 100}.socket())
+				r.socks = append(r.socks, socktest.Sock{Local: 80, Remote: uint16(i), RQ: 1, Rmem: 10, Rcvbuf: 100}.Socket())
 			}
 			d.dumpers[ino] = r
 		}
 		c := newFixtureNetnsSockets(t, "testdata/netns/proc", 0, d)
 		ch := make(chan prometheus.Metric, 1000)
 		return testing.AllocsPerRun(20, func() {
-			if err := c.UpdateContext(context.Background(), ch); err != nil {
+			if err := c.Update(context.Background(), ch); err != nil {
 				t.Fatal(err)
 			}
 			for len(ch) > 0 {
@@ -311,11 +313,15 @@ func TestNetnsSocketsFullRatio(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "full-ratio") {
 		t.Errorf("build with full ratio 3 = %v, want an error naming the flag", err)
 	}
-	c, err := factories["netns"].build(Config{ProcPath: "testdata/netns/proc", Netns: NetnsConfig{MaxNamespaces: 100, Sockets: true}}, nil)
+	// 0 is an error too, not a default the collector guesses.
+	if _, err := factories["netns"].build(Config{ProcPath: "testdata/netns/proc", Netns: NetnsConfig{MaxNamespaces: 100, Sockets: true}}, nil); err == nil {
+		t.Errorf("build with full ratio 0 succeeded, want an error")
+	}
+	c, err := factories["netns"].build(Config{ProcPath: "testdata/netns/proc", Sockets: DefaultSocketsConfig(), Netns: NetnsConfig{MaxNamespaces: 100, Sockets: true}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := c.(*netnsCollector).socks.fullRatio; r != defaultFullRatio {
-		t.Errorf("full ratio %g without the flag, want %g", r, defaultFullRatio)
+	if r := c.(*netnsCollector).socks.fullRatio; r != DefaultFullRatio {
+		t.Errorf("full ratio %g from the defaults, want %g", r, DefaultFullRatio)
 	}
 }

@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -156,7 +157,7 @@ func TestNetnsPermissionDenied(t *testing.T) {
 		}
 		return "", &fs.PathError{Op: "readlink", Path: path, Err: fs.ErrPermission}
 	}
-	err := c.Update(make(chan prometheus.Metric, 100))
+	err := c.Update(context.Background(), make(chan prometheus.Metric, 100))
 	if !errors.Is(err, fs.ErrPermission) || !strings.Contains(err.Error(), "CAP_SYS_PTRACE") {
 		t.Fatalf("Update = %v, want a permission error naming CAP_SYS_PTRACE", err)
 	}
@@ -427,7 +428,7 @@ func BenchmarkNetnsScrape(b *testing.B) {
 func benchUpdate(b *testing.B, c Collector) {
 	ch := make(chan prometheus.Metric, 10000)
 	for b.Loop() {
-		if err := c.Update(ch); err != nil {
+		if err := c.Update(context.Background(), ch); err != nil {
 			b.Fatal(err)
 		}
 		for len(ch) > 0 {
@@ -518,7 +519,7 @@ func warmNetns(b *testing.B, pids, spaces int) (*netnsCollector, uint64) {
 	b.Helper()
 	c := newFixtureNetns(b, fakeNetnsProc(b, pids, spaces), b.TempDir(), 0)
 	for range 3 {
-		if err := c.Update(make(chan prometheus.Metric, 20*spaces)); err != nil {
+		if err := c.Update(context.Background(), make(chan prometheus.Metric, 20*spaces)); err != nil {
 			b.Fatal(err)
 		}
 	}

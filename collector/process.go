@@ -1,5 +1,7 @@
 package collector
 
+import "github.com/sockbuf/sockbuf_exporter/procnet"
+
 // Process attribution maps a socket's inode (idiag_inode) to the name (comm) of a process that holds it
 // open. The kernel has no cheaper way than readlink on every entry of every /proc/<pid>/fd, which is what
 // `ss -p` does too, so it is off by default. Its cost grows with the open file descriptors of the host; the
@@ -55,7 +57,7 @@ func parseSocketLink(b []byte) (uint32, bool) {
 	if len(b) < len(prefix)+2 || string(b[:len(prefix)]) != prefix || b[len(b)-1] != ']' {
 		return 0, false
 	}
-	v, err := parseUint(b[len(prefix) : len(b)-1])
+	v, err := procnet.ParseUint(b[len(prefix) : len(b)-1])
 	if err != nil || v > 1<<32-1 {
 		return 0, false
 	}

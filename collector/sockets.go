@@ -6,10 +6,10 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sockbuf/sockbuf_exporter/sockagg"
 	"github.com/sockbuf/sockbuf_exporter/sockdiag"
 )
 
@@ -28,22 +28,9 @@ func init() {
 		})
 }
 
-// Defaults for a zero SocketsConfig (tests); the command line sets its own.
-const (
-	defaultMaxGroups = 200
-	defaultFullRatio = 0.9
-)
-
-// defaultDumpTimeout caps a scrape whose context has no deadline (Update, or a scrape without
-// X-Prometheus-Scrape-Timeout-Seconds). Without it a dump the kernel never finishes would hold the collector's
-// turn, and so every later scrape of the sockets, forever. A dump of 200,000 sockets takes well under a
-// second; 30 s is beyond any scrape timeout Prometheus allows by default and still frees the turn.
-const defaultDumpTimeout = 30 * time.Second
-
 // snapshotHelp ends the HELP of the two histograms. They count the sockets alive at the scrape, so their
 // buckets, _count and _sum fall when sockets close; rate() and increase() would take that for counter resets.
-const snapshotHelp = "A snapshot of the live sockets at each scrape, not a cumulative histogram: buckets, _count and " +
-	"_sum go down when sockets close. Compare bucket values across time (e.g. bucket / _count); do not rate() or increase() them."
+const snapshotHelp = "a snapshot of the live sockets at each scrape whose buckets, _count and _sum go down when sockets close (do not rate() or increase() it)."
 
 var (
 	groupLabelNames = []string{"role", "port", "cgroup", "process"}
@@ -76,25 +63,31 @@ var (
 	})
 	rcvbufFullSpec = spec("sockets", MetricSpec{
 		Name: "rcvbuf_full_sockets", Type: Gauge, Labels: groupLabelNames,
-		Help: "Sockets of the group whose rmem_alloc is at least --collector.sockets.full-ratio of their rcvbuf: " +
-			"the kernel is about to collapse or prune their queues, or to drop what arrives.",
+		Help: "Sockets of the group whose rmem_alloc is at least --collector.sockets.full-ratio of their rcvbuf.",
+		Notes: "A full buffer is most often an application that does not read fast enough: its window closes and the " +
+			"sender waits, nothing is lost, and autotuning does not grow the buffer of a reader that does not read. It is " +
+			"harmful when the collapse and drop counters move too. A single scrape may catch a busy socket at 0: alert on " +
+			"an average over time, not on one sample.",
 		Source: "INET_DIAG_SKMEMINFO SK_MEMINFO_RMEM_ALLOC and SK_MEMINFO_RCVBUF",
 	})
 	zeroWindowSpec = spec("sockets", MetricSpec{
 		Name: "rcv_window_zero_sockets", Type: Gauge, Labels: groupLabelNames,
-		Help: "ESTABLISHED sockets of the group advertising a zero receive window: their buffer is full and " +
-			"the peer must stop sending. Only with --collector.sockets.tcp-info, on kernels whose tcp_info has " +
-			"tcpi_rcv_wnd (6.2+).",
+		Help:   "ESTABLISHED sockets of the group advertising a zero receive window: the application does not read and the peer must stop sending.",
+		Notes:  "Only with --collector.sockets.tcp-info, on kernels whose tcp_info has tcpi_rcv_wnd (6.2+).",
 		Source: "INET_DIAG_INFO tcp_info tcpi_rcv_wnd",
 	})
 	socketDropsSpec = spec("sockets", MetricSpec{
 		Name: "socket_drops_total", Type: Counter, Labels: groupLabelNames,
-		Help: "Packets the group's sockets dropped (sk_drops: receive memory or backlog full, filter, checksum), " +
-			"counted per socket cookie from the first scrape that saw the socket; closed sockets keep their " +
-			"contribution. A group keeps its counter while folded into port=\"other\" (whose own counter adds the " +
-			"drops of whatever is folded at the time) or without sockets; the counters of up to " +
-			strconv.Itoa(maxDropCounters) + " groups not exported live are remembered, the longest gone forgotten " +
-			"first. Absent on kernels whose skmeminfo has no drops field.",
+		Help: "Packets the group's sockets discarded (sk_drops), window probes to a closed window included.",
+		Notes: "sk_drops counts every packet a socket discards: receive memory or backlog full, but also the zero-window " +
+			"probes a receiver with a closed window discards by design (old sequence numbers) and packets a socket filter " +
+			"or checksum rejects, so it rises on healthy flow control; data loss is in sockbuf_tcp_rcvq_drop_total, " +
+			"sockbuf_tcp_ofo_drop_total and sockbuf_tcp_backlog_drop_total (or per reason with the bpf collector). " +
+			"Counted per socket cookie from the first scrape that saw the socket; closed sockets keep their contribution. " +
+			"A group keeps its counter while folded into port=\"other\" (whose own counter adds the drops of whatever is " +
+			"folded at the time) or without sockets; the counters of up to " + strconv.Itoa(sockagg.MaxDropCounters) +
+			" groups not exported live are remembered, the longest gone forgotten first. Absent on kernels whose skmeminfo " +
+			"has no drops field.",
 		Source: "INET_DIAG_SKMEMINFO SK_MEMINFO_DROPS (ss -m skmem d)",
 	})
 	sendQueueSpec = spec("sockets", MetricSpec{
@@ -104,24 +97,25 @@ var (
 	})
 	fillRatioSpec = spec("sockets", MetricSpec{
 		Name: "rmem_fill_ratio", Type: Histogram, Unit: "ratio",
-		Help: "rmem_alloc / rcvbuf of every non-listening socket of the namespace that has buffers " +
-			"(not TIME_WAIT or SYN_RECV): how full the receive buffers are. The le=\"0\" bucket holds the empty ones. " +
-			snapshotHelp,
+		Help:   "rmem_alloc / rcvbuf of every non-listening socket with buffers (not TIME_WAIT or SYN_RECV), " + snapshotHelp,
+		Notes:  "The le=\"0\" bucket holds the empty ones. Compare bucket values across time (e.g. bucket / _count).",
 		Source: "INET_DIAG_SKMEMINFO SK_MEMINFO_RMEM_ALLOC / SK_MEMINFO_RCVBUF",
 	})
 	rcvbufSizeSpec = spec("sockets", MetricSpec{
 		Name: "rcvbuf_size_bytes", Type: Histogram, Unit: "bytes",
-		Help: "rcvbuf of every ESTABLISHED socket of the namespace. le=131072: tcp_rmem default, never grown; " +
-			"(2097151, 2097152] and (4194303, 4194304]: pinned by SO_RCVBUF of 1 MiB and 2 MiB (the kernel doubles " +
-			"the value); 425984: SO_RCVBUF capped by the default rmem_max; up to 6291456: autotuned within the default " +
-			"tcp_rmem max; above: a raised tcp_rmem max. " + snapshotHelp,
+		Help: "rcvbuf of every ESTABLISHED socket, " + snapshotHelp,
+		Notes: "The kernel stores twice what an application passes to SO_RCVBUF and never autotunes that socket, so pinned " +
+			"sockets pile up at one value: 131072 is both tcp_rmem's default (an autotuned socket that has not grown) and " +
+			"SO_RCVBUF=65536, 425984 a request capped by the default rmem_max, 2097152 and 4194304 SO_RCVBUF of 1 and 2 MiB. " +
+			"The size alone cannot tell pinned from autotuned: sockbuf_rcvbuf_locked_sockets (bpf engine) and " +
+			"sockbuf_tcp_receive_drops_total{rcvbuf_locked} (bpf collector) can.",
 		Source: "INET_DIAG_SKMEMINFO SK_MEMINFO_RCVBUF (ss -m skmem rb)",
 	})
 	listenLengthSpec = spec("sockets", MetricSpec{
 		Name: "listen_queue_length", Type: Gauge, Labels: []string{"port"},
-		Help: "Connections waiting in the accept queue of the port's fullest LISTEN socket (Recv-Q of a LISTEN socket; " +
-			"of the port's IPv4, IPv6 and SO_REUSEPORT sockets the one with the highest length/limit, ties by length, " +
-			"since each has a queue of its own). When it reaches the limit, new connections are dropped.",
+		Help: "Connections waiting in the accept queue of the port's fullest LISTEN socket (Recv-Q of a LISTEN socket).",
+		Notes: "Of the port's IPv4, IPv6 and SO_REUSEPORT sockets, the one with the highest length/limit, ties by length, " +
+			"since each has a queue of its own. When it reaches the limit, new connections are dropped (ListenOverflows).",
 		Source: "inet_diag_msg idiag_rqueue of LISTEN sockets (ss -ltn Recv-Q)",
 	})
 	listenLimitSpec = spec("sockets", MetricSpec{
@@ -218,18 +212,6 @@ func parseStates(s string) (uint32, error) {
 	return mask, nil
 }
 
-// checkFullRatio applies the default to --collector.sockets.full-ratio, which the netns collector shares,
-// and checks its range.
-func checkFullRatio(r float64) (float64, error) {
-	if r == 0 {
-		r = defaultFullRatio
-	}
-	if r < 0 || r > 2 {
-		return 0, fmt.Errorf("--collector.sockets.full-ratio must be in (0, 2], got %g", r)
-	}
-	return r, nil
-}
-
 // socketDumper is what the collector needs of a sockdiag.Client; tests replace it. DumpContext stops at the
 // context's deadline or cancellation with an error that matches ctx.Err().
 type socketDumper interface {
@@ -237,19 +219,16 @@ type socketDumper interface {
 	Close() error
 }
 
-// socketsCollector exports per-group socket metrics. Scrapes may come concurrently; they take turns, because
-// the drops counters and the reused aggregation state are shared.
+// socketsCollector exports per-group socket metrics. The exporter never runs two scrapes of it at once (see
+// flight), so the drops counters and the reused aggregation state need no lock.
 type socketsCollector struct {
 	logger *slog.Logger
 	dial   func() (socketDumper, error)
 	states uint32 // of the main dump; LISTEN is dumped separately
 	ext    sockdiag.Ext
 
-	dumpTimeout time.Duration // defaultDumpTimeout; tests shorten it
-
-	turn    chan struct{} // holds one token while a scrape runs; guards everything below
 	client  socketDumper
-	agg     *aggregator
+	agg     *sockagg.Aggregator
 	cgroups *cgroupResolver // nil without cgroup attribution
 	procs   *processScanner // nil without process attribution
 	attempt int             // Socket.Attempt of the dump in progress
@@ -266,20 +245,12 @@ type socketsCollector struct {
 
 func newSocketsCollector(cfg Config, logger *slog.Logger, dial func() (socketDumper, error)) (*socketsCollector, error) {
 	sc := cfg.Sockets
-	if sc.MaxGroups <= 0 {
-		sc.MaxGroups = defaultMaxGroups
-	}
-	var err error
-	if sc.MaxGroups < 2 {
-		return nil, fmt.Errorf("--collector.sockets.max-groups must be at least 2 (one \"other\" group per role), got %d", sc.MaxGroups)
-	}
-	sc.FullRatio, err = checkFullRatio(sc.FullRatio)
-	if err != nil {
+	if err := sc.Validate(); err != nil {
 		return nil, err
 	}
 	states, err := parseStates(sc.States)
 	if err != nil {
-		return nil, fmt.Errorf("--collector.sockets.states: %w", err)
+		return nil, err // Validate parsed it already
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -289,10 +260,7 @@ func newSocketsCollector(cfg Config, logger *slog.Logger, dial func() (socketDum
 		dial:   dial,
 		states: states &^ (1 << sockdiag.StateListen),
 		ext:    sockdiag.ExtSKMemInfo,
-		turn:   make(chan struct{}, 1),
-		agg:    newAggregator(sc.MaxGroups, sc.FullRatio, sc.CgroupAttribution),
-
-		dumpTimeout: defaultDumpTimeout,
+		agg:    sockagg.New(sc.MaxGroups, sc.FullRatio, sc.CgroupAttribution),
 
 		sockets: socketsSpec.Desc(), recvQueue: recvQueueSpec.Desc(), recvQueueMax: recvQueueMaxSpec.Desc(),
 		rmemAlloc: rmemAllocSpec.Desc(), rcvbuf: rcvbufSpec.Desc(), full: rcvbufFullSpec.Desc(),
@@ -326,25 +294,8 @@ func newSocketsCollector(cfg Config, logger *slog.Logger, dial func() (socketDum
 	return c, nil
 }
 
-func (c *socketsCollector) Update(ch chan<- prometheus.Metric) error {
-	return c.UpdateContext(context.Background(), ch)
-}
-
-// UpdateContext runs one scrape; the scrape's deadline (or its cancellation) interrupts a dump in progress.
-// Without a deadline, the scrape gets c.dumpTimeout from when its turn comes.
-func (c *socketsCollector) UpdateContext(ctx context.Context, ch chan<- prometheus.Metric) error {
-	select {
-	case c.turn <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("waiting for a concurrent scrape of the sockets: %w", ctx.Err())
-	}
-	defer func() { <-c.turn }()
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.dumpTimeout)
-		defer cancel()
-	}
-
+// Update runs one scrape; the context's deadline interrupts a dump in progress.
+func (c *socketsCollector) Update(ctx context.Context, ch chan<- prometheus.Metric) error {
 	if c.client == nil {
 		cl, err := c.dial()
 		if err != nil {
@@ -358,7 +309,7 @@ func (c *socketsCollector) UpdateContext(ctx context.Context, ch chan<- promethe
 			return fmt.Errorf("scanning processes for socket owners: %w", err)
 		}
 	}
-	c.agg.begin()
+	c.agg.Begin()
 	c.attempt = 0
 	st, err := c.client.DumpContext(ctx, sockdiag.Request{Family: sockdiag.FamilyUnspec, States: 1 << sockdiag.StateListen}, c.onListener)
 	if err != nil {
@@ -381,7 +332,7 @@ func (c *socketsCollector) UpdateContext(ctx context.Context, ch chan<- promethe
 	if c.procs != nil {
 		processName = c.procs.name
 	}
-	c.agg.finish(cgroupName, processName)
+	c.agg.Finish(cgroupName, processName)
 	c.emit(ch)
 	return nil
 }
@@ -402,10 +353,10 @@ func (c *socketsCollector) countDump(st sockdiag.DumpStats) {
 func (c *socketsCollector) listener(s *sockdiag.Socket) error {
 	if s.Attempt != c.attempt {
 		c.attempt = s.Attempt
-		c.agg.resetListeners()
+		c.agg.ResetListeners()
 	}
 	if s.IsListen() {
-		c.agg.addListener(s)
+		c.agg.AddListener(s)
 	}
 	return nil
 }
@@ -413,7 +364,7 @@ func (c *socketsCollector) listener(s *sockdiag.Socket) error {
 func (c *socketsCollector) socket(s *sockdiag.Socket) error {
 	if s.Attempt != c.attempt {
 		c.attempt = s.Attempt
-		c.agg.resetSockets()
+		c.agg.ResetSockets()
 	}
 	if s.IsListen() {
 		return nil // counted by the LISTEN dump
@@ -428,62 +379,58 @@ func (c *socketsCollector) socket(s *sockdiag.Socket) error {
 	if c.procs != nil {
 		proc = c.procs.owner(s.Inode)
 	}
-	c.agg.add(s, proc)
+	c.agg.Add(s, proc)
 	return nil
 }
 
 func (c *socketsCollector) emit(ch chan<- prometheus.Metric) {
 	a := c.agg
-	labels := func(l groupLabels) []string {
-		return []string{roleNames[l.role], portLabel(l.port, l.other), l.cgroup, l.process}
-	}
 	gauge := func(d *prometheus.Desc, v uint64, lv []string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), lv...)
 	}
-	for i := range a.out {
-		g := &a.out[i]
-		lv := labels(g.labels)
-		gauge(c.sockets, g.stats.sockets, lv)
-		gauge(c.recvQueue, g.stats.recvQueue, lv)
-		gauge(c.recvQueueMax, g.stats.recvQueueMax, lv)
-		gauge(c.rmemAlloc, g.stats.rmemAlloc, lv)
-		gauge(c.rcvbuf, g.stats.rcvbuf, lv)
-		gauge(c.full, g.stats.full, lv)
-		gauge(c.sendQueue, g.stats.sendQueue, lv)
+	for _, g := range a.Groups() {
+		lv := groupLabelValues(g.Labels)
+		st := &g.Stats
+		gauge(c.sockets, st.Sockets, lv)
+		gauge(c.recvQueue, st.RecvQueue, lv)
+		gauge(c.recvQueueMax, st.RecvQueueMax, lv)
+		gauge(c.rmemAlloc, st.RmemAlloc, lv)
+		gauge(c.rcvbuf, st.Rcvbuf, lv)
+		gauge(c.full, st.Full, lv)
+		gauge(c.sendQueue, st.SendQueue, lv)
 		if c.hasWnd {
-			gauge(c.zeroWindow, g.stats.zeroWindow, lv)
+			gauge(c.zeroWindow, st.ZeroWindow, lv)
 		}
 		if c.hasDrop {
-			ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(g.drops), lv...)
+			ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(g.Drops), lv...)
 		}
 	}
 	if c.hasDrop {
-		for i := range a.outOld {
-			ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(a.outOld[i].drops), labels(a.outOld[i].labels)...)
+		for _, g := range a.OldGroups() {
+			ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(g.Drops), groupLabelValues(g.Labels)...)
 		}
 	}
-	ch <- prometheus.MustNewConstHistogram(c.fill, a.fill.count, a.fill.sum, a.fill.cumulative())
-	ch <- prometheus.MustNewConstHistogram(c.size, a.size.count, a.size.sum, a.size.cumulative())
-	for _, l := range a.outListn {
-		port := []string{portLabel(l.port, l.other)}
-		gauge(c.listenLength, l.length, port)
-		gauge(c.listenLimit, l.limit, port)
+	fill, size := a.Fill(), a.Size()
+	ch <- prometheus.MustNewConstHistogram(c.fill, fill.Count(), fill.Sum(), fill.Cumulative())
+	ch <- prometheus.MustNewConstHistogram(c.size, size.Count(), size.Sum(), size.Cumulative())
+	for _, l := range a.Listeners() {
+		port := []string{sockagg.PortLabel(l.Port, l.Other)}
+		gauge(c.listenLength, l.Length, port)
+		gauge(c.listenLimit, l.Limit, port)
 	}
 	mask := c.states | 1<<sockdiag.StateListen
+	states := a.States()
 	for st, label := range tcpStateLabels {
-		if label != "" && (mask&(1<<st) != 0 || a.states[st] != 0) {
-			gauge(c.byState, a.states[st], []string{label})
+		if label != "" && (mask&(1<<st) != 0 || states[st] != 0) {
+			gauge(c.byState, states[st], []string{label})
 		}
 	}
-	gauge(c.folded, uint64(a.folded), nil)
+	gauge(c.folded, uint64(a.Folded()), nil)
 	ch <- prometheus.MustNewConstMetric(c.dumpRetries, prometheus.CounterValue, float64(c.retries))
 	ch <- prometheus.MustNewConstMetric(c.dumpInconsistent, prometheus.CounterValue, float64(c.inconsistent))
 }
 
-// portLabel is the port label of a group or listening port: the number, or "other" for the folded ones.
-func portLabel(port uint16, other bool) string {
-	if other {
-		return foldedPort
-	}
-	return strconv.Itoa(int(port))
+// groupLabelValues are the values of groupLabelNames, built once per group and scrape.
+func groupLabelValues(l sockagg.Labels) []string {
+	return []string{l.Role.String(), l.PortLabel(), l.Cgroup, l.Process}
 }

@@ -96,13 +96,13 @@ func BenchmarkSocketsScrape(b *testing.B) {
 		{"scrape-process", SocketsConfig{CgroupAttribution: true, ProcessAttribution: true}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			col, err := newSocketsCollector(Config{ProcPath: "/proc", Sockets: tc.cfg}, nil, dial)
+			col, err := newSocketsCollector(Config{ProcPath: "/proc", Sockets: withTestDefaults(tc.cfg)}, nil, dial)
 			if err != nil {
 				b.Fatal(err)
 			}
 			ch := make(chan prometheus.Metric, 4096)
 			scrape := func() {
-				if err := col.Update(ch); err != nil {
+				if err := col.Update(context.Background(), ch); err != nil {
 					b.Fatal(err)
 				}
 				for len(ch) > 0 {

@@ -1,5 +1,7 @@
 package collector
 
+import "fmt"
+
 // SocketsConfig configures the per-socket collector (sockets.go).
 type SocketsConfig struct {
 	// MaxGroups caps the number of (role, port, attribution) groups; the rest fold into port="other".
@@ -16,4 +18,39 @@ type SocketsConfig struct {
 	ProcessAttribution bool
 	// CgroupRoot is where the cgroup v2 hierarchy is mounted; empty means find it in /proc/self/mountinfo.
 	CgroupRoot string
+}
+
+// Defaults of the sockets collector's configuration, which the command line's flags start from.
+const (
+	DefaultMaxGroups = 200
+	DefaultFullRatio = 0.9
+)
+
+// DefaultSocketsConfig is the configuration with every default: DefaultMaxGroups, DefaultFullRatio, every
+// state that holds memory, no tcp_info, cgroup attribution on, process attribution off.
+func DefaultSocketsConfig() SocketsConfig {
+	return SocketsConfig{MaxGroups: DefaultMaxGroups, FullRatio: DefaultFullRatio, CgroupAttribution: true}
+}
+
+// Validate checks the configuration. A zero MaxGroups or FullRatio is an error, not a default: the operator
+// who typed 0 did not ask for 200.
+func (c SocketsConfig) Validate() error {
+	if c.MaxGroups < 2 {
+		return fmt.Errorf("--collector.sockets.max-groups must be at least 2 (one \"other\" group per role), got %d", c.MaxGroups)
+	}
+	if err := validFullRatio(c.FullRatio); err != nil {
+		return err
+	}
+	if _, err := parseStates(c.States); err != nil {
+		return fmt.Errorf("--collector.sockets.states: %w", err)
+	}
+	return nil
+}
+
+// validFullRatio checks --collector.sockets.full-ratio, which the netns collector shares.
+func validFullRatio(r float64) error {
+	if !(r > 0 && r <= 2) {
+		return fmt.Errorf("--collector.sockets.full-ratio must be in (0, 2], got %g", r)
+	}
+	return nil
 }

@@ -366,7 +366,7 @@ func fullConns(load *trafficgen.Load) (int, error) {
 		if err != nil {
 			return n, err
 		}
-		if float64(mi.RmemAlloc) >= defaultFullRatio*float64(mi.RcvBuf) {
+		if float64(mi.RmemAlloc) >= DefaultFullRatio*float64(mi.RcvBuf) {
 			n++
 		}
 	}

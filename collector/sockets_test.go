@@ -1,6 +1,8 @@
 package collector
 
 import (
+	"github.com/sockbuf/sockbuf_exporter/internal/socktest"
+
 	"context"
 	"errors"
 	"fmt"
@@ -19,7 +21,7 @@ import (
 
 // fakeDumper serves synthetic sockets, filtered by the request's state mask as the kernel does.
 type fakeDumper struct {
-	socks     []fakeSock
+	socks     []socktest.Sock
 	interrupt bool // deliver every dump twice, the first attempt cut short, as after NLM_F_DUMP_INTR
 	block     bool // block until the deadline passes
 	reqs      []sockdiag.Request
@@ -53,7 +55,7 @@ func (f *fakeDumper) DumpContext(ctx context.Context, req sockdiag.Request, fn f
 			if attempt == 0 && attempts > 1 && i == len(f.socks)/2 {
 				break
 			}
-			s := fs.socket()
+			s := fs.Socket()
 			if req.States&(1<<s.State) == 0 {
 				continue
 			}
@@ -71,6 +73,7 @@ func (f *fakeDumper) Close() error { return nil }
 
 func newTestSockets(t *testing.T, sc SocketsConfig, d *fakeDumper) *socketsCollector {
 	t.Helper()
+	sc = withTestDefaults(sc)
 	c, err := newSocketsCollector(Config{ProcPath: "testdata/none", Sockets: sc}, nil,
 		func() (socketDumper, error) { return d, nil })
 	if err != nil {
@@ -85,18 +88,18 @@ type collectorFunc struct{ c Collector }
 
 func (f collectorFunc) Describe(chan<- *prometheus.Desc) {}
 func (f collectorFunc) Collect(ch chan<- prometheus.Metric) {
-	if err := f.c.Update(ch); err != nil {
+	if err := f.c.Update(context.Background(), ch); err != nil {
 		panic(err)
 	}
 }
 
 func TestSocketsCollectorOutput(t *testing.T) {
-	d := &fakeDumper{socks: []fakeSock{
-		listenSock(8080, 3, 128),
-		fakeSock{local: 8080, remote: 40000, rq: 1000, wq: 0, rmem: 120000, rcvbuf: 131072, drops: 4, cookie: 1},
-		fakeSock{local: 8080, remote: 40001, rq: 10, rmem: 2304, rcvbuf: 131072, cookie: 2},
-		fakeSock{local: 40002, remote: 443, wq: 700, rmem: 0, rcvbuf: 2097152, cookie: 3},
-		fakeSock{local: 40003, remote: 443, state: sockdiag.StateTimeWait, noMem: true}, // not dumped by default
+	d := &fakeDumper{socks: []socktest.Sock{
+		socktest.Listen(8080, 3, 128),
+		socktest.Sock{Local: 8080, Remote: 40000, RQ: 1000, WQ: 0, Rmem: 120000, Rcvbuf: 131072, Drops: 4, Cookie: 1},
+		socktest.Sock{Local: 8080, Remote: 40001, RQ: 10, Rmem: 2304, Rcvbuf: 131072, Cookie: 2},
+		socktest.Sock{Local: 40002, Remote: 443, WQ: 700, Rmem: 0, Rcvbuf: 2097152, Cookie: 3},
+		socktest.Sock{Local: 40003, Remote: 443, State: sockdiag.StateTimeWait, NoMem: true}, // not dumped by default
 	}}
 	c := newTestSockets(t, SocketsConfig{}, d)
 	want := `
@@ -177,9 +180,9 @@ sockbuf_rmem_fill_ratio_count 3
 }
 
 func TestSocketsCollectorTCPInfo(t *testing.T) {
-	d := &fakeDumper{socks: []fakeSock{
-		fakeSock{local: 40000, remote: 443, rcvWnd: 1},
-		fakeSock{local: 40001, remote: 443, rcvWnd: 1000},
+	d := &fakeDumper{socks: []socktest.Sock{
+		socktest.Sock{Local: 40000, Remote: 443, RcvWnd: 1},
+		socktest.Sock{Local: 40001, Remote: 443, RcvWnd: 1000},
 	}}
 	m := gather(t, newTestSockets(t, SocketsConfig{TCPInfo: true}, d))
 	if got := m[`sockbuf_rcv_window_zero_sockets{cgroup="",port="443",process="",role="client"}`]; got != 1 {
@@ -189,7 +192,7 @@ func TestSocketsCollectorTCPInfo(t *testing.T) {
 		t.Errorf("with tcp-info the request has extensions %#x", r.Extensions)
 	}
 	// Without tcp_info the metric is absent, not 0.
-	d = &fakeDumper{socks: []fakeSock{{local: 40000, remote: 443}}}
+	d = &fakeDumper{socks: []socktest.Sock{{Local: 40000, Remote: 443}}}
 	for k := range gather(t, newTestSockets(t, SocketsConfig{}, d)) {
 		if strings.HasPrefix(k, "sockbuf_rcv_window_zero_sockets") {
 			t.Errorf("without tcp_info: %s exported", k)
@@ -198,10 +201,10 @@ func TestSocketsCollectorTCPInfo(t *testing.T) {
 }
 
 func TestSocketsCollectorRestartedDump(t *testing.T) {
-	d := &fakeDumper{interrupt: true, socks: []fakeSock{
-		listenSock(80, 0, 10), listenSock(81, 0, 10),
-		fakeSock{local: 80, remote: 1, rq: 5}, fakeSock{local: 80, remote: 2, rq: 5},
-		fakeSock{local: 81, remote: 1, rq: 5}, fakeSock{local: 81, remote: 2, rq: 5},
+	d := &fakeDumper{interrupt: true, socks: []socktest.Sock{
+		socktest.Listen(80, 0, 10), socktest.Listen(81, 0, 10),
+		socktest.Sock{Local: 80, Remote: 1, RQ: 5}, socktest.Sock{Local: 80, Remote: 2, RQ: 5},
+		socktest.Sock{Local: 81, Remote: 1, RQ: 5}, socktest.Sock{Local: 81, Remote: 2, RQ: 5},
 	}}
 	c := newTestSockets(t, SocketsConfig{States: "established"}, d)
 	m := gather(t, c)
@@ -228,7 +231,7 @@ func TestSocketsCollectorDeadline(t *testing.T) {
 	defer cancel()
 	ch := make(chan prometheus.Metric, 100)
 	start := time.Now()
-	err := c.UpdateContext(ctx, ch)
+	err := c.Update(ctx, ch)
 	if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("UpdateContext past the deadline: %v", err)
 	}
@@ -237,45 +240,25 @@ func TestSocketsCollectorDeadline(t *testing.T) {
 	}
 }
 
-// TestSocketsCollectorDefaultDeadline checks that a scrape without a deadline (Update, or a scrape without
+// TestSocketsCollectorDefaultDeadline checks that a scrape without a deadline (Collect, or a scrape without
 // X-Prometheus-Scrape-Timeout-Seconds) still gives the dump one, so that a stuck dump cannot hold the
-// collector's turn forever.
+// collector for ever.
 func TestSocketsCollectorDefaultDeadline(t *testing.T) {
-	d := &fakeDumper{socks: []fakeSock{{local: 40000, remote: 443}}}
+	d := &fakeDumper{socks: []socktest.Sock{{Local: 40000, Remote: 443}}}
 	c := newTestSockets(t, SocketsConfig{}, d)
 	start := time.Now()
-	if err := c.Update(make(chan prometheus.Metric, 100)); err != nil {
-		t.Fatal(err)
-	}
+	successByCollector(t, NewExporter(map[string]Collector{"sockets": c}, 0, discardLogger()))
 	d.mu.Lock()
 	got := d.deadline
 	d.mu.Unlock()
-	if got.Before(start.Add(defaultDumpTimeout-time.Second)) || got.After(time.Now().Add(defaultDumpTimeout)) {
-		t.Errorf("dump deadline without a context deadline = %v after the start, want %v", got.Sub(start), defaultDumpTimeout)
-	}
-
-	// A dump that never ends is cut off at the cap, and the next scrape gets its turn.
-	d = &fakeDumper{block: true}
-	c = newTestSockets(t, SocketsConfig{}, d)
-	c.dumpTimeout = 50 * time.Millisecond
-	done := make(chan error, 1)
-	go func() { done <- c.Update(make(chan prometheus.Metric, 100)) }()
-	select {
-	case err := <-done:
-		if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("Update with a stuck dump: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Update with a stuck dump and no deadline did not return within 5s")
-	}
-	d.block = false
-	if err := c.Update(make(chan prometheus.Metric, 100)); err != nil {
-		t.Errorf("the scrape after a stuck one: %v", err)
+	if got.Before(start.Add(DefaultTimeout-time.Second)) || got.After(time.Now().Add(DefaultTimeout)) {
+		t.Errorf("dump deadline without a scrape deadline = %v after the start, want %v", got.Sub(start), DefaultTimeout)
 	}
 }
 
 func TestSocketsCollectorConfig(t *testing.T) {
-	for _, sc := range []SocketsConfig{{MaxGroups: 1}, {FullRatio: -1}, {States: "nope"}} {
+	for _, sc := range []SocketsConfig{{MaxGroups: 1, FullRatio: 0.9}, {MaxGroups: 0, FullRatio: 0.9}, {MaxGroups: 200, FullRatio: 0},
+		{MaxGroups: 200, FullRatio: -1}, {MaxGroups: 200, FullRatio: 0.9, States: "nope"}} {
 		if _, err := newSocketsCollector(Config{Sockets: sc}, nil, nil); err == nil {
 			t.Errorf("config %+v accepted", sc)
 		}
@@ -288,11 +271,11 @@ func TestSocketsCollectorCgroupLabels(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	d := &fakeDumper{socks: []fakeSock{
-		listenSock(80, 0, 10),
-		fakeSock{local: 80, remote: 1, cgroup: inode(t, dir)},
-		fakeSock{local: 80, remote: 2, cgroup: inode(t, root)},
-		fakeSock{local: 80, remote: 3, cgroup: 999999999},
+	d := &fakeDumper{socks: []socktest.Sock{
+		socktest.Listen(80, 0, 10),
+		socktest.Sock{Local: 80, Remote: 1, Cgroup: inode(t, dir)},
+		socktest.Sock{Local: 80, Remote: 2, Cgroup: inode(t, root)},
+		socktest.Sock{Local: 80, Remote: 3, Cgroup: 999999999},
 	}}
 	c := newTestSockets(t, SocketsConfig{CgroupAttribution: true, CgroupRoot: root}, d)
 	m := gather(t, c)
@@ -343,8 +326,8 @@ func gather(t *testing.T, c Collector) map[string]float64 {
 // TestSocketsHistogramsAreSnapshots checks that the histograms count the live sockets of each scrape (so
 // their _count falls when sockets close) and that their HELP says so and warns against rate().
 func TestSocketsHistogramsAreSnapshots(t *testing.T) {
-	d := &fakeDumper{socks: []fakeSock{
-		{local: 40000, remote: 443}, {local: 40001, remote: 443}, {local: 40002, remote: 443},
+	d := &fakeDumper{socks: []socktest.Sock{
+		{Local: 40000, Remote: 443}, {Local: 40001, Remote: 443}, {Local: 40002, Remote: 443},
 	}}
 	c := newTestSockets(t, SocketsConfig{}, d)
 	before := gather(t, c)
@@ -362,4 +345,40 @@ func TestSocketsHistogramsAreSnapshots(t *testing.T) {
 			}
 		}
 	}
+}
+
+func TestParseStates(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want uint32
+		err  bool
+	}{
+		{"", sockdiag.DefaultStates, false},
+		{"established", 1 << sockdiag.StateEstablished, false},
+		{"ESTAB, close-wait", 1<<sockdiag.StateEstablished | 1<<sockdiag.StateCloseWait, false},
+		{"time_wait,fin-wait-1,fin_wait2", 1<<sockdiag.StateTimeWait | 1<<sockdiag.StateFinWait1 | 1<<sockdiag.StateFinWait2, false},
+		{"syn-recv", 1<<sockdiag.StateSynRecv | 1<<sockdiag.StateNewSynRecv, false},
+		{"closed,listening", 1<<sockdiag.StateClose | 1<<sockdiag.StateListen, false},
+		{"unconn,LISTEN", 1<<sockdiag.StateClose | 1<<sockdiag.StateListen, false},
+		{"new-syn-recv", 0, true},
+		{"all", 0xffe | 1<<sockdiag.StateNewSynRecv, false},
+		{"established,bogus", 0, true},
+	} {
+		got, err := parseStates(tc.in)
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("parseStates(%q) = %#x, %v; want %#x, error %v", tc.in, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+// withTestDefaults fills the zero MaxGroups and FullRatio of a test's configuration with the defaults, which
+// the collector itself refuses to guess.
+func withTestDefaults(sc SocketsConfig) SocketsConfig {
+	if sc.MaxGroups == 0 {
+		sc.MaxGroups = DefaultMaxGroups
+	}
+	if sc.FullRatio == 0 {
+		sc.FullRatio = DefaultFullRatio
+	}
+	return sc
 }

@@ -13,59 +13,6 @@ import (
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 )
 
-func TestParseSockstat(t *testing.T) {
-	for _, tc := range []struct {
-		name, fixture string
-		want          map[string]uint64
-		wantErr       string
-	}{
-		{
-			name: "linux 6.18", fixture: "proc-host/net/sockstat",
-			want: map[string]uint64{"TCP inuse": 20, "TCP orphan": 3, "TCP tw": 7, "TCP alloc": 25, "TCP mem": 1500, "UDP mem": 12},
-		},
-		{
-			name: "unknown keys and protocols", fixture: "parse/sockstat-extra-keys",
-			want: map[string]uint64{"TCP inuse": 1, "TCP orphan": 0, "TCP tw": 2, "TCP alloc": 3, "TCP mem": 4, "UDP mem": 5},
-		},
-		{
-			// A kernel without UDP mem accounting: the UDP value is absent, not 0.
-			name: "older kernel", fixture: "parse/sockstat-old",
-			want: map[string]uint64{"TCP inuse": 1, "TCP orphan": 0, "TCP tw": 2, "TCP alloc": 3, "TCP mem": 4},
-		},
-		{
-			name: "huge", fixture: "parse/sockstat-huge",
-			want: map[string]uint64{"TCP inuse": 1, "TCP orphan": 0, "TCP tw": 2, "TCP alloc": 3, "TCP mem": 1<<64 - 1},
-		},
-		{name: "truncated", fixture: "parse/sockstat-truncated", wantErr: "truncated"},
-		{name: "key without value", fixture: "parse/sockstat-odd", wantErr: "key mem without a value"},
-		{name: "negative", fixture: "parse/sockstat-negative", wantErr: `TCP orphan: not a number: "-1"`},
-		{name: "non-numeric", fixture: "parse/sockstat-nonnumeric", wantErr: `TCP mem: not a number: "lots"`},
-		{name: "no TCP line", fixture: "parse/sockstat-no-tcp", wantErr: "no TCP line"},
-		{name: "garbage", fixture: "parse/sockstat-garbage", wantErr: "does not start with"},
-		{name: "empty", fixture: "parse/sockstat-empty", wantErr: "no TCP line"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var (
-				vals [maxSockstatFields]uint64
-				have [maxSockstatFields]bool
-			)
-			err := parseSockstat(readFixture(t, tc.fixture), sockstatWant, vals[:], have[:])
-			if !checkErr(t, err, tc.wantErr) {
-				return
-			}
-			got := map[string]uint64{}
-			for i, f := range sockstatFields {
-				if have[i] {
-					got[f.proto+" "+f.key] = vals[i]
-				}
-			}
-			if diff := cmp.Diff(tc.want, got); diff != "" {
-				t.Errorf("parsed fields (-want +got):\n%s", diff)
-			}
-		})
-	}
-}
-
 func TestSockstatCollector(t *testing.T) {
 	for _, tc := range []struct {
 		name, proc, want string
@@ -114,10 +61,10 @@ sockbuf_udp_memory_bytes 49152
 func TestSockstatCollectorErrors(t *testing.T) {
 	dir := t.TempDir()
 	writeTree(t, dir, map[string]string{"net/sockstat": "TCP: inuse 1 orphan 0 tw 0 alloc 1 mem 1\n", "sys/net/ipv4/tcp_mem": "1 2\n"})
-	if err := newSockstatCollector(Config{ProcPath: dir}).Update(discard(t)); err == nil || !strings.Contains(err.Error(), "tcp_mem: 2 values, want 3") {
+	if err := newSockstatCollector(Config{ProcPath: dir}).Update(context.Background(), discard(t)); err == nil || !strings.Contains(err.Error(), "tcp_mem: 2 values, want 3") {
 		t.Errorf("garbled tcp_mem: got %v", err)
 	}
-	if err := newSockstatCollector(Config{ProcPath: t.TempDir()}).Update(discard(t)); err == nil || !strings.Contains(err.Error(), "net/sockstat") {
+	if err := newSockstatCollector(Config{ProcPath: t.TempDir()}).Update(context.Background(), discard(t)); err == nil || !strings.Contains(err.Error(), "net/sockstat") {
 		t.Errorf("missing sockstat: got %v", err)
 	}
 }

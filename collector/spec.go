@@ -21,7 +21,8 @@ type MetricSpec struct {
 	Type      string   // Counter, Gauge or Histogram
 	Unit      string   // "bytes", "seconds", "ratio", or "" for a count
 	Labels    []string // variable labels, in order
-	Help      string   // HELP text; names its kernel source
+	Help      string   // HELP text: one sentence that says what the kernel counts, naming its source
+	Notes     string   // longer notes, rendered into docs/metrics.md only
 	Source    string   // where the value comes from, e.g. "/proc/net/netstat TcpExt PruneCalled"
 }
 

@@ -1,51 +1,15 @@
 package collector
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
-
-func TestParseSysctl(t *testing.T) {
-	for _, tc := range []struct {
-		name, fixture string
-		n             int
-		signed        bool
-		want          []int64
-		wantErr       string
-	}{
-		{name: "one value", fixture: "parse/sysctl-one", n: 1, want: []int64{4194304}},
-		{name: "three values", fixture: "parse/sysctl-triple", n: 3, want: []int64{4096, 131072, 33554432}},
-		{name: "spaces", fixture: "parse/sysctl-triple-spaces", n: 3, want: []int64{4096, 131072, 33554432}},
-		{name: "signed", fixture: "parse/sysctl-negative", n: 1, signed: true, want: []int64{-2}},
-		{name: "largest", fixture: "parse/sysctl-int64-max", n: 1, want: []int64{1<<63 - 1}},
-		{name: "negative", fixture: "parse/sysctl-negative", n: 1, wantErr: "negative value -2"},
-		{name: "beyond int64", fixture: "parse/sysctl-too-big", n: 1, wantErr: "overflows int64"},
-		{name: "too few", fixture: "parse/sysctl-two", n: 3, wantErr: "2 values, want 3"},
-		{name: "too many", fixture: "parse/sysctl-four", n: 3, wantErr: "more than 3 values"},
-		{name: "non-numeric", fixture: "parse/sysctl-nonnumeric", n: 1, wantErr: `not a number: "abc"`},
-		{name: "truncated", fixture: "parse/sysctl-truncated", n: 1, wantErr: "truncated"},
-		{name: "empty", fixture: "parse/sysctl-empty", n: 1, wantErr: "truncated"},
-		{name: "blank", fixture: "parse/sysctl-blank", n: 1, wantErr: "0 values, want 1"},
-		{name: "two lines", fixture: "parse/sysctl-two-lines", n: 1, wantErr: "more than one line"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got := make([]int64, tc.n)
-			err := parseSysctl(readFixture(t, tc.fixture), got, tc.signed)
-			if !checkErr(t, err, tc.wantErr) {
-				return
-			}
-			if diff := cmp.Diff(tc.want, got); diff != "" {
-				t.Errorf("values (-want +got):\n%s", diff)
-			}
-		})
-	}
-}
 
 const sysctlExpo = `
 sockbuf_net_core_netdev_max_backlog 1000
@@ -93,10 +57,10 @@ func TestSysctlCollectorErrors(t *testing.T) {
 	dir := t.TempDir()
 	copyTree(t, "testdata/proc-host/sys", filepath.Join(dir, "sys"))
 	writeTree(t, dir, map[string]string{"sys/net/core/rmem_max": "-1\n"})
-	if err := newSysctlCollector(Config{ProcPath: dir}).Update(discard(t)); err == nil || !strings.Contains(err.Error(), "rmem_max: not a number: negative value -1") {
+	if err := newSysctlCollector(Config{ProcPath: dir}).Update(context.Background(), discard(t)); err == nil || !strings.Contains(err.Error(), "rmem_max: not a number: negative value -1") {
 		t.Errorf("negative rmem_max: got %v", err)
 	}
-	err := newSysctlCollector(Config{ProcPath: t.TempDir()}).Update(discard(t))
+	err := newSysctlCollector(Config{ProcPath: t.TempDir()}).Update(context.Background(), discard(t))
 	if err == nil || !strings.Contains(err.Error(), "none of the sysctl files exist") {
 		t.Errorf("empty proc: got %v", err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/sockbuf/sockbuf_exporter/collector"
+	"github.com/sockbuf/sockbuf_exporter/metricshandler"
 )
 
 // defaultPort is ours alone: above the crowded 9xxx exporter range and clear of well-known services
@@ -31,15 +32,16 @@ func main() {
 	app := kingpin.New("sockbuf_exporter", "Exports where and why Linux drops TCP data for lack of receive-buffer room.")
 	var (
 		metricsPath   = app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
-		maxRequests   = app.Flag("web.max-requests", "Maximum number of parallel scrape requests. 0 disables the limit.").Default("40").Int()
+		maxRequests   = app.Flag("web.max-requests", "Maximum number of parallel scrape requests; more get HTTP 503. Concurrent scrapes share each collector's run, so a waiting scrape costs little. 0 disables the limit.").Default("100").Int()
+		maxAge        = app.Flag("collector.max-result-age", "A collector's result younger than this is served again to a later scrape instead of reading the kernel again (the values are then that old); 0 shares only a run in progress, which concurrent scrapes always do.").Default("0s").Duration()
 		timeoutOffset = app.Flag("web.timeout-offset", "Time kept back from Prometheus' scrape timeout (X-Prometheus-Scrape-Timeout-Seconds) so the answer arrives in time.").Default("500ms").Duration()
 		procPath      = app.Flag("path.procfs", "procfs mountpoint; /host/proc in a container that mounts the host's /proc there.").Default("/proc").String()
-		maxGroups     = app.Flag("collector.sockets.max-groups", "Most socket groups (role, port, cgroup, process) exported, at least 2; the rest fold into port=\"other\", one group per role (sockbuf_socket_groups_folded counts them).").Default("200").Int()
-		fullRatio     = app.Flag("collector.sockets.full-ratio", "rmem_alloc/rcvbuf at or above which a socket counts as full.").Default("0.9").Float64()
+		maxGroups     = app.Flag("collector.sockets.max-groups", "Most socket groups (role, port, cgroup, process) exported, at least 2; the rest fold into port=\"other\", one group per role (sockbuf_socket_groups_folded counts them).").Default(fmt.Sprint(collector.DefaultMaxGroups)).Int()
+		fullRatio     = app.Flag("collector.sockets.full-ratio", "rmem_alloc/rcvbuf at or above which a socket counts as full, in (0, 2].").Default(fmt.Sprint(collector.DefaultFullRatio)).Float64()
 		states        = app.Flag("collector.sockets.states", "Comma-separated TCP states to dump, ss names (established,syn-sent,syn-recv,fin-wait-1,fin-wait-2,time-wait,closed,close-wait,last-ack,closing) or all. Empty: every state that holds memory (not time-wait or syn-recv). LISTEN sockets are always dumped.").Default("").String()
-		tcpInfo       = app.Flag("collector.sockets.tcp-info", "Ask the kernel for tcp_info with each socket, for sockbuf_rcv_window_zero_sockets (kernel 6.2+); makes the dump about 25% slower.").Default("false").Bool()
-		cgroupAttr    = app.Flag("collector.sockets.cgroup", "Label socket groups with the owning cgroup v2's directory name (e.g. nginx.service), from the cgroup id in each inet_diag reply and a cached walk of the hierarchy; measured +5% scrape time with 200,000 sockets.").Default("true").Bool()
-		processAttr   = app.Flag("collector.sockets.process", "Label socket groups with the owning process name (comm), found by reading every /proc/<pid>/fd link on each scrape: 3-5µs per open descriptor on the host, measured +0.35-0.5s per scrape with 100,000 connections open (+170%). Needs root or CAP_SYS_PTRACE to see other users' processes.").Default("false").Bool()
+		tcpInfo       = app.Flag("collector.sockets.tcp-info", "Ask the kernel for tcp_info with each socket, for sockbuf_rcv_window_zero_sockets (kernel 6.2+); makes the dump slower (see the README's benchmarks).").Default("false").Bool()
+		cgroupAttr    = app.Flag("collector.sockets.cgroup", "Label socket groups with the owning cgroup v2's directory name (e.g. nginx.service), from the cgroup id in each inet_diag reply and a cached walk of the hierarchy.").Default("true").Bool()
+		processAttr   = app.Flag("collector.sockets.process", "Label socket groups with the owning process name (comm), found by reading the /proc/<pid>/fd links of the host's processes; its cost grows with the host's open descriptors (see the README's benchmarks). Needs root or CAP_SYS_PTRACE to see other users' processes.").Default("false").Bool()
 		cgroupRoot    = app.Flag("collector.sockets.cgroup-root", "Mount point of the cgroup v2 hierarchy. Empty: found in /proc/self/mountinfo (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts). Set it when /sys/fs/cgroup is not visible, e.g. under `ip netns exec`, which remounts /sys.").Default("").String()
 		netnsMax      = app.Flag("collector.netns.max-namespaces", "Most network namespaces the netns collector exports (at least 1), those with the most PruneCalled; the rest are counted in sockbuf_netns_namespaces_skipped.").Default("100").Int()
 		netnsSockets  = app.Flag("collector.netns.sockets", "Also dump the TCP sockets of every namespace the netns collector exports (sockbuf_netns_sockets, _recv_queue_bytes, _rcvbuf_full_sockets): one sock_diag client per namespace, opened inside it with setns, which needs CAP_SYS_ADMIN besides what --collector.netns needs; a namespace it cannot enter is counted in sockbuf_netns_socket_dump_errors_total.").Default("false").Bool()
@@ -77,7 +79,8 @@ func main() {
 		}
 	}
 	cfg := collector.Config{
-		ProcPath: *procPath,
+		ProcPath:     *procPath,
+		MaxResultAge: *maxAge,
 		Sockets: collector.SocketsConfig{
 			MaxGroups:          *maxGroups,
 			FullRatio:          *fullRatio,
@@ -106,7 +109,7 @@ func main() {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	http.Handle(*metricsPath, collector.NewHandler(exporter, base, collector.HandlerOpts{
+	http.Handle(*metricsPath, metricshandler.New(exporter, base, metricshandler.Opts{
 		MaxRequests: *maxRequests, TimeoutOffset: *timeoutOffset,
 	}, logger))
 	if *metricsPath != "/" {
@@ -123,7 +126,15 @@ func main() {
 		http.Handle("/", landing)
 	}
 
-	server := &http.Server{ReadHeaderTimeout: 10 * time.Second}
+	server := &http.Server{
+		// A scrape is a GET without a body: its request has no reason to take long, and idle keep-alive
+		// connections are closed so that they cannot pile up (each holds a descriptor and a goroutine).
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		// The longest scrape budget the handler grants, plus time to write the answer.
+		WriteTimeout: metricshandler.MaxScrapeTimeout + 30*time.Second,
+	}
 	if err := web.ListenAndServe(server, toolkitFlags, logger); err != nil {
 		logger.Error("serving", "err", err)
 		os.Exit(1)

@@ -1,9 +1,12 @@
-package collector
+// Package metricshandler serves the exporter's metrics over HTTP: one registry per request, so that the
+// collectors stop at the deadline Prometheus announces; a bound on parallel scrapes; gzip at the fastest level.
+package metricshandler
 
 import (
 	"compress/gzip"
 	"context"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -14,18 +17,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// HandlerOpts configures the /metrics handler.
-type HandlerOpts struct {
+// Scoper gives a prometheus.Collector whose collection stops when ctx ends (collector.Exporter).
+type Scoper interface {
+	WithContext(ctx context.Context) prometheus.Collector
+}
+
+// Opts configures the handler.
+type Opts struct {
 	// MaxRequests bounds parallel scrapes; 0 means no bound.
 	MaxRequests int
 	// TimeoutOffset is kept back from Prometheus' scrape timeout so that the answer arrives in time.
 	TimeoutOffset time.Duration
 }
 
-// NewHandler serves the exporter's metrics plus those of base (build info, Go runtime, process). Each request
-// gets its own registry so that its collectors stop at the deadline Prometheus announces in the
+// New serves the exporter's metrics plus those of base (build info, Go runtime, process). Each request gets
+// its own registry so that its collectors stop at the deadline Prometheus announces in the
 // X-Prometheus-Scrape-Timeout-Seconds header.
-func NewHandler(e *Exporter, base prometheus.Gatherer, opts HandlerOpts, logger *slog.Logger) http.Handler {
+func New(e Scoper, base prometheus.Gatherer, opts Opts, logger *slog.Logger) http.Handler {
 	var inflight chan struct{}
 	if opts.MaxRequests > 0 {
 		inflight = make(chan struct{}, opts.MaxRequests)
@@ -105,17 +113,29 @@ func acceptsGzip(header string) bool {
 	return false
 }
 
+// Bounds of a scrape timeout taken from the header: a value outside them is clamped, since Prometheus' own
+// scrape timeouts are seconds to minutes and a budget of a day (or of 1e-300 s) is a mistake, not a wish.
+const (
+	MinScrapeTimeout = 100 * time.Millisecond
+	MaxScrapeTimeout = 2 * time.Minute
+)
+
 // ScrapeBudget turns the scrape-timeout header into the time the collectors may take: the timeout less
-// offset, but never less than half of it, so that a small timeout still leaves the collectors some time.
+// offset, but never less than half of it, so that a small timeout still leaves the collectors some time. A
+// header that is not a positive finite number of seconds is treated as absent (ok false: the collectors get
+// their default deadline); a timeout outside [MinScrapeTimeout, MaxScrapeTimeout] is clamped into it.
 func ScrapeBudget(header string, offset time.Duration) (time.Duration, bool) {
 	if header == "" {
 		return 0, false
 	}
-	secs, err := strconv.ParseFloat(header, 64)
-	if err != nil || secs <= 0 || secs > 86400 {
+	secs, err := strconv.ParseFloat(strings.TrimSpace(header), 64)
+	if err != nil || math.IsNaN(secs) || math.IsInf(secs, 0) || secs <= 0 {
 		return 0, false
 	}
-	timeout := time.Duration(secs * float64(time.Second))
+	timeout := MaxScrapeTimeout
+	if secs < MaxScrapeTimeout.Seconds() {
+		timeout = max(time.Duration(secs*float64(time.Second)), MinScrapeTimeout)
+	}
 	budget := timeout - offset
 	if budget < timeout/2 {
 		budget = timeout / 2

@@ -1,32 +1,40 @@
-package collector
+// Package sockagg folds TCP sockets into bounded groups: per role (server when the local port has a LISTEN
+// socket, else client), port and owner (cgroup id, process), with sums, a fill-ratio and an rcvbuf-size
+// histogram, the fullest listener per port, a cap on the groups with the rest folded into port="other", and
+// per-group drops counters that survive sockets closing and groups folding. It does no system calls and
+// knows nothing of Prometheus, so tests feed it synthetic sockets and every socket engine shares it. The hot
+// path (Add) finds a socket's group through a port-indexed table and never allocates once the slices have
+// grown to the host's size: they live in the Aggregator and are cleared, not reallocated, every scrape.
+package sockagg
 
 import (
 	"cmp"
 	"math"
 	"slices"
+	"strconv"
 
 	"github.com/sockbuf/sockbuf_exporter/sockdiag"
 )
 
-// This file is the pure part of the sockets collector: it turns a stream of sockdiag.Socket into per-group
-// sums, two histograms and a drops counter, without system calls, so tests can feed it synthetic sockets.
-// The hot path (add) does one map lookup per socket and never allocates once the maps have grown to the
-// host's size: the maps and slices live in the aggregator and are cleared, not reallocated, every scrape.
-
 // Socket roles. A socket is a server socket when its local port is one a LISTEN socket of the namespace
 // listens on; every other non-listening socket is a client socket, grouped by the port it talks to.
 const (
-	roleClient uint8 = iota
-	roleServer
+	Client Role = iota
+	Server
 )
 
-var roleNames = [...]string{roleClient: "client", roleServer: "server"}
+// Role is a socket's side of the connection: the value of the role label.
+type Role uint8
 
-// foldedPort is the port label of the groups that did not fit under the cap.
-const foldedPort = "other"
+func (r Role) String() string { return RoleNames[r] }
+
+var RoleNames = [...]string{Client: "client", Server: "server"}
+
+// FoldedPort is the port label of the groups that did not fit under the cap.
+const FoldedPort = "other"
 
 // fillBuckets are the upper bounds of sockbuf_rmem_fill_ratio. 0 separates idle sockets (almost all of
-// them) from the rest; the configured full ratio is added when missing so the histogram agrees with
+// them) from the rest; the configured full ratio is added when missing so the Histogram agrees with
 // sockbuf_rcvbuf_full_sockets; rmem_alloc can exceed rcvbuf shortly before the kernel prunes, hence 1.5.
 var fillBuckets = []float64{0, 0.1, 0.25, 0.5, 0.75, 0.9, 1, 1.5}
 
@@ -49,141 +57,152 @@ type groupKey struct {
 	cgroupID uint64
 	process  int32
 	port     uint16
-	role     uint8
+	role     Role
 }
 
-// groupStats are the sums over one group's sockets.
-type groupStats struct {
-	sockets      uint64
-	recvQueue    uint64
-	recvQueueMax uint64
-	sendQueue    uint64
-	rmemAlloc    uint64
-	rcvbuf       uint64
-	full         uint64
-	zeroWindow   uint64 // sockets advertising a zero receive window (tcp_info, when asked for)
-	drops        uint64 // drops added on this scrape (deltas since the previous one)
+// Stats are the sums over one group's sockets.
+type Stats struct {
+	Sockets      uint64
+	RecvQueue    uint64
+	RecvQueueMax uint64
+	SendQueue    uint64
+	RmemAlloc    uint64
+	Rcvbuf       uint64
+	Full         uint64
+	ZeroWindow   uint64 // sockets advertising a zero receive window (tcp_info, when asked for)
+	Drops        uint64 // drops added on this scrape (deltas since the previous one)
 }
 
 // add counts a non-listening socket into g; the netns collector sums a namespace's sockets with it too. It
 // returns the socket's rmem_alloc/rcvbuf, ok false when the socket has no buffers (TIME_WAIT and SYN_RECV
 // mini-sockets) or a zero rcvbuf.
-func (g *groupStats) add(s *sockdiag.Socket, fullRatio float64) (fill float64, ok bool) {
-	g.sockets++
+func (g *Stats) Add(s *sockdiag.Socket, fullRatio float64) (fill float64, ok bool) {
+	g.Sockets++
 	rq := uint64(s.RQueue)
-	g.recvQueue += rq
-	g.recvQueueMax = max(g.recvQueueMax, rq)
-	g.sendQueue += uint64(s.WQueue)
+	g.RecvQueue += rq
+	g.RecvQueueMax = max(g.RecvQueueMax, rq)
+	g.SendQueue += uint64(s.WQueue)
 	if s.HasRcvWnd() && s.TCPInfo.RcvWnd == 0 && s.State == sockdiag.StateEstablished {
-		g.zeroWindow++
+		g.ZeroWindow++
 	}
 	if !s.HasSKMemInfo {
 		return 0, false
 	}
 	m := &s.SKMemInfo
-	g.rmemAlloc += uint64(m.RmemAlloc)
-	g.rcvbuf += uint64(m.Rcvbuf)
+	g.RmemAlloc += uint64(m.RmemAlloc)
+	g.Rcvbuf += uint64(m.Rcvbuf)
 	if m.Rcvbuf == 0 {
 		return 0, false
 	}
 	fill = float64(m.RmemAlloc) / float64(m.Rcvbuf)
 	if fill >= fullRatio {
-		g.full++
+		g.Full++
 	}
 	return fill, true
 }
 
-func (g *groupStats) merge(o *groupStats) {
-	g.sockets += o.sockets
-	g.recvQueue += o.recvQueue
-	g.recvQueueMax = max(g.recvQueueMax, o.recvQueueMax)
-	g.sendQueue += o.sendQueue
-	g.rmemAlloc += o.rmemAlloc
-	g.rcvbuf += o.rcvbuf
-	g.full += o.full
-	g.zeroWindow += o.zeroWindow
-	g.drops += o.drops
+func (g *Stats) Merge(o *Stats) {
+	g.Sockets += o.Sockets
+	g.RecvQueue += o.RecvQueue
+	g.RecvQueueMax = max(g.RecvQueueMax, o.RecvQueueMax)
+	g.SendQueue += o.SendQueue
+	g.RmemAlloc += o.RmemAlloc
+	g.Rcvbuf += o.Rcvbuf
+	g.Full += o.Full
+	g.ZeroWindow += o.ZeroWindow
+	g.Drops += o.Drops
 }
 
-// groupLabels is a group as exported: after cgroup ids and process indexes became names (two ids can share
+// Labels is a group as exported: after cgroup ids and process indexes became names (two ids can share
 // a name) and after folding (folded groups have other set and no attribution). Names, not indexes, key the
 // drops counters, which outlive the process name table.
-type groupLabels struct {
-	role    uint8
-	other   bool
-	port    uint16
-	cgroup  string
-	process string
+type Labels struct {
+	Role    Role
+	Other   bool // the groups folded beyond the cap: Port and attribution are empty
+	Port    uint16
+	Cgroup  string
+	Process string
 }
 
-func compareLabels(a, b groupLabels) int {
-	if c := cmp.Compare(a.role, b.role); c != 0 {
+// PortLabel is the value of the port label: the number, or "other" for the folded groups.
+func (l Labels) PortLabel() string { return PortLabel(l.Port, l.Other) }
+
+// PortLabel is the port label of a group or listening port: the number, or "other" for the folded ones.
+func PortLabel(port uint16, other bool) string {
+	if other {
+		return FoldedPort
+	}
+	return strconv.Itoa(int(port))
+}
+
+func compareLabels(a, b Labels) int {
+	if c := cmp.Compare(a.Role, b.Role); c != 0 {
 		return -c // servers first: there are few of them and they are the host's own services
 	}
-	if a.other != b.other {
-		if a.other {
+	if a.Other != b.Other {
+		if a.Other {
 			return 1
 		}
 		return -1
 	}
-	return cmp.Or(cmp.Compare(a.port, b.port), cmp.Compare(a.cgroup, b.cgroup), cmp.Compare(a.process, b.process))
+	return cmp.Or(cmp.Compare(a.Port, b.Port), cmp.Compare(a.Cgroup, b.Cgroup), cmp.Compare(a.Process, b.Process))
 }
 
-// group is one exported group with its sums; drops is the group's cumulative counter.
-type group struct {
-	labels groupLabels
-	stats  groupStats
-	drops  uint64
+// Group is one exported group with its sums; Drops is the group's cumulative counter.
+type Group struct {
+	Labels Labels
+	Stats  Stats
+	Drops  uint64
 	gen    uint32 // the scrape that last saw the group live
 }
 
-// listenStats is the fullest LISTEN socket of one port (of its IPv4 and IPv6 sockets, and of several
+// Listener is the fullest LISTEN socket of one port (of its IPv4 and IPv6 sockets, and of several
 // SO_REUSEPORT ones). Each listener has an accept queue of its own and the kernel drops connections on a full
 // one even when the port's other listeners have room, so sums would hide exactly the listener to alert on.
-type listenStats struct {
-	port   uint16
-	other  bool
-	length uint64 // accept queue: connections waiting for accept()
-	limit  uint64 // the backlog the application passed to listen(), capped by net.core.somaxconn
+type Listener struct {
+	Port   uint16
+	Other  bool   // the fullest of the ports beyond the cap
+	Length uint64 // accept queue: connections waiting for accept()
+	Limit  uint64 // the backlog the application passed to listen(), capped by net.core.somaxconn
 }
 
 // fill is length / limit; a listener with backlog 0 is full as soon as one connection waits.
-func (l *listenStats) fill() float64 {
-	if l.limit == 0 {
-		if l.length == 0 {
+func (l *Listener) fill() float64 {
+	if l.Limit == 0 {
+		if l.Length == 0 {
 			return 0
 		}
 		return math.Inf(1)
 	}
-	return float64(l.length) / float64(l.limit)
+	return float64(l.Length) / float64(l.Limit)
 }
 
 // compareFullness orders listeners fullest first: by fill, then by the longer queue, then by the smaller
 // limit, so that the choice does not depend on the order of the dump.
-func compareFullness(x, y *listenStats) int {
-	return cmp.Or(-cmp.Compare(x.fill(), y.fill()), -cmp.Compare(x.length, y.length), cmp.Compare(x.limit, y.limit))
+func compareFullness(x, y *Listener) int {
+	return cmp.Or(-cmp.Compare(x.fill(), y.fill()), -cmp.Compare(x.Length, y.Length), cmp.Compare(x.Limit, y.Limit))
 }
 
 // takeFullest makes l the fullest of l and o.
-func (l *listenStats) takeFullest(o *listenStats) {
+func (l *Listener) takeFullest(o *Listener) {
 	if compareFullness(o, l) < 0 {
-		l.length, l.limit = o.length, o.limit
+		l.Length, l.Limit = o.Length, o.Limit
 	}
 }
 
-// histogram counts observations per bucket (not cumulative until exported).
-type histogram struct {
+// Histogram counts observations per bucket (not cumulative until exported).
+type Histogram struct {
 	bounds []float64
 	counts []uint64 // len(bounds)+1: the last one is above every bound
 	sum    float64
 	count  uint64
 }
 
-func newHistogram(bounds []float64) histogram {
-	return histogram{bounds: bounds, counts: make([]uint64, len(bounds)+1)}
+func newHistogram(bounds []float64) Histogram {
+	return Histogram{bounds: bounds, counts: make([]uint64, len(bounds)+1)}
 }
 
-func (h *histogram) observe(v float64) {
+func (h *Histogram) observe(v float64) {
 	i := 0
 	for i < len(h.bounds) && v > h.bounds[i] {
 		i++
@@ -193,13 +212,13 @@ func (h *histogram) observe(v float64) {
 	h.count++
 }
 
-func (h *histogram) reset() {
+func (h *Histogram) reset() {
 	clear(h.counts)
 	h.sum, h.count = 0, 0
 }
 
-// cumulative returns the buckets as Prometheus wants them: upper bound → observations at or below it.
-func (h *histogram) cumulative() map[float64]uint64 {
+// Cumulative returns the buckets as Prometheus wants them: upper bound → observations at or below it.
+func (h *Histogram) Cumulative() map[float64]uint64 {
 	out := make(map[float64]uint64, len(h.bounds))
 	var n uint64
 	for i, b := range h.bounds {
@@ -265,11 +284,11 @@ func (d *dropTracker) commit() {
 	}
 }
 
-// maxDropCounters bounds the groups whose cumulative drops the aggregator remembers while they are not
+// MaxDropCounters bounds the groups whose cumulative drops the Aggregator remembers while they are not
 // exported live (folded into port="other", or without sockets). Only groups that ever dropped are
 // remembered; beyond the bound the one live longest ago is forgotten, and its counter restarts from 0 if the
 // group comes back. About 100 bytes an entry. The HELP of sockbuf_socket_drops_total names this number.
-const maxDropCounters = 1 << 14
+const MaxDropCounters = 1 << 14
 
 // dropTotal is a group's cumulative drops counter, the scrape that last saw the group with sockets (folded
 // or not) and the scrape that last exported it live.
@@ -279,9 +298,9 @@ type dropTotal struct {
 	shown uint32
 }
 
-// aggregator holds everything that persists between scrapes. It is not safe for concurrent use; the
+// Aggregator holds everything that persists between scrapes. It is not safe for concurrent use; the
 // collector serializes scrapes around it.
-type aggregator struct {
+type Aggregator struct {
 	maxGroups int
 	fullRatio float64
 	cgroups   bool // key groups by cgroup id; otherwise every socket gets id 0
@@ -289,33 +308,38 @@ type aggregator struct {
 	gen       uint32
 	listening [65536 / 64]uint64 // bitset of listening ports, for the role of each socket
 	listeners map[uint16]int     // port → index in listen
-	listen    []listenStats
+	listen    []Listener
 	states    [16]uint64 // by idiag_state
 
-	index  map[groupKey]int32
+	// byPort[role][port] is 1 + the index in groups of the first group of that role and port, 0 for none;
+	// the port's other groups (other cgroups or processes) follow through groupKeyStats.next. A socket's
+	// group is found with two array reads and, on a host where a port has one owner, one comparison,
+	// where a map keyed by the whole groupKey would hash 24 bytes per socket.
+	byPort [len(RoleNames)][65536]int32
 	groups []groupKeyStats
 
-	fill histogram
-	size histogram
+	fill Histogram
+	size Histogram
 
-	drops      dropTracker
-	dropTotals map[groupLabels]dropTotal // by the group's own labels, and one per role for port="other"
-	dropLimit  int                       // maxDropCounters; tests lower it
+	tracker    dropTracker
+	dropTotals map[Labels]dropTotal // by the group's own labels, and one per role for port="other"
+	dropLimit  int                  // MaxDropCounters; tests lower it
 
 	// Output of finish, reused.
-	merged   map[groupLabels]int
-	out      []group
-	outOld   []group // counters of groups without live sockets this scrape
-	outListn []listenStats
+	merged   map[Labels]int
+	out      []Group
+	outOld   []Group // counters of groups without live sockets this scrape
+	outListn []Listener
 	folded   int
 }
 
 type groupKeyStats struct {
 	key   groupKey
-	stats groupStats
+	next  int32 // 1 + index of the next group of the same role and port, 0 at the end
+	stats Stats
 }
 
-func newAggregator(maxGroups int, fullRatio float64, cgroups bool) *aggregator {
+func New(maxGroups int, fullRatio float64, cgroups bool) *Aggregator {
 	if maxGroups < 2 {
 		maxGroups = 2 // one "other" group per role must always fit
 	}
@@ -324,31 +348,30 @@ func newAggregator(maxGroups int, fullRatio float64, cgroups bool) *aggregator {
 		fb = append(slices.Clone(fb), fullRatio)
 		slices.Sort(fb)
 	}
-	return &aggregator{
+	return &Aggregator{
 		maxGroups:  maxGroups,
 		fullRatio:  fullRatio,
 		cgroups:    cgroups,
 		listeners:  map[uint16]int{},
-		index:      map[groupKey]int32{},
 		fill:       newHistogram(fb),
 		size:       newHistogram(rcvbufBuckets),
-		drops:      dropTracker{byCookie: map[uint64]dropEntry{}, limit: maxTrackedDroppers},
-		dropTotals: map[groupLabels]dropTotal{},
-		dropLimit:  maxDropCounters,
-		merged:     map[groupLabels]int{},
+		tracker:    dropTracker{byCookie: map[uint64]dropEntry{}, limit: maxTrackedDroppers},
+		dropTotals: map[Labels]dropTotal{},
+		dropLimit:  MaxDropCounters,
+		merged:     map[Labels]int{},
 	}
 }
 
 // begin starts a scrape.
-func (a *aggregator) begin() {
+func (a *Aggregator) Begin() {
 	a.gen++
-	a.drops.gen = a.gen
-	a.resetListeners()
-	a.resetSockets()
+	a.tracker.gen = a.gen
+	a.ResetListeners()
+	a.ResetSockets()
 }
 
 // resetListeners forgets the listeners seen so far; the collector calls it again when a dump restarts.
-func (a *aggregator) resetListeners() {
+func (a *Aggregator) ResetListeners() {
 	clear(a.listening[:])
 	clear(a.listeners)
 	a.listen = a.listen[:0]
@@ -357,22 +380,25 @@ func (a *aggregator) resetListeners() {
 
 // resetSockets forgets the non-listening sockets seen so far; the collector calls it again when a dump
 // restarts. Tracked drops need no reset: their deltas are recomputed from the committed baseline.
-func (a *aggregator) resetSockets() {
+func (a *Aggregator) ResetSockets() {
 	listen := a.states[sockdiag.StateListen]
 	clear(a.states[:])
 	a.states[sockdiag.StateListen] = listen
-	clear(a.index)
+	for i := range a.groups {
+		k := &a.groups[i].key
+		a.byPort[k.role][k.port] = 0 // clears what this scrape touched: a few entries, not 256 KiB
+	}
 	a.groups = a.groups[:0]
 	a.fill.reset()
 	a.size.reset()
 }
 
 // addListener records a LISTEN socket. Every listener must be added before the first add.
-func (a *aggregator) addListener(s *sockdiag.Socket) {
+func (a *Aggregator) AddListener(s *sockdiag.Socket) {
 	port := s.Src.Port()
 	a.states[sockdiag.StateListen]++
 	a.listening[port/64] |= 1 << (port % 64)
-	this := listenStats{port: port, length: uint64(s.AcceptQueue()), limit: uint64(s.AcceptQueueLimit())}
+	this := Listener{Port: port, Length: uint64(s.AcceptQueue()), Limit: uint64(s.AcceptQueueLimit())}
 	i, ok := a.listeners[port]
 	if !ok {
 		a.listeners[port] = len(a.listen)
@@ -384,23 +410,17 @@ func (a *aggregator) addListener(s *sockdiag.Socket) {
 
 // add records a non-listening socket; process is the owner's index in the process names, 0 for none. LISTEN
 // sockets go to addListener only: the collector skips them in the full dump, their own dump counted them.
-func (a *aggregator) add(s *sockdiag.Socket, process int32) {
+func (a *Aggregator) Add(s *sockdiag.Socket, process int32) {
 	a.states[s.State&15]++
-	k := groupKey{process: process, role: roleClient, port: s.Dst.Port()}
+	k := groupKey{process: process, role: Client, port: s.Dst.Port()}
 	if lp := s.Src.Port(); a.listening[lp/64]&(1<<(lp%64)) != 0 {
-		k.role, k.port = roleServer, lp
+		k.role, k.port = Server, lp
 	}
 	if a.cgroups && s.HasCgroupID {
 		k.cgroupID = s.CgroupID
 	}
-	i, ok := a.index[k]
-	if !ok {
-		i = int32(len(a.groups))
-		a.groups = append(a.groups, groupKeyStats{key: k})
-		a.index[k] = i
-	}
-	g := &a.groups[i].stats
-	if fill, ok := g.add(s, a.fullRatio); ok {
+	g := &a.groups[a.lookup(k)].stats
+	if fill, ok := g.Add(s, a.fullRatio); ok {
 		a.fill.observe(fill)
 	}
 	if !s.HasSKMemInfo {
@@ -411,8 +431,21 @@ func (a *aggregator) add(s *sockdiag.Socket, process int32) {
 		a.size.observe(float64(m.Rcvbuf))
 	}
 	if m.Drops > 0 {
-		g.drops += a.drops.observe(s.Cookie, m.Drops)
+		g.Drops += a.tracker.observe(s.Cookie, m.Drops)
 	}
+}
+
+// lookup returns the index of k's group in a.groups, adding the group if new.
+func (a *Aggregator) lookup(k groupKey) int {
+	head := &a.byPort[k.role][k.port]
+	for i := *head; i != 0; i = a.groups[i-1].next {
+		if a.groups[i-1].key == k {
+			return int(i - 1)
+		}
+	}
+	a.groups = append(a.groups, groupKeyStats{key: k, next: *head})
+	*head = int32(len(a.groups))
+	return len(a.groups) - 1
 }
 
 // finish ends a scrape: it names the groups (cgroupName maps a cgroup id to its label, processName a process
@@ -427,40 +460,40 @@ func (a *aggregator) add(s *sockdiag.Socket, process int32) {
 // where it was, its drops while folded included. The "other" counter of a role is an accumulator of its own
 // that adds the deltas of whatever is folded on each scrape; it is not the sum of its members' counters,
 // which would fall when a member with many drops leaves it.
-func (a *aggregator) finish(cgroupName func(id uint64) string, processName func(int32) string) {
-	a.drops.commit()
+func (a *Aggregator) Finish(cgroupName func(id uint64) string, processName func(int32) string) {
+	a.tracker.commit()
 
 	clear(a.merged)
 	a.out = a.out[:0]
 	for i := range a.groups {
 		g := &a.groups[i]
-		l := groupLabels{role: g.key.role, port: g.key.port}
+		l := Labels{Role: g.key.role, Port: g.key.port}
 		if g.key.cgroupID != 0 && cgroupName != nil {
-			l.cgroup = cgroupName(g.key.cgroupID)
+			l.Cgroup = cgroupName(g.key.cgroupID)
 		}
 		if g.key.process != 0 && processName != nil {
-			l.process = processName(g.key.process)
+			l.Process = processName(g.key.process)
 		}
 		j, ok := a.merged[l]
 		if !ok {
 			j = len(a.out)
-			a.out = append(a.out, group{labels: l})
+			a.out = append(a.out, Group{Labels: l})
 			a.merged[l] = j
 		}
-		a.out[j].stats.merge(&g.stats)
+		a.out[j].Stats.Merge(&g.stats)
 	}
 	for i := range a.out {
-		a.addDrops(a.out[i].labels, a.out[i].stats.drops)
+		a.addDrops(a.out[i].Labels, a.out[i].Stats.Drops)
 	}
 
 	// Keep the groups an operator most needs to see: full sockets first, then queued bytes, then size.
 	// Ties break on the labels so that the kept set does not flap between scrapes.
-	slices.SortFunc(a.out, func(x, y group) int {
+	slices.SortFunc(a.out, func(x, y Group) int {
 		return cmp.Or(
-			-cmp.Compare(x.stats.full, y.stats.full),
-			-cmp.Compare(x.stats.recvQueue, y.stats.recvQueue),
-			-cmp.Compare(x.stats.sockets, y.stats.sockets),
-			compareLabels(x.labels, y.labels))
+			-cmp.Compare(x.Stats.Full, y.Stats.Full),
+			-cmp.Compare(x.Stats.RecvQueue, y.Stats.RecvQueue),
+			-cmp.Compare(x.Stats.Sockets, y.Stats.Sockets),
+			compareLabels(x.Labels, y.Labels))
 	})
 	a.folded = 0
 	if len(a.out) > a.maxGroups {
@@ -469,15 +502,15 @@ func (a *aggregator) finish(cgroupName func(id uint64) string, processName func(
 
 	for i := range a.out {
 		g := &a.out[i]
-		if g.labels.other {
-			a.addDrops(g.labels, g.stats.drops)
+		if g.Labels.Other {
+			a.addDrops(g.Labels, g.Stats.Drops)
 		}
-		t, ok := a.dropTotals[g.labels]
+		t, ok := a.dropTotals[g.Labels]
 		if ok {
 			t.shown = a.gen
-			a.dropTotals[g.labels] = t
+			a.dropTotals[g.Labels] = t
 		}
-		g.drops = t.value
+		g.Drops = t.value
 	}
 	a.collectOldTotals()
 	a.finishListeners()
@@ -485,7 +518,7 @@ func (a *aggregator) finish(cgroupName func(id uint64) string, processName func(
 
 // addDrops adds a group's drops of this scrape to its counter and marks the group as live. Groups that never
 // dropped take no memory.
-func (a *aggregator) addDrops(l groupLabels, delta uint64) {
+func (a *Aggregator) addDrops(l Labels, delta uint64) {
 	t, ok := a.dropTotals[l]
 	if !ok && delta == 0 {
 		return
@@ -497,25 +530,25 @@ func (a *aggregator) addDrops(l groupLabels, delta uint64) {
 
 // fold keeps the first groups of a.out (sorted) and merges the rest into one "other" group per role, so
 // that the output never has more than maxGroups groups.
-func (a *aggregator) fold() {
+func (a *Aggregator) fold() {
 	keep := a.maxGroups - 1
 	rest := a.out[keep:]
-	if slices.ContainsFunc(rest, func(g group) bool { return g.labels.role != rest[0].labels.role }) {
+	if slices.ContainsFunc(rest, func(g Group) bool { return g.Labels.Role != rest[0].Labels.Role }) {
 		keep = a.maxGroups - 2
 		rest = a.out[keep:]
 	}
-	var others [len(roleNames)]group
+	var others [len(RoleNames)]Group
 	for r := range others {
-		others[r].labels = groupLabels{role: uint8(r), other: true}
+		others[r].Labels = Labels{Role: Role(r), Other: true}
 	}
 	for i := range rest {
-		o := &others[rest[i].labels.role]
-		o.stats.merge(&rest[i].stats)
+		o := &others[rest[i].Labels.Role]
+		o.Stats.Merge(&rest[i].Stats)
 	}
 	a.folded = len(rest)
 	a.out = a.out[:keep]
 	for r := range others {
-		if others[r].stats.sockets > 0 {
+		if others[r].Stats.Sockets > 0 {
 			a.out = append(a.out, others[r])
 		}
 	}
@@ -526,25 +559,25 @@ func (a *aggregator) fold() {
 // went away last first). Counters without room stay remembered: their series comes back with its value when
 // there is room again or the group returns. Beyond dropLimit the counters of the groups live longest ago are
 // forgotten; the "other" counters and those exported live are never.
-func (a *aggregator) collectOldTotals() {
+func (a *Aggregator) collectOldTotals() {
 	a.outOld = a.outOld[:0]
 	evictable := 0
 	for l, t := range a.dropTotals {
 		if t.live != a.gen {
-			a.outOld = append(a.outOld, group{labels: l, drops: t.value, gen: t.live})
+			a.outOld = append(a.outOld, Group{Labels: l, Drops: t.value, gen: t.live})
 		}
-		if t.shown != a.gen && !l.other {
+		if t.shown != a.gen && !l.Other {
 			evictable++
 		}
 	}
 	// Newest first: the counters of groups that went away last are shown first.
-	slices.SortFunc(a.outOld, func(x, y group) int {
-		return cmp.Or(-cmp.Compare(x.gen, y.gen), compareLabels(x.labels, y.labels))
+	slices.SortFunc(a.outOld, func(x, y Group) int {
+		return cmp.Or(-cmp.Compare(x.gen, y.gen), compareLabels(x.Labels, y.Labels))
 	})
 	if room := max(a.maxGroups-len(a.out), 0); len(a.outOld) > room {
 		a.outOld = a.outOld[:room]
 	}
-	slices.SortFunc(a.outOld, func(x, y group) int { return compareLabels(x.labels, y.labels) })
+	slices.SortFunc(a.outOld, func(x, y Group) int { return compareLabels(x.Labels, y.Labels) })
 	if len(a.dropTotals) > a.dropLimit && evictable > 0 {
 		a.evictTotals()
 	}
@@ -552,36 +585,61 @@ func (a *aggregator) collectOldTotals() {
 
 // evictTotals forgets the counters of the groups live longest ago until at most dropLimit remain (or only
 // unevictable ones). It runs only when the bound is exceeded, so its allocation is rare.
-func (a *aggregator) evictTotals() {
-	var victims []group
+func (a *Aggregator) evictTotals() {
+	var victims []Group
 	for l, t := range a.dropTotals {
-		if t.shown != a.gen && !l.other {
-			victims = append(victims, group{labels: l, gen: t.live})
+		if t.shown != a.gen && !l.Other {
+			victims = append(victims, Group{Labels: l, gen: t.live})
 		}
 	}
-	slices.SortFunc(victims, func(x, y group) int {
-		return cmp.Or(cmp.Compare(x.gen, y.gen), compareLabels(x.labels, y.labels))
+	slices.SortFunc(victims, func(x, y Group) int {
+		return cmp.Or(cmp.Compare(x.gen, y.gen), compareLabels(x.Labels, y.Labels))
 	})
 	for _, v := range victims[:min(len(victims), len(a.dropTotals)-a.dropLimit)] {
-		delete(a.dropTotals, v.labels)
+		delete(a.dropTotals, v.Labels)
 	}
 	// A forgotten counter must not be exported on this scrape either: its next value would start from 0.
-	a.outOld = slices.DeleteFunc(a.outOld, func(g group) bool {
-		_, ok := a.dropTotals[g.labels]
+	a.outOld = slices.DeleteFunc(a.outOld, func(g Group) bool {
+		_, ok := a.dropTotals[g.Labels]
 		return !ok
 	})
 }
 
 // finishListeners caps the listening ports like the groups: the fullest ports stay, and port="other" shows
 // the fullest of the rest, as a port shows the fullest of its listeners.
-func (a *aggregator) finishListeners() {
+func (a *Aggregator) finishListeners() {
 	a.outListn = append(a.outListn[:0], a.listen...)
-	slices.SortFunc(a.outListn, func(x, y listenStats) int {
-		return cmp.Or(compareFullness(&x, &y), cmp.Compare(x.port, y.port))
+	slices.SortFunc(a.outListn, func(x, y Listener) int {
+		return cmp.Or(compareFullness(&x, &y), cmp.Compare(x.Port, y.Port))
 	})
 	if len(a.outListn) > a.maxGroups {
 		rest := a.outListn[a.maxGroups-1:]
-		other := listenStats{other: true, length: rest[0].length, limit: rest[0].limit} // sorted: the fullest
+		other := Listener{Other: true, Length: rest[0].Length, Limit: rest[0].Limit} // sorted: the fullest
 		a.outListn = append(a.outListn[:a.maxGroups-1], other)
 	}
 }
+
+// Groups are the live groups of the last Finish, the folded ones last; valid until the next Begin.
+func (a *Aggregator) Groups() []Group { return a.out }
+
+// OldGroups are the groups without a live socket whose drops counters are still exported, with Drops set.
+func (a *Aggregator) OldGroups() []Group { return a.outOld }
+
+// Listeners are the listening ports of the last Finish, at most the group cap.
+func (a *Aggregator) Listeners() []Listener { return a.outListn }
+
+// Folded is how many groups the last Finish folded into port="other".
+func (a *Aggregator) Folded() int { return a.folded }
+
+// Fill is the histogram of rmem_alloc/rcvbuf over the sockets with buffers.
+func (a *Aggregator) Fill() *Histogram { return &a.fill }
+
+// Size is the histogram of rcvbuf over ESTABLISHED sockets.
+func (a *Aggregator) Size() *Histogram { return &a.size }
+
+// States counts the sockets of the last scrape by idiag_state.
+func (a *Aggregator) States() *[16]uint64 { return &a.states }
+
+// Count and Sum are the histogram's observations and their sum.
+func (h *Histogram) Count() uint64 { return h.count }
+func (h *Histogram) Sum() float64  { return h.sum }

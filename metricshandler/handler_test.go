@@ -1,0 +1,181 @@
+package metricshandler
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sockbuf/sockbuf_exporter/collector"
+)
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// fakeCollector runs update on every scrape.
+type fakeCollector struct {
+	update func(ch chan<- prometheus.Metric) error
+}
+
+func (f fakeCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+	return f.update(ch)
+}
+
+var fakeDesc = prometheus.NewDesc("sockbuf_fake_value", "A value for tests.", nil, nil)
+
+func emits(v float64) fakeCollector {
+	return fakeCollector{update: func(ch chan<- prometheus.Metric) error {
+		ch <- prometheus.MustNewConstMetric(fakeDesc, prometheus.GaugeValue, v)
+		return nil
+	}}
+}
+
+func TestScrapeBudget(t *testing.T) {
+	for _, tc := range []struct {
+		header string
+		offset time.Duration
+		want   time.Duration
+		ok     bool
+	}{
+		{"", time.Second, 0, false},
+		{"garbage", time.Second, 0, false},
+		{"-1", time.Second, 0, false},
+		{"0", time.Second, 0, false},
+		{"10", 500 * time.Millisecond, 9500 * time.Millisecond, true},
+		{"0.5", 500 * time.Millisecond, 250 * time.Millisecond, true},
+		{"1.5", 0, 1500 * time.Millisecond, true},
+		// Not a positive finite number: absent, so the collectors get their default deadline.
+		{"NaN", 0, 0, false},
+		{"nan", 0, 0, false},
+		{"Inf", 0, 0, false},
+		{"-Inf", 0, 0, false},
+		{"+Inf", 0, 0, false},
+		// Clamped into [MinScrapeTimeout, MaxScrapeTimeout].
+		{"1e-300", 0, MinScrapeTimeout, true},
+		{"1e9", 0, MaxScrapeTimeout, true},
+		{"86401", 500 * time.Millisecond, MaxScrapeTimeout - 500*time.Millisecond, true},
+		{"600", 0, MaxScrapeTimeout, true},
+	} {
+		got, ok := ScrapeBudget(tc.header, tc.offset)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("ScrapeBudget(%q, %v) = %v, %v; want %v, %v", tc.header, tc.offset, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func TestHandlerHonoursTimeoutHeaderAndLimit(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 4)
+	e := collector.NewExporter(map[string]collector.Collector{
+		"slow": fakeCollector{update: func(ch chan<- prometheus.Metric) error {
+			started <- struct{}{}
+			<-release
+			return nil
+		}},
+	}, 0, discardLogger())
+	h := New(e, prometheus.NewRegistry(), Opts{MaxRequests: 1, TimeoutOffset: 0}, discardLogger())
+
+	// With a 0.2 s timeout the handler must answer although the collector never finishes.
+	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "0.2")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status %d, want 200", rec.Code)
+	}
+	if !strings.Contains(rec.Body.String(), `sockbuf_scrape_collector_success{collector="slow"} 0`) {
+		t.Errorf("timed-out collector not reported as failed:\n%s", rec.Body.String())
+	}
+	<-started
+
+	close(release)
+}
+
+// blockingScoper's collection blocks until release is closed; entered gets a value when one starts.
+type blockingScoper struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (b blockingScoper) WithContext(context.Context) prometheus.Collector { return b }
+func (b blockingScoper) Describe(chan<- *prometheus.Desc)                 {}
+func (b blockingScoper) Collect(chan<- prometheus.Metric) {
+	b.entered <- struct{}{}
+	<-b.release
+}
+
+func TestHandlerLimitsParallelScrapes(t *testing.T) {
+	b := blockingScoper{entered: make(chan struct{}, 4), release: make(chan struct{})}
+	h := New(b, prometheus.NewRegistry(), Opts{MaxRequests: 1}, discardLogger())
+	done := make(chan int, 1)
+	go func() {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		done <- rec.Code
+	}()
+	<-b.entered // the first scrape holds the only slot
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("second concurrent scrape: status %d, want 503", rec.Code)
+	}
+	close(b.release)
+	if code := <-done; code != http.StatusOK {
+		t.Errorf("first scrape: status %d, want 200", code)
+	}
+}
+
+func TestAcceptsGzip(t *testing.T) {
+	for header, want := range map[string]bool{
+		"":                          false,
+		"gzip":                      true,
+		"identity":                  false,
+		"gzip, deflate":             true,
+		"deflate, GZIP":             true,
+		"gzip;q=0":                  false,
+		"gzip; q=0.000":             false,
+		"gzip;q=0.5":                true,
+		"*":                         true,
+		"zstd, identity;q=1, *;q=0": false,
+	} {
+		if got := acceptsGzip(header); got != want {
+			t.Errorf("acceptsGzip(%q) = %v, want %v", header, got, want)
+		}
+	}
+}
+
+func TestHandlerGzip(t *testing.T) {
+	e := collector.NewExporter(map[string]collector.Collector{"good": emits(1)}, 0, discardLogger())
+	h := New(e, prometheus.NewRegistry(), Opts{}, discardLogger())
+	for _, enc := range []string{"gzip", ""} {
+		req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+		req.Header.Set("Accept-Encoding", enc)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		body := rec.Body.Bytes()
+		if enc == "gzip" {
+			if got := rec.Header().Get("Content-Encoding"); got != "gzip" {
+				t.Fatalf("Content-Encoding = %q, want gzip", got)
+			}
+			zr, err := gzip.NewReader(bytes.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if body, err = io.ReadAll(zr); err != nil {
+				t.Fatal(err)
+			}
+		} else if got := rec.Header().Get("Content-Encoding"); got != "" {
+			t.Fatalf("Content-Encoding = %q without Accept-Encoding", got)
+		}
+		if !strings.Contains(string(body), "sockbuf_fake_value 1") {
+			t.Errorf("Accept-Encoding %q: body lacks the metric:\n%s", enc, body)
+		}
+	}
+}
