@@ -211,6 +211,14 @@ func (a *analysis) overflowing(v *groupView) (yes bool, conf Confidence, why str
 	if !a.harm || v.fullSamples == 0 {
 		return false, Low, ""
 	}
+	if a.bpfDrops() {
+		// The bpf collector counted every drop by group: a group without overflow drops lost nothing. The
+		// namespace's collapse goes to the dropping groups when there are any, to full groups otherwise.
+		if a.bpfOverflowAnywhere() || a.collapse.V == 0 {
+			return false, Low, ""
+		}
+		return true, Medium, "bpf saw no drop; the namespace's collapse counter cannot be split by socket group and is put on this group because its sockets were full"
+	}
 	conf = Medium
 	why = "without the bpf collector the namespace's collapse and drop counters cannot be split by socket group; " +
 		"they are put on this group because its sockets were full"
@@ -223,6 +231,18 @@ func (a *analysis) overflowing(v *groupView) (yes bool, conf Confidence, why str
 		why = fmt.Sprintf("its sockets were full in only %d of %d samples", v.fullSamples, v.n)
 	}
 	return true, conf, why
+}
+
+// bpfDrops: the bpf collector counted receive drops by group over the window.
+func (a *analysis) bpfDrops() bool { return a.ev.BPF != nil && a.ev.Sources.BPFDrops }
+
+func (a *analysis) bpfOverflowAnywhere() bool {
+	for _, b := range a.bpf {
+		if b.overflowLocked+b.overflowUnlocked > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func (a *analysis) fullGroups() int {

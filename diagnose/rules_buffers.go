@@ -83,7 +83,7 @@ func (a *analysis) groupHarm(v *groupView) (Harm, float64) {
 	if v.bpf != nil && v.bpf.overflowLocked+v.bpf.overflowUnlocked > 0 {
 		return HarmDataLost, float64(addSat(v.bpf.overflowLocked, v.bpf.overflowUnlocked))
 	}
-	if a.ev.BPF == nil && a.loss > 0 {
+	if !a.bpfDrops() && a.loss > 0 {
 		return HarmDataLost, float64(a.loss)
 	}
 	return HarmCPU, float64(a.collapse.V)
@@ -312,7 +312,7 @@ func (a *analysis) hostHarmEvidence() string {
 
 // overflowVerify is the group's overflow drops with bpf, the namespace's collapse and drops without.
 func (a *analysis) overflowVerify(v *groupView) string {
-	if a.ev.BPF != nil && a.ev.Sources.BPFDrops {
+	if a.bpfDrops() {
 		k := v.g.Key
 		return `sum(rate(sockbuf_tcp_receive_drops_total{reason=~"proto_mem|tcp_ofo_queue_prune"` +
 			trimBraces(matchers("role", k.Role, "port", k.Port, "cgroup", k.Cgroup)) + `}[5m]))`
@@ -340,8 +340,10 @@ func pinnedFix(a *analysis, v *groupView) []string {
 		fix = append(fix, "A client sets it per connection: with Python requests, through an HTTPAdapter passing socket_options to urllib3 "+
 			"(remove the SO_RCVBUF entry); Socket.setReceiveBufferSize in Java; SetReadBuffer on Go connections.")
 	}
-	fix = append(fix, fmt.Sprintf("If a fixed size is really needed, it must be larger than %s, which overflows now; "+
-		"requests above net.core.rmem_max (%s) are cut to it.", bytesStr(v.value), valueStr(a.ev.Sysctl.RmemMax)))
+	if v.constant && v.value > 0 {
+		fix = append(fix, fmt.Sprintf("If a fixed size is really needed, ask for more than now: rcvbuf %d is twice the SO_RCVBUF request (%d), "+
+			"and it overflows; requests above net.core.rmem_max (%s) are cut to it.", v.value, v.value/2, valueStr(a.ev.Sysctl.RmemMax)))
+	}
 	return fix
 }
 
