@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -223,6 +224,7 @@ func ruleGrowthOnly(a *analysis) []Finding {
 			}
 		}
 		if len(grew) > 0 {
+			slices.Sort(grew)
 			ev = append(ev, "bpf: tcp_rcvbuf_grow by group (role/port count): "+strings.Join(grew, ", "))
 		}
 	}
