@@ -440,5 +440,5 @@ func describe(k GroupKey) string {
 }
 
 func scopeOf(k GroupKey) Scope {
-	return Scope{Role: k.Role, Port: k.Port, Cgroup: k.Cgroup, Process: k.Process}
+	return Scope(k)
 }

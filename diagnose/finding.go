@@ -44,14 +44,6 @@ func (c Confidence) rank() int {
 	return 2
 }
 
-// lower is one step less sure.
-func (c Confidence) lower() Confidence {
-	if c == High {
-		return Medium
-	}
-	return Low
-}
-
 // Harm orders findings: data lost first, then CPU and latency spent compacting queues, then stalled readers
 // and throttled buffers, then what is only informational.
 type Harm int

@@ -17,10 +17,10 @@ func ruleAcceptQueueOverflow(a *analysis) []Finding {
 		return nil
 	}
 	type full struct {
-		port                 string
-		samples              int
-		n                    int
-		maxLen, limit, worst uint64
+		port          string
+		samples       int
+		n             int
+		maxLen, limit uint64
 	}
 	var fulls []full
 	for _, l := range a.ev.Listeners {
