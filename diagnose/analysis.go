@@ -284,15 +284,15 @@ func (a *analysis) lockState(v *groupView) (state int, conf Confidence, why stri
 		return lockNo, Medium, fmt.Sprintf("rcvbuf grew from %s to %s per socket over the window: autotuned, not pinned",
 			bytesStr(uint64(v.firstAvg)), bytesStr(uint64(v.lastAvg)))
 	}
-	if v.constant && v.n >= 2 && rmem2.Known && v.value < rmem2.V {
+	if v.constant && len(v.g.Samples) >= 2 && rmem2.Known && v.value < rmem2.V {
 		conf = Medium
 		if !a.pressureKnown || a.pressure {
 			conf = Low
 		}
 		return lockYes, conf, fmt.Sprintf("without the bpf collector the SO_RCVBUF lock bit cannot be read; pinning is inferred "+
-			"from every socket's rcvbuf staying at %s in all %d samples while the kernel had to make room, "+
+			"from every socket's rcvbuf staying at %s in each of its %d samples while the kernel had to make room, "+
 			"which tcp_clamp_window would have grown toward tcp_rmem[2] (%s) on an unlocked socket",
-			bytesStr(v.value), v.n, bytesStr(rmem2.V))
+			bytesStr(v.value), len(v.g.Samples), bytesStr(rmem2.V))
 	}
 	return lockUnknown, Low, ""
 }

@@ -36,10 +36,14 @@ func WriteText(w io.Writer, r Report) error {
 	}
 	for i, f := range r.Findings {
 		fmt.Fprintf(&b, "\n%d. %s (confidence %s): %s\n", i+1, f.Cause, f.Confidence, causeTitles[f.Cause])
-		fmt.Fprintf(&b, "   Where: %s\n", scopeText(f.Scope))
+		fmt.Fprintf(&b, "   Where: %s\n", scopeText(f.Cause, f.Scope))
 		section(&b, "Evidence", f.Evidence)
 		section(&b, "Fix", f.Fix)
-		fmt.Fprintf(&b, "   Verify (falls after the fix):\n     %s\n", f.Verify)
+		verify := "falls after the fix"
+		if f.Cause == CauseGrowthOnly {
+			verify = "stays at 0"
+		}
+		fmt.Fprintf(&b, "   Verify (%s):\n     %s\n", verify, f.Verify)
 	}
 	if len(r.Missing) > 0 {
 		fmt.Fprintf(&b, "\nNot available, so not used: %s.\n", strings.Join(r.Missing, "; "))
@@ -55,9 +59,13 @@ func section(b *strings.Builder, title string, lines []string) {
 	}
 }
 
-func scopeText(s Scope) string {
+func scopeText(cause string, s Scope) string {
 	if s == (Scope{}) {
-		return "the whole host or network namespace"
+		switch cause {
+		case CauseSoftnetBacklog, CauseTCPMemPressure:
+			return "the whole host"
+		}
+		return "the whole network namespace"
 	}
 	var parts []string
 	if s.Role != "" {

@@ -85,17 +85,16 @@ func ruleAcceptQueueOverflow(a *analysis) []Finding {
 	return out
 }
 
-// ruleBacklogDrops: segments dropped because the socket's owner held it (in a system call) while its
-// backlog filled: tcp_add_backlog (net/ipv4/tcp_ipv4.c) drops beyond a limit derived from sk_rcvbuf and
-// sk_sndbuf, counting TCPBacklogDrop, drop reason socket_backlog.
+// ruleBacklogDrops: segments dropped because the socket's owner held it (in a system call) while more arrived
+// than its backlog may hold: tcp_add_backlog (net/ipv4/tcp_ipv4.c) drops when the backlog and the receive
+// queue together exceed 2 × sk_rcvbuf + sk_sndbuf / 2 + 64 KiB, counting TCPBacklogDrop, drop reason
+// socket_backlog. Small pinned buffers make that limit small.
 func ruleBacklogDrops(a *analysis) []Finding {
 	ns := &a.ev.Netstat
 	fix := func(locked bool) []string {
-		f := []string{"The application holds the socket busy in long system calls while data arrives (e.g. one thread writing large buffers and reading the same socket): split large writes, or read from a thread of its own."}
+		f := []string{"The application holds the socket busy in long system calls while data arrives (e.g. one thread writing large buffers to the socket it also reads): split large writes, or read from a thread of its own."}
 		if locked {
-			f = append([]string{"Stop setting SO_RCVBUF (and SO_SNDBUF) on these sockets: the backlog limit grows with the buffers, and pinned small ones keep it small."}, f...)
-		} else {
-			f = append(f, "The backlog limit grows with the socket's buffers: a larger net.ipv4.tcp_rmem max raises it for autotuned sockets.")
+			f = append([]string{"Stop setting SO_RCVBUF (and SO_SNDBUF) on these sockets: the backlog limit is about twice rcvbuf plus half sndbuf, and pinned small buffers keep it small."}, f...)
 		}
 		return f
 	}
