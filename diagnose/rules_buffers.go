@@ -20,94 +20,6 @@ import (
 //     the last RTT: a reader that does not read never gets a bigger buffer, and the sender is stopped by a
 //     zero window instead (TCPToZeroWindowAdv), which loses nothing.
 
-// groupClass is the buffer cause of one group, if any.
-type groupClass struct {
-	cause   string
-	conf    Confidence
-	reasons []string // why the confidence is not high, or how the cause was told
-	harm    Harm
-	weight  float64
-}
-
-// classify names the buffer cause of a group: pinned or capped (overflowing with SO_RCVBUF set), a slow
-// reader, or tcp_rmem max too low (overflowing unlocked at the max). At most one per group, so that the fix
-// is not contradicted by another finding on the same sockets.
-func (a *analysis) classify(v *groupView) groupClass {
-	over, oconf, owhy := a.overflowing(v)
-	lock, lconf, lwhy := lockUnknown, Low, ""
-	if over {
-		lock, lconf, lwhy = a.lockState(v)
-		if lock == lockYes && lconf != High && a.cgroupPressure(v.g.Key.Cgroup) {
-			lconf = Low
-			lwhy += "; but the cgroup was at its memory limit, under which the kernel does not grow unlocked buffers either"
-		}
-	}
-	harm, weight := a.groupHarm(v)
-	if over && lock == lockYes {
-		c := groupClass{cause: CauseRcvbufPinned, conf: minConf(oconf, lconf), harm: harm, weight: weight}
-		if a.isCapped(v) {
-			c.cause = CauseRcvbufCappedByRmemMax
-		}
-		c.reasons = nonEmpty(lwhy, owhy)
-		return c
-	}
-	if slow, sconf, swhy := a.slowReaderEvidence(v); slow {
-		return groupClass{cause: CauseSlowReader, conf: sconf, reasons: nonEmpty(swhy), harm: HarmStall, weight: float64(v.maxFull)}
-	}
-	if !over {
-		return groupClass{}
-	}
-	rmem2 := a.ev.Sysctl.TCPRmem[2]
-	atMax := (v.atMax.Known && v.atMax.V > 0) || (rmem2.Known && rmem2.V > 0 && v.maxRcvbuf >= rmem2.V)
-	if !atMax || a.pressure || a.cgroupPressure(v.g.Key.Cgroup) {
-		return groupClass{}
-	}
-	conf := oconf
-	var reasons []string
-	if lock != lockNo {
-		conf = minConf(conf, Medium)
-		reasons = append(reasons, "whether these sockets have SO_RCVBUF set could not be read (no bpf collector); "+
-			"at tcp_rmem[2] a pinned and an autotuned socket look alike")
-	} else {
-		reasons = append(reasons, lwhy)
-	}
-	if !v.zeroKnown {
-		conf = minConf(conf, Medium)
-		reasons = append(reasons, "without tcp_info it could not be told whether the reader keeps up (zero windows)")
-	}
-	return groupClass{cause: CauseTCPRmemMaxLow, conf: conf, reasons: nonEmpty(append(reasons, owhy)...), harm: harm, weight: weight}
-}
-
-// groupHarm is how bad the group's overflow is: data lost when bpf saw it drop or the namespace lost data,
-// CPU when it only collapsed.
-func (a *analysis) groupHarm(v *groupView) (Harm, float64) {
-	if v.bpf != nil && v.bpf.overflowLocked+v.bpf.overflowUnlocked > 0 {
-		return HarmDataLost, float64(addSat(v.bpf.overflowLocked, v.bpf.overflowUnlocked))
-	}
-	if !a.bpfDrops() && a.loss > 0 {
-		return HarmDataLost, float64(a.loss)
-	}
-	return HarmCPU, float64(a.collapse.V)
-}
-
-// groupRule builds one finding per group classified as cause.
-func groupRule(a *analysis, cause string, build func(*groupView, groupClass) Finding) []Finding {
-	var out []Finding
-	for _, v := range a.groups {
-		c := a.classify(v)
-		if c.cause != cause {
-			continue
-		}
-		f := build(v, c)
-		f.Cause, f.Confidence, f.Scope, f.Harm, f.Weight = cause, c.conf, scopeOf(v.g.Key), c.harm, c.weight
-		for _, r := range c.reasons {
-			f.Evidence = append(f.Evidence, fmt.Sprintf("confidence %s: %s", c.conf, r))
-		}
-		out = append(out, f)
-	}
-	return out
-}
-
 // rulePinned: the application set SO_RCVBUF and its sockets overflow. A locked socket is never grown by
 // tcp_clamp_window or tcp_rcv_space_adjust, so every burst beyond its fixed rcvbuf is collapsed (CPU) and,
 // when that is not enough, dropped.
@@ -322,14 +234,6 @@ func (a *analysis) overflowVerify(v *groupView) string {
 	return harmQuery
 }
 
-// trimBraces turns {a="b"} into ,a="b" for appending to a matcher list.
-func trimBraces(m string) string {
-	if m == "" {
-		return ""
-	}
-	return "," + m[1:len(m)-1]
-}
-
 func pinnedFix(a *analysis, v *groupView) []string {
 	k := v.g.Key
 	fix := []string{fmt.Sprintf("Stop setting SO_RCVBUF in %s: a socket with SO_RCVBUF set is never autotuned "+
@@ -347,49 +251,4 @@ func pinnedFix(a *analysis, v *groupView) []string {
 			"and it overflows; requests above net.core.rmem_max (%s) are cut to it.", v.value, v.value/2, valueStr(a.ev.Sysctl.RmemMax)))
 	}
 	return fix
-}
-
-func appName(k GroupKey) string {
-	if k.Process != "" {
-		return "the application (" + k.Process + ")"
-	}
-	return "the application"
-}
-
-func rmem2Str(a *analysis) string {
-	if r := a.ev.Sysctl.TCPRmem[2]; r.Known {
-		return " (" + bytesStr(r.V) + ")"
-	}
-	return ""
-}
-
-func valueStr(v Value) string {
-	if !v.Known {
-		return "n/a"
-	}
-	return fmt.Sprint(v.V)
-}
-
-func mulSat(a, b uint64) uint64 {
-	if a != 0 && b > ^uint64(0)/a {
-		return ^uint64(0)
-	}
-	return a * b
-}
-
-func minConf(a, b Confidence) Confidence {
-	if a.rank() > b.rank() {
-		return a
-	}
-	return b
-}
-
-func nonEmpty(ss ...string) []string {
-	var out []string
-	for _, s := range ss {
-		if s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
 }
