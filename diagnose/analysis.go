@@ -32,6 +32,8 @@ type bpfGroup struct {
 	grow                             Value  // tcp_rcvbuf_grow
 }
 
+func (b *bpfGroup) overflow() uint64 { return addSat(b.overflowLocked, b.overflowUnlocked) }
+
 // Reason classes of skb_drop_reason for TCP receive drops, from where net/ipv4/tcp_input.c uses them.
 const (
 	reasonOverflow   = iota // tcp_data_queue and tcp_data_queue_ofo: PROTO_MEM; tcp_prune_ofo_queue: TCP_OFO_QUEUE_PRUNE

@@ -15,8 +15,13 @@ const (
 // overflowing says whether the group's sockets are where the namespace's collapse or loss happened, and how
 // sure that is: exact with bpf drops of the group, inferred from full sockets otherwise.
 func (a *analysis) overflowing(v *groupView) (yes bool, conf Confidence, why string) {
-	if v.bpf != nil && v.bpf.overflowLocked+v.bpf.overflowUnlocked > 0 {
-		return true, High, ""
+	if v.bpf != nil && v.bpf.overflow() > 0 {
+		// bpf labels drops by role, port and cgroup, not by process: of the groups sharing those, the ones
+		// seen full are the ones dropping.
+		if v.fullSamples > 0 || !a.siblingFull(v) {
+			return true, High, ""
+		}
+		return false, Low, ""
 	}
 	if !a.harm || v.fullSamples == 0 {
 		return false, Low, ""
@@ -48,7 +53,19 @@ func (a *analysis) bpfDrops() bool { return a.ev.BPF != nil && a.ev.Sources.BPFD
 
 func (a *analysis) bpfOverflowAnywhere() bool {
 	for _, b := range a.bpf {
-		if b.overflowLocked+b.overflowUnlocked > 0 {
+		if b.overflow() > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// siblingFull: another group with the same role, port and cgroup (another process) was full.
+func (a *analysis) siblingFull(v *groupView) bool {
+	k := v.g.Key
+	for _, o := range a.groups {
+		ok := o.g.Key
+		if o != v && o.fullSamples > 0 && ok.Role == k.Role && ok.Port == k.Port && ok.Cgroup == k.Cgroup && ok.Process != k.Process {
 			return true
 		}
 	}
@@ -70,7 +87,7 @@ func (a *analysis) fullGroups() int {
 // raises sk_rcvbuf toward tcp_rmem[2] for every socket without SOCK_RCVBUF_LOCK that hits its rcvbuf, unless
 // TCP is under memory pressure; tcp_rcv_space_adjust grows only unlocked sockets too.
 func (a *analysis) lockState(v *groupView) (state int, conf Confidence, why string) {
-	if b := v.bpf; b != nil && b.overflowLocked+b.overflowUnlocked > 0 {
+	if b := v.bpf; b != nil && b.overflow() > 0 {
 		if b.overflowLocked > 0 {
 			return lockYes, High, fmt.Sprintf("bpf: %d of the group's receive drops were on sockets with rcvbuf_locked=true", b.overflowLocked)
 		}
@@ -194,8 +211,8 @@ func (a *analysis) classify(v *groupView) groupClass {
 // groupHarm is how bad the group's overflow is: data lost when bpf saw it drop or the namespace lost data,
 // CPU when it only collapsed.
 func (a *analysis) groupHarm(v *groupView) (Harm, float64) {
-	if v.bpf != nil && v.bpf.overflowLocked+v.bpf.overflowUnlocked > 0 {
-		return HarmDataLost, float64(addSat(v.bpf.overflowLocked, v.bpf.overflowUnlocked))
+	if v.bpf != nil && v.bpf.overflow() > 0 {
+		return HarmDataLost, float64(v.bpf.overflow())
 	}
 	if !a.bpfDrops() && a.loss > 0 {
 		return HarmDataLost, float64(a.loss)

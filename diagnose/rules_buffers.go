@@ -196,9 +196,9 @@ func (a *analysis) overflowEvidence(v *groupView) []string {
 			describe(v.g.Key), v.maxFull, v.maxSockets, v.fullSamples, v.n, fmtFloat(v.maxFill)),
 		a.rcvbufEvidence(v),
 	}
-	if b := v.bpf; b != nil && b.overflowLocked+b.overflowUnlocked > 0 {
+	if b := v.bpf; b != nil && b.overflow() > 0 {
 		ev = append(ev, fmt.Sprintf("bpf: %s packets of this group dropped for lack of receive memory (proto_mem, tcp_ofo_queue_prune): %d on sockets with rcvbuf_locked=true, %d with false",
-			a.rateStr(addSat(b.overflowLocked, b.overflowUnlocked)), b.overflowLocked, b.overflowUnlocked))
+			a.rateStr(b.overflow()), b.overflowLocked, b.overflowUnlocked))
 	}
 	return append(ev, a.hostHarmEvidence())
 }

@@ -102,7 +102,7 @@ func ruleBacklogDrops(a *analysis) []Finding {
 	if a.ev.BPF != nil && a.ev.Sources.BPFDrops {
 		keys := make([]bpfKey, 0, len(a.bpf))
 		for k, b := range a.bpf {
-			if b.backlogLocked+b.backlogUnlocked > 0 {
+			if addSat(b.backlogLocked, b.backlogUnlocked) > 0 {
 				keys = append(keys, k)
 			}
 		}

@@ -111,6 +111,13 @@ func TestRulePinned(t *testing.T) {
 			ev.Groups[0].Samples = growing(1, 1_000_000, 0, 1, 2, 3, 4)
 			return ev
 		}, nil},
+		{"bpf: two processes share the labels, only the full one is named", func() *Evidence {
+			ev := withBPF(pinnedClient(), ReceiveDrops{Role: "client", Port: "8080", Cgroup: clientPy.Cgroup, Reason: "proto_mem", RcvbufLocked: true, Count: 271})
+			idle := clientPy
+			idle.Process = "curl"
+			ev.Groups = append(ev.Groups, Group{Key: idle, Samples: repeat(5, sample(2, 0, rmemDefault, 0))})
+			return ev
+		}, []got{{CauseRcvbufPinned, High, scope(clientPy)}}},
 		{"bpf: drops on unlocked sockets", func() *Evidence {
 			return withBPF(pinnedClient(), ReceiveDrops{Role: "client", Port: "8080", Cgroup: clientPy.Cgroup, Reason: "proto_mem", Count: 271})
 		}, nil},
