@@ -38,14 +38,21 @@ func rulePinned(a *analysis) []Finding {
 func ruleCapped(a *analysis) []Finding {
 	return groupRule(a, CauseRcvbufCappedByRmemMax, func(v *groupView, c groupClass) Finding {
 		rm := a.ev.Sysctl.RmemMax.V
-		ev := append(a.overflowEvidence(v), fmt.Sprintf(
-			"rcvbuf %s is 2 × net.core.rmem_max (%s): the application asked SO_RCVBUF for at least %s and the kernel cut the request to rmem_max",
-			bytesStr(mulSat(2, rm)), bytesStr(rm), bytesStr(rm)))
+		ev := a.overflowEvidence(v)
+		if a.ev.Sysctl.RmemMax.Known {
+			ev = append(ev, fmt.Sprintf("rcvbuf %s is 2 × net.core.rmem_max (%s): the application asked SO_RCVBUF for at least %s and the kernel cut the request to rmem_max",
+				bytesStr(mulSat(2, rm)), bytesStr(rm), bytesStr(rm)))
+		} else {
+			ev = append(ev, fmt.Sprintf("%s sockets with rcvbuf 2 × net.core.rmem_max: the application asked SO_RCVBUF for at least rmem_max and the kernel cut the request", valueStr(v.capped)))
+		}
 		fix := []string{
 			fmt.Sprintf("Preferably stop setting SO_RCVBUF in %s, so that autotuning grows each buffer as needed up to net.ipv4.tcp_rmem max%s.",
 				appName(v.g.Key), rmem2Str(a)),
-			fmt.Sprintf("Or let the requested size through: sysctl -w net.core.rmem_max=<the size the application asks for> "+
-				"(now %d; e.g. %d to double it), and persist it in /etc/sysctl.d/.", rm, mulSat(2, rm)),
+			"Or let the requested size through: sysctl -w net.core.rmem_max=<the size the application asks for>, and persist it in /etc/sysctl.d/.",
+		}
+		if a.ev.Sysctl.RmemMax.Known {
+			fix[1] = fmt.Sprintf("Or let the requested size through: sysctl -w net.core.rmem_max=<the size the application asks for> "+
+				"(now %d; e.g. %d to double it), and persist it in /etc/sysctl.d/.", rm, mulSat(2, rm))
 		}
 		return Finding{Evidence: ev, Fix: fix, Verify: a.overflowVerify(v)}
 	})
@@ -90,7 +97,8 @@ func ruleSlowReader(a *analysis) []Finding {
 				a.rateStr(ns.ToZeroWindowAdv.V), valueStr(ns.WantZeroWindowAdv)))
 		}
 		if d := v.g.SocketDrops; d.Known && d.V > 0 && a.lossKnown && a.loss == 0 {
-			ev = append(ev, fmt.Sprintf("%d sk_drops on these sockets with no receive-memory drop in the namespace: window probes discarded by a closed window, not data lost", d.V))
+			ev = append(ev, fmt.Sprintf("%d sk_drops on these sockets while the namespace dropped nothing for lack of memory: "+
+				"window probes and duplicates the kernel discards by design, not data lost", d.V))
 		}
 		who := "the application"
 		if k.Process != "" {
@@ -119,7 +127,7 @@ func ruleSlowReader(a *analysis) []Finding {
 // `netstat -s` still prints it as "packets pruned from receive queue because of socket buffer overrun".
 func ruleGrowthOnly(a *analysis) []Finding {
 	ns := &a.ev.Netstat
-	if !ns.PruneCalled.Known || ns.PruneCalled.V == 0 || !a.collapse.Known || a.harm {
+	if !ns.PruneCalled.Known || ns.PruneCalled.V == 0 || !a.collapse.Known || a.harm || ns.RcvPruned.V > 0 {
 		return nil
 	}
 	ev := []string{

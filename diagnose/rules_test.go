@@ -406,6 +406,11 @@ func TestRuleGrowthOnly(t *testing.T) {
 		{"after the fix", afterFix, []got{{CauseGrowthOnly, Low, Scope{}}}},
 		{"pinned: collapse, not growth", pinnedClient, nil},
 		{"no prune", healthyHeavy, nil},
+		{"RcvPruned without collapse: a prune failed, not growth", func() *Evidence {
+			ev := afterFix()
+			ev.Netstat.RcvPruned = Val(2)
+			return ev
+		}, nil},
 		{"collapse counter absent: cannot tell", func() *Evidence {
 			ev := afterFix()
 			ev.Netstat.RcvCollapsed = Value{}
