@@ -1,6 +1,7 @@
 package diagnose
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"math"
@@ -105,7 +106,13 @@ func (r Report) MarshalJSON() ([]byte, error) {
 		}
 		out.Findings[i] = f
 	}
-	return json.Marshal(out)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // a caller's encoder decides about escaping
+	if err := enc.Encode(out); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // windowSeconds is d (or s when d is 0) in seconds to the millisecond, never negative or NaN.

@@ -35,15 +35,15 @@ func TestGolden(t *testing.T) {
 	for name, ev := range goldenEvidence() {
 		t.Run(name, func(t *testing.T) {
 			r := Diagnose(ev)
-			js, err := json.MarshalIndent(r, "", "  ")
-			if err != nil {
+			var js bytes.Buffer
+			if err := WriteJSON(&js, r); err != nil {
 				t.Fatal(err)
 			}
 			var txt bytes.Buffer
 			if err := WriteText(&txt, r); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, name+".json", append(js, '\n'))
+			golden(t, name+".json", js.Bytes())
 			golden(t, name+".txt", txt.Bytes())
 		})
 	}

@@ -1,6 +1,7 @@
 package diagnose
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -81,4 +82,13 @@ func scopeText(cause string, s Scope) string {
 		parts = append(parts, "process "+s.Process)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// WriteJSON writes r as the JSON contract, indented, without escaping <, > and & (fixes quote shell
+// placeholders such as <dev>).
+func WriteJSON(w io.Writer, r Report) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
 }
