@@ -4,7 +4,9 @@ package drops
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -68,23 +70,73 @@ func byReason(s Snapshot, keep func(Drop) bool) map[string]uint64 {
 	return out
 }
 
-// ownCgroupID returns the cgroup v2 id of this process's cgroup: the inode number of its directory under
-// /sys/fs/cgroup, which is what the kernel reports as INET_DIAG_CGROUP_ID for its sockets.
-func ownCgroupID(t testing.TB) uint64 {
+// cgroup2Mount returns where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified
+// on hybrid hosts) and this process's cgroup directory in it.
+func cgroup2Mount(t testing.TB) (mount, dir string) {
 	t.Helper()
+	info, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(info), "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		if f := strings.Fields(pre); ok && strings.HasPrefix(post, "cgroup2 ") && len(f) > 4 {
+			mount = f[4]
+			break
+		}
+	}
+	if mount == "" {
+		testenv.Missing(t, "no cgroup2 mount in /proc/self/mountinfo")
+	}
 	data, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
 		if path, ok := strings.CutPrefix(line, "0::"); ok {
-			var st unix.Stat_t
-			if err := unix.Stat("/sys/fs/cgroup"+path, &st); err != nil {
-				testenv.Missing(t, "cgroup v2 not mounted at /sys/fs/cgroup: %v", err)
-			}
-			return st.Ino
+			return mount, filepath.Join(mount, path)
 		}
 	}
 	testenv.Missing(t, "no cgroup v2 entry in /proc/self/cgroup: %q", data)
-	return 0
+	return "", ""
+}
+
+// cgroupID is the cgroup v2 id of a cgroup directory: its inode number, which is what the kernel reports
+// as INET_DIAG_CGROUP_ID for the cgroup's sockets.
+func cgroupID(t testing.TB, dir string) uint64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
+}
+
+// inChildCgroup runs fn with this whole process moved into a new child of its cgroup, moves it back and
+// returns the child's id; the child is removed when the test ends. Sockets opened in fn (and sockets
+// accepted later by listeners opened in fn) belong to the child.
+func inChildCgroup(t testing.TB, fn func() error) uint64 {
+	t.Helper()
+	_, own := cgroup2Mount(t)
+	child := filepath.Join(own, fmt.Sprintf("sbtest-drops-%d", os.Getpid()))
+	if err := os.Mkdir(child, 0o755); err != nil {
+		testenv.Missing(t, "cannot create a cgroup: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := os.Remove(child); err != nil {
+			t.Errorf("removing cgroup: %v", err)
+		}
+	})
+	pid := []byte(fmt.Sprint(os.Getpid()))
+	if err := os.WriteFile(filepath.Join(child, "cgroup.procs"), pid, 0); err != nil {
+		testenv.Missing(t, "cannot move into a child cgroup: %v", err)
+	}
+	ferr := fn()
+	if err := os.WriteFile(filepath.Join(own, "cgroup.procs"), pid, 0); err != nil {
+		t.Fatalf("moving back to %s: %v", own, err)
+	}
+	if ferr != nil {
+		t.Fatal(ferr)
+	}
+	return cgroupID(t, child)
 }
