@@ -12,7 +12,7 @@ import (
 )
 
 // TestGeneratedUpToDate fails when a source of the committed BPF object (the C file, vmlinux.h, or the
-// go:generate lines with the compiler flags) changed since `make generate` last built it.
+// generate lines with the compiler flags) changed since `make generate` last built it.
 func TestGeneratedUpToDate(t *testing.T) {
 	recorded, err := os.ReadFile("sources.sha256")
 	if err != nil {
