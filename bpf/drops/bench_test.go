@@ -262,3 +262,35 @@ func BenchmarkNoDrops(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRead reads a tracer whose attributed map holds 2,000 groups (put there from user space): the
+// cost of a scrape. Allocations are the result's slices only.
+func BenchmarkRead(b *testing.B) {
+	tr := openTracer(b, nil)
+	ncpu, err := ebpf.PossibleCPU()
+	if err != nil {
+		b.Fatal(err)
+	}
+	values := make([]uint64, ncpu)
+	for i := range values {
+		values[i] = 1
+	}
+	const groups = 2000
+	for i := range groups {
+		k := dropsDropKey{Cgroup: uint64(i), Reason: 20, Port: uint16(i), Role: uint8(RoleServer)}
+		if err := tr.drops.Put(k, values); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		s, err := tr.Read()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(s.Drops) < groups {
+			b.Fatalf("read %d groups, want %d", len(s.Drops), groups)
+		}
+	}
+}
