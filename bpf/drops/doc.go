@@ -7,8 +7,10 @@
 //     TCP socket, full or not (TIME_WAIT and request minisocks included), the drop is counted per (reason,
 //     role, port, cgroup, rcvbuf_locked) in Snapshot.Drops; otherwise (no socket: before socket lookup,
 //     softnet, netfilter, no listener; or another protocol's socket) per reason in Snapshot.Unattributed.
-//   - tcp:tcp_rcvbuf_grow(sk, time) (Linux 6.17+; absent elsewhere, see Tracer.Missing): tcp_rcvbuf_grow()
-//     raised a socket's receive buffer; per (role, port, cgroup).
+//   - tcp:tcp_rcvbuf_grow(sk, time) (Linux 6.17+; absent elsewhere, see Tracer.Missing): autotuning
+//     (tcp_rcv_space_adjust) saw the reader take more per round trip than the buffer's space and calls
+//     tcp_rcvbuf_grow(); per (role, port, cgroup, rcvbuf_locked). The tracepoint comes before the check of
+//     SOCK_RCVBUF_LOCK, so on a pinned socket it counts growth wanted and refused.
 //   - sock:sock_exceed_buf_limit(sk, prot, allocated, kind): __sk_mem_raise_allocated() refused memory over
 //     tcp_mem or the memory cgroup's limit; per (kind recv|send, cgroup), TCP sockets only.
 //

@@ -44,7 +44,8 @@ struct grow_key {
 	__u64 cgroup;
 	__u16 port;
 	__u8 role;
-	__u8 pad[5];
+	__u8 rcvbuf_locked;
+	__u8 pad[4];
 };
 
 struct limit_key {
@@ -244,7 +245,9 @@ int on_kfree_skb(__u64 *ctx)
 	return 0;
 }
 
-// tcp_rcvbuf_grow(sk, time): tcp_rcvbuf_grow() in net/ipv4/tcp_input.c raised sk_rcvbuf (6.17+).
+// tcp_rcvbuf_grow(sk, time) (6.17+): tcp_rcv_space_adjust() in net/ipv4/tcp_input.c measured the reader
+// consuming more per round trip than the buffer's space, and asks tcp_rcvbuf_grow() to grow it. The
+// tracepoint fires before the check of SOCK_RCVBUF_LOCK: on a pinned socket it is growth wanted and refused.
 SEC("tp_btf/tcp_rcvbuf_grow")
 int on_tcp_rcvbuf_grow(__u64 *ctx)
 {
@@ -257,6 +260,7 @@ int on_tcp_rcvbuf_grow(__u64 *ctx)
 	struct grow_key k = {};
 	role_port(sk, netns, sk->__sk_common.skc_state, &k.role, &k.port);
 	k.cgroup = sock_cgroup(sk);
+	k.rcvbuf_locked = (sk->sk_userlocks & SOCK_RCVBUF_LOCK) ? 1 : 0;
 	bump(&grows, &k, LOST_GROW);
 	return 0;
 }

@@ -23,11 +23,12 @@ type dropsDropKey struct {
 }
 
 type dropsGrowKey struct {
-	_      structs.HostLayout
-	Cgroup uint64
-	Port   uint16
-	Role   uint8
-	Pad    [5]uint8
+	_            structs.HostLayout
+	Cgroup       uint64
+	Port         uint16
+	Role         uint8
+	RcvbufLocked uint8
+	Pad          [4]uint8
 }
 
 type dropsLimitKey struct {

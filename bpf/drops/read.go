@@ -33,7 +33,9 @@ func (t *Tracer) Read() (Snapshot, error) {
 		return s, fmt.Errorf("reading unattributed drops: %w", err)
 	}
 	err = readPerCPU(t.grows, t.growKeys, t.values, t.ncpu, func(k dropsGrowKey, n uint64) {
-		s.RcvbufGrow = append(s.RcvbufGrow, RcvbufGrow{Role: Role(k.Role), Port: k.Port, CgroupID: k.Cgroup, Count: n})
+		s.RcvbufGrow = append(s.RcvbufGrow, RcvbufGrow{
+			Role: Role(k.Role), Port: k.Port, CgroupID: k.Cgroup, RcvbufLocked: k.RcvbufLocked != 0, Count: n,
+		})
 	})
 	if err != nil {
 		return s, fmt.Errorf("reading receive buffer growth: %w", err)

@@ -57,12 +57,15 @@ type UnattributedDrop struct {
 	Packets    uint64
 }
 
-// RcvbufGrow counts the times tcp_rcvbuf_grow() raised the receive buffer of a group's sockets.
+// RcvbufGrow counts the times receive-buffer autotuning (tcp_rcv_space_adjust) found a group's reader
+// consuming more per round trip than the buffer's space and called tcp_rcvbuf_grow(): the buffer grew,
+// unless RcvbufLocked (SO_RCVBUF pinned it: growth wanted and refused) or it was at tcp_rmem's maximum.
 type RcvbufGrow struct {
-	Role     Role
-	Port     uint16
-	CgroupID uint64
-	Count    uint64
+	Role         Role
+	Port         uint16
+	CgroupID     uint64
+	RcvbufLocked bool
+	Count        uint64
 }
 
 // MemoryLimitHit counts the times TCP sockets of a cgroup wanted memory beyond tcp_mem or their memory
