@@ -11,10 +11,12 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 
-// include/linux/socket.h, include/uapi/linux/in.h, include/net/sock.h, include/uapi/asm-generic/errno-base.h
+// include/linux/socket.h, include/uapi/linux/in.h, include/linux/net.h, include/net/sock.h,
+// include/uapi/asm-generic/errno-base.h
 #define AF_INET 2
 #define AF_INET6 10
 #define IPPROTO_TCP 6
+#define SOCK_STREAM 1
 #define SOCK_RCVBUF_LOCK 2
 #define EEXIST 17
 // include/net/sock.h: the kind argument of trace_sock_exceed_buf_limit.
@@ -207,7 +209,8 @@ static __always_inline bool is_tcp(const struct sock *sk, __u8 state, bool *full
 		return true;
 	}
 	*full = true;
-	return sk->sk_protocol == IPPROTO_TCP;
+	// A raw socket of protocol IPPROTO_TCP is not a TCP socket.
+	return sk->sk_protocol == IPPROTO_TCP && sk->sk_type == SOCK_STREAM;
 }
 
 SEC("tp_btf/kfree_skb")
