@@ -13,8 +13,10 @@ LDFLAGS     := -s -w -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revi
                -X $(VERSION_PKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # What the tests run besides Go: promtool and the Prometheus server, Alertmanager, node_exporter (the bench
-# reference), nft (packet loss for out-of-order pruning), podman (image build), ip/ss/nstat, systemd-analyze.
-DEB_PACKAGES := prometheus prometheus-alertmanager prometheus-node-exporter nftables podman iproute2 systemd
+# reference), nft (packet loss for out-of-order pruning), podman (image build), ip/ss/nstat, systemd-analyze;
+# clang, llvm (llvm-strip) and libbpf-dev (bpf_helpers.h) build the BPF objects, bpftool checks drop-reason names.
+DEB_PACKAGES := prometheus prometheus-alertmanager prometheus-node-exporter nftables podman iproute2 systemd \
+                clang llvm libbpf-dev bpftool
 # How long the fuzz target runs inside `make test`; run longer by hand with FUZZTIME=10m. The fuzzer's
 # progress line shows 0 execs/sec while a worker minimises a new input (golang/go#51484); minimising is
 # bounded to 2s so that the run fuzzes most of its time.
@@ -69,9 +71,10 @@ image: build
 	podman build --build-arg ARCH=$(GOARCH) --build-arg OS=$(GOOS) --build-arg BASE=$(BASE_IMAGE) \
 		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE):$(VERSION) .
 
-# Regenerates what is generated and committed: rules, dashboards, then the Kubernetes manifests that embed
-# both (so in that order), and docs/metrics.md.
+# Regenerates what is generated and committed: the BPF objects and their Go bindings (bpf2go, Debian's clang),
+# rules, dashboards, then the Kubernetes manifests that embed both (so in that order), and docs/metrics.md.
 generate:
+	$(GO) generate ./bpf/drops
 	$(GO) generate ./deploy/prometheus ./dashboards
 	$(GO) generate ./deploy
 	$(GO) test ./collector -run TestMetricsDoc -update
