@@ -33,8 +33,8 @@ type Stats struct {
 
 	// Sockets whose SO_RCVBUF the application set, and their rcvbuf sizes over Options.RcvbufBounds
 	// (counts per bucket, not cumulative; the last is above every bound).
-	RcvbufLocked    uint64
-	RcvbufLockedSum uint64
+	RcvbufLocked     uint64
+	RcvbufLockedSum  uint64
 	RcvbufLockedHist [MaxBounds + 1]uint64
 }
 
