@@ -441,3 +441,5 @@ func foldSS(socks []ssSocket) map[sockiter.Key]sockiter.Stats {
 	}
 	return out
 }
+
+func cmp2(want, got map[sockiter.Key]sockiter.Stats) string { return cmp.Diff(want, got) }
