@@ -23,7 +23,7 @@ type churn struct {
 	port    uint16
 	stable  int
 	conns   atomic.Int64 // churned connections
-	listens int // churned listeners
+	listens int          // churned listeners
 }
 
 func sockaddr4(port uint16) *unix.SockaddrInet4 {
