@@ -139,8 +139,8 @@ func (ch *churn) run(stop <-chan struct{}, ready chan<- uint16, maxConns int, ma
 // These bounds hold for the bpf engine, and the test fails when it leaves them. For the netlink dump they
 // are only logged: inet_diag resumes each datagram at a socket offset within a hash bucket
 // (inet_diag_dump_icsk), so a socket closing or opening ahead of the resume point in that bucket can make
-// a socket that stays be sent twice or skipped. This kernel's iterator resumes a bucket by socket cookie
-// (bpf_iter_tcp_resume_bucket, 6.16+), and the walks here take one read each, so they never resume.
+// a socket that stays be sent twice or skipped. The walks of the bpf engine here take one read each, so they
+// never resume (and the TCP iterator of 2025 kernels resumes a bucket by socket cookie, not by offset).
 func TestEqualUnderChurn(t *testing.T) {
 	testenv.RequireRoot(t)
 	ns := testenv.NewNetNS(t)
