@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -254,14 +255,19 @@ func (e *Engine) walk(ctx context.Context, nsFD int) (*Result, error) {
 	}
 	r := &e.res
 	r.Passes = 0
+	r.Phases = Phases{}
 	for pass := 1; pass <= 2; pass++ {
 		e.dirty = true
+		t0 := time.Now()
 		if err := e.reset(pass == 1); err != nil {
 			return nil, err
 		}
+		t1 := time.Now()
 		if err := e.read(ctx, nsFD); err != nil {
 			return nil, err
 		}
+		r.Phases.Reset += t1.Sub(t0)
+		r.Phases.Iterate += time.Since(t1)
 		if err := e.objs.Totals.Lookup(uint32(0), &e.totals); err != nil {
 			return nil, fmt.Errorf("sockiter: reading totals: %w", err)
 		}
@@ -277,9 +283,11 @@ func (e *Engine) walk(ctx context.Context, nsFD int) (*Result, error) {
 			}
 		}
 	}
+	t2 := time.Now()
 	if err := e.collect(); err != nil {
 		return nil, err
 	}
+	r.Phases.Collect = time.Since(t2)
 	e.dirty = false
 	return r, nil
 }
@@ -498,4 +506,19 @@ func sum(v []uint64) uint64 {
 		n += x
 	}
 	return n
+}
+
+// ProgramStats reports how often the kernel ran the program and for how long in all, when BPF run-time
+// statistics are on (sysctl kernel.bpf_stats_enabled, or an ebpf.EnableStats handle); ok is false otherwise.
+func (e *Engine) ProgramStats() (runs uint64, total time.Duration, ok bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.objs.Walk == nil {
+		return 0, 0, false
+	}
+	st, err := e.objs.Walk.Stats()
+	if err != nil {
+		return 0, 0, false
+	}
+	return st.RunCount, st.Runtime, st.RunCount > 0
 }

@@ -190,7 +190,7 @@ func netlinkFolder(t *testing.T, ns *testenv.NetNS) *nlfold.Folder {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &nlfold.Folder{Client: c, FullRatio: fullRatio, FillBounds: fillBounds, RcvbufBounds: rcvbufBounds, Cgroups: true}
+	return &nlfold.Folder{Client: c, FullRatio: fullRatio, FillBounds: fillBounds, RcvbufBounds: rcvbufBounds, Cgroups: true, TCPInfo: true}
 }
 
 func fold(t *testing.T, f *nlfold.Folder) *sockiter.Result {

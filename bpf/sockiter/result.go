@@ -1,5 +1,7 @@
 package sockiter
 
+import "time"
+
 // Role is a socket's role in its group. The values are the sockets collector's.
 type Role uint8
 
@@ -80,8 +82,16 @@ type Result struct {
 	Fill Histogram // rmem_alloc/rcvbuf of the selected non-listening sockets with rcvbuf > 0
 	Size Histogram // rcvbuf of the selected ESTABLISHED sockets
 
+	Phases Phases // where the walk's time went
+
 	Visited        uint64 // sockets the last pass visited
 	Passes         int    // 2 when a listener appeared after the first non-listening socket
 	LateListeners  uint64 // listeners seen after a non-listening socket in the last pass (churn)
 	DropsUntracked uint64 // sockets with drops whose per-socket storage could not be created
+}
+
+// Phases is the wall time of a walk's parts: resetting the maps, the kernel's walk (the reads of the
+// iterator, which run the program on every socket), and reading the groups and totals back.
+type Phases struct {
+	Reset, Iterate, Collect time.Duration
 }

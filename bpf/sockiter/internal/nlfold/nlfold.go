@@ -24,6 +24,7 @@ type Folder struct {
 	FillBounds   []float64
 	RcvbufBounds []float64
 	Cgroups      bool
+	TCPInfo      bool // also ask for tcp_info, for ZeroWindow (the collector's --collector.sockets.tcp-info)
 
 	listening [1024]uint64
 	index     map[sockiter.Key]int
@@ -95,7 +96,10 @@ func (f *Folder) Fold(ctx context.Context) (*sockiter.Result, error) {
 	}
 	resetSockets()
 	f.attempt = 0
-	req := sockdiag.Request{States: states &^ (1 << sockdiag.StateListen), Extensions: sockdiag.ExtSKMemInfo | sockdiag.ExtInfo}
+	req := sockdiag.Request{States: states &^ (1 << sockdiag.StateListen), Extensions: sockdiag.ExtSKMemInfo}
+	if f.TCPInfo {
+		req.Extensions |= sockdiag.ExtInfo
+	}
 	_, err = f.Client.DumpContext(ctx, req, func(s *sockdiag.Socket) error {
 		if s.Attempt != f.attempt {
 			f.attempt = s.Attempt
