@@ -40,6 +40,9 @@ type Options struct {
 	Drops bool
 	// MaxGroups sizes the groups map; beyond it sockets go to Result.Overflow. 0 means 16384.
 	MaxGroups int
+	// IterateOnly, for benchmarks, walks the same sockets without looking at them: Result has only
+	// Visited, and the walk costs what the kernel's iterator itself costs.
+	IterateOnly bool
 }
 
 const defaultStates = 1<<1 | 1<<2 | 1<<4 | 1<<5 | 1<<7 | 1<<8 | 1<<9 | 1<<10 | 1<<11 // sockdiag.DefaultStates
@@ -137,7 +140,11 @@ func Open(opts Options) (*Engine, error) {
 	if err := spec.LoadAndAssign(&e.objs, nil); err != nil {
 		return nil, loadError(err)
 	}
-	e.iter, err = link.AttachIter(link.IterOptions{Program: e.objs.Walk})
+	prog := e.objs.Walk
+	if opts.IterateOnly {
+		prog = e.objs.WalkFloor
+	}
+	e.iter, err = link.AttachIter(link.IterOptions{Program: prog})
 	if err != nil {
 		e.objs.Close()
 		return nil, fmt.Errorf("%w: attaching iter/tcp: %w", ErrUnavailable, err)

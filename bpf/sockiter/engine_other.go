@@ -16,6 +16,7 @@ type Options struct {
 	Cgroups      bool
 	Drops        bool
 	MaxGroups    int
+	IterateOnly  bool
 }
 
 // ErrUnavailable is wrapped by Open's errors when the iterator cannot run.

@@ -78,6 +78,7 @@ const (
 	sockiterMapOverflow      = "overflow"
 	sockiterMapTotals        = "totals"
 	sockiterProgWalk         = "walk"
+	sockiterProgWalkFloor    = "walk_floor"
 	sockiterVarByCgroup      = "by_cgroup"
 	sockiterVarFillBoundsPpm = "fill_bounds_ppm"
 	sockiterVarFullPpm       = "full_ppm"
@@ -131,7 +132,8 @@ type sockiterSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockiterProgramSpecs struct {
-	Walk *ebpf.ProgramSpec `ebpf:"walk"`
+	Walk      *ebpf.ProgramSpec `ebpf:"walk"`
+	WalkFloor *ebpf.ProgramSpec `ebpf:"walk_floor"`
 }
 
 // sockiterMapSpecs contains maps before they are loaded into the kernel.
@@ -219,12 +221,14 @@ type sockiterVariables struct {
 //
 // It can be passed to loadSockiterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockiterPrograms struct {
-	Walk *ebpf.Program `ebpf:"walk"`
+	Walk      *ebpf.Program `ebpf:"walk"`
+	WalkFloor *ebpf.Program `ebpf:"walk_floor"`
 }
 
 func (p *sockiterPrograms) Close() error {
 	return _SockiterClose(
 		p.Walk,
+		p.WalkFloor,
 	)
 }
 
