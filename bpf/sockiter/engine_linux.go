@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
@@ -55,10 +54,21 @@ const yieldEvery = 1 << 16
 // privileges, no BTF, no iter/tcp), as opposed to a bad Options.
 var ErrUnavailable = errors.New("BPF socket iterator unavailable")
 
+// objects are the loaded programs and maps, without bpf2go's Variables: assigning those would mmap .rodata,
+// and the mapping (released only by the garbage collector) would keep that map loaded after Close.
+type objects struct {
+	sockiterPrograms
+	sockiterMaps
+}
+
+func (o *objects) Close() error {
+	return errors.Join(o.sockiterPrograms.Close(), o.sockiterMaps.Close())
+}
+
 // Engine is a loaded iter/tcp program and its maps. Walks take turns; Close unloads everything.
 type Engine struct {
 	mu   sync.Mutex
-	objs sockiterObjects
+	objs objects
 	iter *link.Iter
 
 	fillBounds, rcvbufBounds []float64
@@ -111,7 +121,7 @@ func Open(opts Options) (*Engine, error) {
 	e.fillBounds = append([]float64(nil), opts.FillBounds...)
 	e.rcvbufBounds = append([]float64(nil), opts.RcvbufBounds...)
 
-	if _, err := btf.LoadKernelSpec(); err != nil {
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
 		return nil, fmt.Errorf("%w: kernel BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF) is needed for CO-RE: %w", ErrUnavailable, err)
 	}
 	spec, err := loadSockiter()
