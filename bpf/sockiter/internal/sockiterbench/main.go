@@ -213,6 +213,11 @@ func bench() {
 		log.Fatal(err)
 	}
 	defer floor.Close()
+	bare, err := sockiter.Open(sockiter.Options{FillBounds: fillBounds, RcvbufBounds: rcvbufBounds})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer bare.Close()
 	f := openFolder()
 	rw := newRaw()
 	ctx := context.Background()
@@ -255,6 +260,13 @@ func bench() {
 			}
 			return r.Visited
 		}},
+		{name: "bpf walk without cgroup and drops", run: func() uint64 {
+			r, err := bare.Walk(ctx)
+			if err != nil {
+				log.Fatal(err)
+			}
+			return sockets(r)
+		}},
 		{name: "bpf engine walk", run: func() uint64 {
 			r, err := e.Walk(ctx)
 			if err != nil {
@@ -292,11 +304,11 @@ func bench() {
 	for _, s := range all {
 		fmt.Printf("  %-40s %10s  (min %10s; %d sockets/messages)\n", s.name, median(s.d).Round(time.Microsecond), slices.Min(s.d).Round(time.Microsecond), s.n)
 	}
-	rawMem, rawInfo, fold, empty, walk := median(all[0].d), median(all[1].d), median(all[3].d), median(all[4].d), median(all[5].d)
+	rawMem, rawInfo, fold, empty, walk := median(all[0].d), median(all[1].d), median(all[3].d), median(all[4].d), median(all[6].d)
 	fmt.Printf("ratios of medians: bpf/raw(skmeminfo) %.2f (target <= 0.5), bpf/raw(skmeminfo+tcp_info) %.2f, fold/raw(skmeminfo) %.2f, bpf/fold %.2f, empty iterator/raw(skmeminfo) %.2f\n",
 		ratio(walk, rawMem), ratio(walk, rawInfo), ratio(fold, rawMem), ratio(walk, fold), ratio(empty, rawMem))
 	fmt.Printf("ratios of minimums: bpf/raw(skmeminfo) %.2f, fold/raw(skmeminfo) %.2f, empty iterator/raw(skmeminfo) %.2f\n",
-		ratio(slices.Min(all[5].d), slices.Min(all[0].d)), ratio(slices.Min(all[3].d), slices.Min(all[0].d)), ratio(slices.Min(all[4].d), slices.Min(all[0].d)))
+		ratio(slices.Min(all[6].d), slices.Min(all[0].d)), ratio(slices.Min(all[3].d), slices.Min(all[0].d)), ratio(slices.Min(all[4].d), slices.Min(all[0].d)))
 	var reset, iter, collect []time.Duration
 	for _, p := range phases {
 		reset, iter, collect = append(reset, p.Reset), append(iter, p.Iterate), append(collect, p.Collect)
