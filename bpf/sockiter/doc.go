@@ -8,10 +8,13 @@
 // the ESTABLISHED sockets whose last advertised receive window is zero (tp->rcv_wnd, what tcp_info reports
 // as tcpi_rcv_wnd).
 //
-// One walk is one read of the iterator. The kernel walks the listening hash before the established hash
-// (net/ipv4/tcp_ipv4.c bpf_iter_tcp_batch), so every listener is known before the first socket that needs
-// its role; a listener that appears after that (opened during the walk) is counted, and Walk then walks a
-// second time with the listeners of the first. Groups live in a bounded hash map: sockets whose group does
+// One walk is one read of the iterator. The kernel walks the whole listening hash before the established
+// hash and never goes back (net/ipv4/tcp_ipv4.c bpf_iter_tcp_batch), so every listener is recorded before
+// the first socket that needs its role, in the same walk. A listener that opens after the walk left the
+// listening hash is not seen, as one that opens between the netlink path's LISTEN dump and its main dump
+// is not; its first connections are grouped as clients until the next scrape. Should a kernel ever walk in
+// another order, the program counts the listeners it meets after a non-listening socket and Walk walks
+// again with the listeners it has (Result.Passes, Result.LateListeners). Groups live in a bounded hash map: sockets whose group does
 // not fit are summed per role into Result.Overflow and counted, never dropped.
 //
 // Roles need the listening ports first. Of the ways to get them, this one costs nothing: a LISTEN-only
