@@ -331,8 +331,45 @@ func TestEqualNetlink(t *testing.T) {
 	if before.States[sockdiag.StateSynSent] != 2 {
 		t.Errorf("SYN-SENT sockets: %d, want 2", before.States[sockdiag.StateSynSent])
 	}
+	// A groups map too small for the population: the sockets that do not fit are summed per role into
+	// Overflow and counted, and nothing is lost.
+	small, err := sockiter.Open(sockiter.Options{FullRatio: fullRatio, FillBounds: fillBounds, RcvbufBounds: rcvbufBounds, MaxGroups: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	sr := cloneResult(walkIn(t, ns, small))
+	var total, inGroups stats
+	for _, g := range before.Groups {
+		total.add(g.Stats)
+	}
+	for _, g := range sr.Groups {
+		inGroups.add(g.Stats)
+	}
+	overflowed := sr.Overflow[0].Sockets + sr.Overflow[1].Sockets
+	if len(sr.Groups) != 2 || sr.OverflowSockets == 0 || sr.OverflowSockets != overflowed {
+		t.Errorf("MaxGroups 2: %d groups, OverflowSockets %d, overflow groups hold %d sockets", len(sr.Groups), sr.OverflowSockets, overflowed)
+	}
+	inGroups.add(sr.Overflow[0])
+	inGroups.add(sr.Overflow[1])
+	if inGroups != total {
+		t.Errorf("MaxGroups 2: groups and overflow sum to %+v, the full walk to %+v", inGroups, total)
+	}
+
 	t.Logf("bpf: %d groups, %d sockets visited, %d zero-window, %d drops, fill %v, full sockets of the pinned listener %d of 6",
 		len(before.Groups), before.Visited, sumZeroWindow(before), sumDrops(before), before.Fill.Counts, srvFull.Full)
+}
+
+// stats sums what a walk of a quiescent population must keep whatever the grouping.
+type stats struct{ sockets, recvQ, rmem, rcvbuf, full, locked uint64 }
+
+func (s *stats) add(g sockiter.Stats) {
+	s.sockets += g.Sockets
+	s.recvQ += g.RecvQueue
+	s.rmem += g.RmemAlloc
+	s.rcvbuf += g.Rcvbuf
+	s.full += g.Full
+	s.locked += g.RcvbufLocked
 }
 
 func sumDrops(r *sockiter.Result) (n uint64) {
