@@ -7,21 +7,6 @@ import (
 	"errors"
 )
 
-// Options configure an Engine; see the Linux build.
-type Options struct {
-	States       uint32
-	FullRatio    float64
-	FillBounds   []float64
-	RcvbufBounds []float64
-	Cgroups      bool
-	Drops        bool
-	MaxGroups    int
-	IterateOnly  bool
-}
-
-// ErrUnavailable is wrapped by Open's errors when the iterator cannot run.
-var ErrUnavailable = errors.New("BPF socket iterator unavailable")
-
 // Engine is unavailable outside Linux.
 type Engine struct{}
 
