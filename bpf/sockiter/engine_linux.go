@@ -276,31 +276,44 @@ func (e *Engine) openIter(nsFD int) (io.ReadCloser, error) {
 		}
 		return rd, nil
 	}
-	// The iterator takes the network namespace of the thread that creates it (bpf_iter_init_seq_net).
-	runtime.LockOSThread()
-	self, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("sockiter: opening own network namespace: %w", err)
+	// The iterator takes the network namespace of the thread that creates it (bpf_iter_init_seq_net), so
+	// it is created on a goroutine of its own, locked to a thread that joins the namespace and leaves it
+	// again. A thread that cannot leave stays locked, and dies with that goroutine instead of serving others.
+	type opened struct {
+		rd  io.ReadCloser
+		err error
 	}
-	defer self.Close()
-	if err := unix.Setns(nsFD, unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("sockiter: entering network namespace: %w", err)
-	}
-	rd, openErr := e.iter.Open()
-	if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
-		// The thread is stuck in the other namespace: let it die with the goroutine instead of reusing it.
-		if rd != nil {
-			rd.Close()
+	c := make(chan opened, 1)
+	go func() {
+		runtime.LockOSThread()
+		self, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			c <- opened{err: fmt.Errorf("sockiter: opening own network namespace: %w", err)}
+			return
 		}
-		return nil, fmt.Errorf("sockiter: returning to own network namespace: %w", err)
-	}
-	runtime.UnlockOSThread()
-	if openErr != nil {
-		return nil, fmt.Errorf("sockiter: opening the iterator: %w", openErr)
-	}
-	return rd, nil
+		defer self.Close()
+		if err := unix.Setns(nsFD, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			c <- opened{err: fmt.Errorf("sockiter: entering network namespace: %w", err)}
+			return
+		}
+		rd, err := e.iter.Open()
+		if berr := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); berr != nil {
+			if rd != nil {
+				rd.Close()
+			}
+			c <- opened{err: fmt.Errorf("sockiter: returning to own network namespace: %w", berr)}
+			return
+		}
+		runtime.UnlockOSThread()
+		if err != nil {
+			err = fmt.Errorf("sockiter: opening the iterator: %w", err)
+		}
+		c <- opened{rd, err}
+	}()
+	o := <-c
+	return o.rd, o.err
 }
 
 // ProgramStats reports how often the kernel ran the program and for how long in all, when BPF run-time
