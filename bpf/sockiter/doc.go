@@ -25,7 +25,8 @@
 // its own hash table, medians of interleaved rounds; the machine was loaded, so minimums are given too):
 // at 200,011 sockets the walk took 150 ms (min 106) against 150 ms (min 110) for the raw netlink dump with
 // skmeminfo, 180 ms (min 143) with tcp_info, and 166 ms (min 135) for the collector's netlink fold; at
-// 1,000,051 sockets 0.81-1.45 s against 0.89-0.95 s raw. The iterator alone, with a program that returns at
+// 1,000,051 sockets (two runs) min 0.60-0.81 s, median 1.30-1.45 s, against min 0.70-0.89 s, median
+// 0.88-0.95 s for the raw dump. The iterator alone, with a program that returns at
 // once, already costs 0.5-0.76x the raw dump (per socket: a reference taken and dropped, the socket lock,
 // the seq_file step), and the program adds 180-280 ns a socket, most of it the cache misses of the five
 // cache lines of struct sock and tcp_sock it reads (the netlink dump reads the same lines). So on this
