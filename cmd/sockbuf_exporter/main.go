@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command sockbuf_exporter exports the state of the kernel's TCP receive buffers to Prometheus: prune and
 // collapse counters, TCP memory against tcp_mem, the buffer sysctls, softnet drops and per-socket queues.
 package main
