@@ -23,12 +23,10 @@ func Dial(cfg *Config) (*Client, error) {
 
 // rawTransport sends through netlink.Conn but reads with its own recvfrom loop into the Client's one
 // buffer. netlink.Conn.Execute (v1.11.2) peeks and allocates a buffer per datagram, a Message per socket,
-// and gathers the whole dump in memory. Measured with sockdiag/bench.sh on the 2-core machine this was
-// written on (kernel 6.18, 200,011 idle loopback sockets in a namespace with its own hash table, skmeminfo
-// and tcp_info, medians of 5): a raw recvfrom loop that only counts messages 273 ms, Execute plus decoding
-// 632 ms (2.3x), 140,000 allocations per 40,000 sockets, and a peak RSS of 132 MiB for a process that
-// only dumps; this transport plus decoding 246 ms (0.9-1.12x raw across runs), 12 allocations per dump
-// whatever its size, 4.7 MiB peak RSS. `ss -tnmi` took 1.5-3.4 s.
+// and gathers the whole dump in memory: more than twice the time of a raw loop, an allocation per socket and
+// a peak RSS that grows with the dump. This transport stays close to the raw loop with a fixed number of
+// allocations per dump whatever its size; sockdiag/bench.sh measures both side by side (figures in the
+// README).
 type rawTransport struct {
 	*netlink.Conn
 	rc     syscall.RawConn

@@ -68,11 +68,10 @@
 //
 // # Cost
 //
-// bench.sh (a drop storm of 300,000-800,000 drops/s through a raw socket on loopback in a namespace, and a
-// drop-free ping-pong, each without and with the tracer): the program runs 90-110 ns per drop by the
-// kernel's own statistics (BPF_ENABLE_STATS); the A/B of the sender's CPU time adds 40-80 ns per drop
-// between the fastest runs on a busy 2-core VM, where medians swing by more than that. Without drops the
-// tracepoint does not fire (0 program runs per packet) and the cost is within noise.
+// bench.sh drives a drop storm through a raw socket on loopback in a namespace, and a drop-free ping-pong,
+// each without and with the tracer, and prints the program's run time per drop by the kernel's own
+// statistics (BPF_ENABLE_STATS) and the sender's added CPU time per drop (figures in the README). Without
+// drops the tracepoint does not fire and the cost is within noise.
 //
 // # Privileges
 //

@@ -18,21 +18,15 @@
 // not fit are summed per role into Result.Overflow and counted, never dropped.
 //
 // Roles need the listening ports first. Of the ways to get them, this one costs nothing: a LISTEN-only
-// netlink dump before the walk costs 60-100 µs whatever the population (bench.sh), a first iterator pass
-// that only records listeners costs a whole walk (the iterator alone is 0.5-0.75x a full netlink dump).
+// netlink dump before the walk costs little whatever the population, a first iterator pass that only
+// records listeners costs a whole walk.
 //
-// Cost, measured with bench.sh on 2 shared vCPUs (kernel 6.18, loopback connections in a namespace with
-// its own hash table, medians of interleaved rounds; the machine was loaded, so minimums are given too):
-// at 200,011 sockets the walk took 150 ms (min 106) against 150 ms (min 110) for the raw netlink dump with
-// skmeminfo, 180 ms (min 143) with tcp_info, and 166 ms (min 135) for the collector's netlink fold; at
-// 1,000,051 sockets (two runs) min 0.60-0.81 s, median 1.30-1.45 s, against min 0.70-0.89 s, median
-// 0.88-0.95 s for the raw dump. The iterator alone, with a program that returns at
-// once, already costs 0.5-0.76x the raw dump (per socket: a reference taken and dropped, the socket lock,
-// the seq_file step), and the program adds 180-280 ns a socket, most of it the cache misses of the five
-// cache lines of struct sock and tcp_sock it reads (the netlink dump reads the same lines). So on this
-// kernel the engine matches the netlink path's speed, not twice it; what it adds is the SO_RCVBUF and
-// zero-window counts without tcp_info, and an RSS that stays flat (13 MiB, no allocation per socket: 33
-// allocations per walk whatever the population).
+// Cost: bench.sh times the walk, the raw netlink dump and the collector's netlink fold side by side (figures
+// in the README). The iterator itself (per socket: a reference taken and dropped, the socket lock, the
+// seq_file step) already costs a large share of a raw netlink dump, and the program reads the same cache
+// lines of struct sock and tcp_sock the netlink dump reads, so on this kernel the engine matches the netlink
+// path's speed rather than doubling it; what it adds is the SO_RCVBUF and zero-window counts without
+// tcp_info, with no allocation per socket.
 //
 // The package knows nothing of Prometheus; the sockets collector turns a Result into metrics.
 package sockiter
