@@ -19,7 +19,6 @@ import (
 
 	"github.com/sockbuf/sockbuf_exporter/internal/e2e"
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
-	"github.com/sockbuf/sockbuf_exporter/internal/trafficgen"
 	"github.com/sockbuf/sockbuf_exporter/sockdiag"
 )
 
@@ -42,23 +41,18 @@ func BenchmarkSocketsScrape(b *testing.B) {
 		}
 		conns = n
 	}
-	testenv.RequireRoot(b)
+	e2e.Require(b)
 	ns := testenv.NewIsolatedNetNS(b, 1024)
-	restore, err := trafficgen.RaiseNoFile(uint64(conns + 1024))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { restore() })
-	var c *trafficgen.Conns
-	err = ns.Do(func() (err error) {
-		c, err = trafficgen.Fanout(context.Background(), trafficgen.FanoutConfig{Ports: 100, Conns: conns, NoAccept: true})
-		return err
-	})
-	if c != nil {
-		b.Cleanup(func() { c.Close() })
-	}
-	if err != nil {
-		b.Fatal(err)
+	// Held by sockbuf-trafficgen processes, as in BenchmarkSocketsScale: listeners that never accept hold the
+	// server ends without descriptors, and each dialing process holds at most 19,000 client ends, under a
+	// hard RLIMIT_NOFILE of 20,000.
+	const basePort = 20000
+	tg := buildTrafficgen(b)
+	startInNS(b, ns, "trafficgen: port=", tg, "--mode=fanout", "--fanout-side=listen",
+		fmt.Sprint("--port=", basePort), "--ports=100", "--hold=60m")
+	for left := conns; left > 0; left -= 19000 {
+		startInNS(b, ns, "trafficgen: port=", tg, "--mode=fanout", "--fanout-side=dial",
+			fmt.Sprint("--port=", basePort), "--ports=100", fmt.Sprint("--conns=", min(left, 19000)), "--hold=60m")
 	}
 	nsf, err := os.Open(ns.Path)
 	if err != nil {
