@@ -433,3 +433,25 @@ func removeCgroup(t *testing.T, dir string) {
 		}
 	}
 }
+
+// TestBPFPromtoolCheckMetrics lints a scrape with the bpf collector's metrics, after drops, with promtool.
+func TestBPFPromtoolCheckMetrics(t *testing.T) {
+	promtool := testenv.RequireBinary(t, "promtool", "prometheus")
+	ns, exp, _ := startBPF(t)
+	// A connection refused is a drop without a socket (no_socket), so the unattributed series appear.
+	ns.Do(func() error {
+		if c, err := net.DialTimeout("tcp", "127.0.0.1:1", time.Second); err == nil {
+			c.Close()
+		}
+		return nil
+	})
+	text := exp.ScrapeText(t)
+	if !strings.Contains(string(text), "sockbuf_receive_drops_unattributed_total{") {
+		t.Errorf("no unattributed drop after a refused connection:\n%s", text)
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(string(text))
+	if out, err := cmd.CombinedOutput(); err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
