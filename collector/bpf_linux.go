@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -105,7 +106,7 @@ func missingWhat(err error) string {
 	switch {
 	case errors.Is(err, errors.ErrUnsupported):
 		return "eBPF tracing needs Linux"
-	case strings.Contains(msg, "CAP_BPF"):
+	case errors.Is(err, os.ErrPermission) || strings.Contains(msg, "CAP_BPF"):
 		return "it needs CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN); see deploy/systemd/bpf.conf"
 	case strings.Contains(msg, "/sys/kernel/btf/vmlinux"):
 		return "the kernel's BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF) is missing"

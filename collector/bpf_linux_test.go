@@ -4,6 +4,7 @@ package collector
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -58,5 +59,21 @@ sockbuf_scrape_collector_success{collector="bpf"} 1
 	}
 	if err := testutil.CollectAndCompare(e, strings.NewReader(strings.Replace(want, "} 1", "} 0", 1)), "sockbuf_scrape_collector_success"); err != nil {
 		t.Errorf("after Close: %v", err)
+	}
+}
+
+// TestMissingWhat: the one log line names what the host lacks for each of Open's errors.
+func TestMissingWhat(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("loading BPF programs: %w", fmt.Errorf("%w (needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN, in the initial user namespace): %w", os.ErrPermission, errors.New("EPERM"))), "CAP_BPF and CAP_PERFMON"},
+		{fmt.Errorf("reading the kernel's BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF): %w", os.ErrNotExist), "BTF"},
+		{fmt.Errorf("tracepoint kfree_skb not in the kernel's BTF: %w", os.ErrNotExist), "skb:kfree_skb tracepoint"},
+	} {
+		if got := missingWhat(c.err); !strings.Contains(got, c.want) {
+			t.Errorf("missingWhat(%v) = %q, want it to name %q", c.err, got, c.want)
+		}
 	}
 }
