@@ -5,7 +5,9 @@ package collector
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sort"
 	"time"
@@ -33,6 +35,8 @@ type Config struct {
 	Sockets SocketsConfig
 	// Netns configures the per-network-namespace collector.
 	Netns NetnsConfig
+	// BPF configures the eBPF drop-reason collector.
+	BPF BPFConfig
 	// MaxResultAge is how long a collector's result is served again to later scrapes instead of reading the
 	// kernel again; 0 shares only a read in progress (see flight).
 	MaxResultAge time.Duration
@@ -147,6 +151,20 @@ func NewExporter(collectors map[string]Collector, maxAge time.Duration, logger *
 	return e
 }
 
+// Close releases what collectors hold in the kernel (the bpf collector's programs), for a clean shutdown.
+// Scrapes after Close fail.
+func (e *Exporter) Close() error {
+	var err error
+	for _, name := range e.names {
+		if c, ok := e.flights[name].c.(io.Closer); ok {
+			if cerr := c.Close(); cerr != nil {
+				err = errors.Join(err, fmt.Errorf("closing collector %s: %w", name, cerr))
+			}
+		}
+	}
+	return err
+}
+
 // Names returns the enabled collectors, sorted.
 func (e *Exporter) Names() []string { return append([]string(nil), e.names...) }
 
@@ -201,7 +219,10 @@ func (e *Exporter) report(ch chan<- prometheus.Metric, r result) {
 	metrics := r.metrics
 	if r.err != nil {
 		success = 0
-		e.logger.Error("collector failed", "collector", r.name, "duration_seconds", r.duration.Seconds(), "err", r.err)
+		// An unavailable collector said why once, when it was built; its scrapes fail quietly.
+		if !errors.Is(r.err, errUnavailable) {
+			e.logger.Error("collector failed", "collector", r.name, "duration_seconds", r.duration.Seconds(), "err", r.err)
+		}
 		// A failed collector's partial output would show a wrong picture (some fields, not others), so it is
 		// dropped whole.
 		metrics = nil

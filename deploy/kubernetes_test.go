@@ -76,6 +76,13 @@ type kustomization struct {
 	Kind       string   `json:"kind"`
 	Namespace  string   `json:"namespace,omitempty"`
 	Resources  []string `json:"resources"`
+	Patches    []struct {
+		Target struct {
+			Kind string `json:"kind"`
+			Name string `json:"name"`
+		} `json:"target"`
+		Patch string `json:"patch"`
+	} `json:"patches,omitempty"`
 }
 
 // TestKustomizationsListEveryManifest: every manifest file in deploy/kubernetes is listed by exactly one
@@ -98,7 +105,8 @@ func TestKustomizationsListEveryManifest(t *testing.T) {
 			if err := yaml.UnmarshalStrict(data, &k); err != nil {
 				return fmt.Errorf("%s: %w", rel, err)
 			}
-			if k.APIVersion != "kustomize.config.k8s.io/v1beta1" || k.Kind != "Kustomization" {
+			if (k.APIVersion != "kustomize.config.k8s.io/v1beta1" || k.Kind != "Kustomization") &&
+				(k.APIVersion != "kustomize.config.k8s.io/v1alpha1" || k.Kind != "Component") {
 				t.Errorf("%s: apiVersion/kind = %s/%s", rel, k.APIVersion, k.Kind)
 			}
 			for _, r := range k.Resources {

@@ -55,9 +55,9 @@ func unitSettings(t *testing.T, path string) map[string]map[string][]string {
 }
 
 // installUnits copies the units into a fresh directory with ExecStart pointing at the freshly built exporter:
-// systemd-analyze verify checks that the command exists and is executable. With dropIn, process-attribution.conf
-// goes where the docs install it.
-func installUnits(t *testing.T, dropIn bool) string {
+// systemd-analyze verify checks that the command exists and is executable. A dropIn (process-attribution.conf,
+// bpf.conf; "" for none) goes where the docs install it.
+func installUnits(t *testing.T, dropIn string) string {
 	t.Helper()
 	bin := exporterBinary(t)
 	dir := t.TempDir()
@@ -65,11 +65,11 @@ func installUnits(t *testing.T, dropIn bool) string {
 		"sockbuf_exporter.service": "sockbuf_exporter.service",
 		"sockbuf_exporter.socket":  "sockbuf_exporter.socket",
 	}
-	if dropIn {
+	if dropIn != "" {
 		if err := os.Mkdir(filepath.Join(dir, "sockbuf_exporter.service.d"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		files["process-attribution.conf"] = "sockbuf_exporter.service.d/process-attribution.conf"
+		files[dropIn] = "sockbuf_exporter.service.d/" + dropIn
 	}
 	for from, to := range files {
 		data, err := os.ReadFile(filepath.Join(systemdDir, from))
@@ -84,14 +84,14 @@ func installUnits(t *testing.T, dropIn bool) string {
 	return dir
 }
 
-// TestSystemdVerify runs `systemd-analyze verify` on the units, with and without the process-attribution
-// drop-in, and fails on anything it says about them. It works without systemd running as PID 1.
+// TestSystemdVerify runs `systemd-analyze verify` on the units, without and with each drop-in, and fails on
+// anything it says about them. It works without systemd running as PID 1.
 func TestSystemdVerify(t *testing.T) {
 	analyze := testenv.RequireBinary(t, "systemd-analyze", "systemd")
-	for _, dropIn := range []bool{false, true} {
-		name := "default"
-		if dropIn {
-			name = "process-attribution"
+	for _, dropIn := range []string{"", "process-attribution.conf", "bpf.conf"} {
+		name := strings.TrimSuffix(dropIn, ".conf")
+		if dropIn == "" {
+			name = "default"
 		}
 		t.Run(name, func(t *testing.T) {
 			dir := installUnits(t, dropIn)
@@ -159,7 +159,7 @@ func TestSystemdHardening(t *testing.T) {
 	}
 
 	flags, _ := exporterFlags(t)
-	for _, file := range []string{"sockbuf_exporter.service", "process-attribution.conf"} {
+	for _, file := range []string{"sockbuf_exporter.service", "process-attribution.conf", "bpf.conf"} {
 		u := unitSettings(t, filepath.Join(systemdDir, file))["Service"]
 		starts := u["ExecStart"]
 		if len(starts) != 1 {
@@ -193,11 +193,12 @@ func TestSystemdSecurityScore(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
-		dropIn bool
+		dropIn string
 		row    string // the row of the table in docs/deployment.md
 	}{
-		{false, "sockbuf_exporter.service"},
-		{true, "sockbuf_exporter.service + process-attribution.conf"},
+		{"", "sockbuf_exporter.service"},
+		{"process-attribution.conf", "sockbuf_exporter.service + process-attribution.conf"},
+		{"bpf.conf", "sockbuf_exporter.service + bpf.conf"},
 	} {
 		dir := installUnits(t, c.dropIn)
 		out, err := exec.Command(analyze, "security", "--offline=yes", "--no-pager",

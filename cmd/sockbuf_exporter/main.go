@@ -5,11 +5,15 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"os/signal"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/alecthomas/kingpin/v2"
@@ -47,6 +51,8 @@ func main() {
 		cgroupRoot    = app.Flag("collector.sockets.cgroup-root", "Mount point of the cgroup v2 hierarchy. Empty: found in /proc/self/mountinfo (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts). Set it when /sys/fs/cgroup is not visible, e.g. under `ip netns exec`, which remounts /sys.").Default("").String()
 		netnsMax      = app.Flag("collector.netns.max-namespaces", "Most network namespaces the netns collector exports (at least 1), those with the most PruneCalled; the rest are counted in sockbuf_netns_namespaces_skipped.").Default("100").Int()
 		netnsSockets  = app.Flag("collector.netns.sockets", "Also dump the TCP sockets of every namespace the netns collector exports (sockbuf_netns_sockets, _recv_queue_bytes, _rcvbuf_full_sockets): one sock_diag client per namespace, opened inside it with setns, which needs CAP_SYS_ADMIN besides what --collector.netns needs; a namespace it cannot enter is counted in sockbuf_netns_socket_dump_errors_total.").Default("false").Bool()
+		bpfOwnNetNS   = app.Flag("collector.bpf.own-netns", "Count only the sockets (and the drops without a socket on devices) of the exporter's own network namespace; otherwise the bpf collector counts every namespace's, where sockets of other namespaces get role=\"unknown\" and are told apart by cgroup.").Default("false").Bool()
+		bpfMapEntries = app.Flag("collector.bpf.map-entries", "Size of the bpf collector's kernel map of drop groups (distinct reason, role, port, cgroup, rcvbuf_locked since start); drops of groups beyond it are counted in sockbuf_bpf_map_full_events_total. 0: 16384.").Default("0").Int()
 		netnsNamed    = app.Flag("collector.netns.named-dir", "Where `ip netns add` bind-mounts named network namespaces, whose names the netns collector uses; /host/run/netns in a container that mounts the host's there.").Default("/run/netns").String()
 	)
 	toolkitFlags := kingpinflag.AddFlags(app, defaultPort)
@@ -93,6 +99,7 @@ func main() {
 			CgroupRoot:         *cgroupRoot,
 		},
 		Netns: collector.NetnsConfig{MaxNamespaces: *netnsMax, NamedDir: *netnsNamed, Sockets: *netnsSockets},
+		BPF:   collector.BPFConfig{OwnNetNS: *bpfOwnNetNS, MapEntries: *bpfMapEntries},
 	}
 	exporter, err := collector.New(cfg, names, logger)
 	if err != nil {
@@ -137,8 +144,24 @@ func main() {
 		// The longest scrape budget the handler grants, plus time to write the answer.
 		WriteTimeout: metricshandler.MaxScrapeTimeout + 30*time.Second,
 	}
-	if err := web.ListenAndServe(server, toolkitFlags, logger); err != nil {
+	// SIGTERM and SIGINT stop the server and close the collectors, so that the bpf collector's programs are
+	// detached by the exporter and not only by its exit.
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		sig := <-stop
+		logger.Info("shutting down", "signal", sig.String())
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		server.Shutdown(ctx) //nolint:errcheck // connections still open at the deadline are cut by the exit
+	}()
+	if err := web.ListenAndServe(server, toolkitFlags, logger); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		logger.Error("serving", "err", err)
+		exporter.Close()
+		os.Exit(1)
+	}
+	if err := exporter.Close(); err != nil {
+		logger.Error("closing collectors", "err", err)
 		os.Exit(1)
 	}
 }
