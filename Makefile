@@ -72,6 +72,6 @@ image: build
 # Regenerates what is generated and committed: rules, dashboards, then the Kubernetes manifests that embed
 # both (so in that order), and docs/metrics.md.
 generate:
-	$(GO) generate ./deploy/prometheus ./dashboards
+	$(GO) generate ./deploy/rules ./dashboards
 	$(GO) generate ./deploy
 	$(GO) test ./collector -run TestMetricsDoc -update

@@ -2,7 +2,6 @@ package dashboards
 
 import (
 	"encoding/json"
-	"flag"
 	"os"
 	"regexp"
 	"strings"
@@ -11,7 +10,6 @@ import (
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 )
 
-var update = flag.Bool("update", false, "rewrite the dashboard JSON files from the Go code")
 
 // TestGenerated fails when the committed JSON differs from what the Go code builds.
 func TestGenerated(t *testing.T) {
@@ -20,7 +18,7 @@ func TestGenerated(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, want := range files {
-		testenv.Golden(t, name, want, *update, "go generate ./dashboards")
+		testenv.Golden(t, name, want, false, "go generate ./dashboards")
 	}
 }
 

@@ -6,7 +6,7 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
 
-	rules "github.com/sockbuf/sockbuf_exporter/deploy/prometheus"
+	"github.com/sockbuf/sockbuf_exporter/deploy/rules"
 )
 
 // rate is the dashboards' rate of a counter over Grafana's rate interval (at least four scrapes).
@@ -15,7 +15,7 @@ func rate(metric string) string {
 }
 
 // withNetns is the rate of a host counter plus the same counter's rate summed over the other network
-// namespaces, as the memory-pressure alerts compute it (deploy/prometheus withNetns); without the netns
+// namespaces, as the memory-pressure alerts compute it (deploy/rules withNetns); without the netns
 // collector the namespaces' part is zero, so the panel still shows the host's.
 func withNetns(host, netns string) string {
 	h := rate(host)

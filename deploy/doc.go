@@ -4,7 +4,7 @@
 // every kustomization builds, and the PrometheusRule and dashboards ConfigMap match the rule files and
 // dashboards they are generated from.
 //
-// After changing deploy/prometheus/*.yml or dashboards/*.json, regenerate the Kubernetes copies with
+// After changing deploy/rules/*.yml or dashboards/*.json, regenerate the Kubernetes copies with
 // `go generate ./deploy` (after the generators of those directories have run).
 package deploy
 

@@ -16,10 +16,10 @@ import (
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 )
 
-var update = flag.Bool("update", false, "rewrite the generated Kubernetes manifests from deploy/prometheus and dashboards")
+var update = flag.Bool("update", false, "rewrite the generated Kubernetes manifests from deploy/rules and dashboards")
 
 // A generated manifest: the Prometheus Operator and the Grafana sidecar load rules and dashboards from
-// Kubernetes objects, so these wrap the very files deploy/prometheus and dashboards/ ship, never a hand copy.
+// Kubernetes objects, so these wrap the very files deploy/rules and dashboards/ ship, never a hand copy.
 type generated struct {
 	path    string   // relative to the repository root
 	sources []string // relative to the repository root
@@ -29,7 +29,7 @@ type generated struct {
 var generatedManifests = []generated{
 	{
 		path:    "deploy/kubernetes/base/prometheusrule.yaml",
-		sources: []string{"deploy/prometheus/alerts.yml", "deploy/prometheus/recording.yml"},
+		sources: []string{"deploy/rules/alerts.yml", "deploy/rules/recording.yml"},
 		render:  renderPrometheusRule,
 	},
 	{

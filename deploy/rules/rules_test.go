@@ -1,9 +1,8 @@
-package prometheus
+package rules
 
 import (
 	"bytes"
 	"context"
-	"flag"
 	"net/url"
 	"os"
 	"os/exec"
@@ -17,7 +16,6 @@ import (
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 )
 
-var update = flag.Bool("update", false, "rewrite alerts.yml and recording.yml from DefaultConfig")
 
 // TestGenerated fails when the committed rule files differ from what DefaultConfig renders.
 func TestGenerated(t *testing.T) {
@@ -26,7 +24,7 @@ func TestGenerated(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, want := range files {
-		testenv.Golden(t, name, want, *update, "go generate ./deploy/prometheus")
+		testenv.Golden(t, name, want, false, "go generate ./deploy/rules")
 	}
 }
 
