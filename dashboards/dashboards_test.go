@@ -10,7 +10,6 @@ import (
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 )
 
-
 // TestGenerated fails when the committed JSON differs from what the Go code builds.
 func TestGenerated(t *testing.T) {
 	files, err := Files()

@@ -16,7 +16,6 @@ import (
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 )
 
-
 // TestGenerated fails when the committed rule files differ from what DefaultConfig renders.
 func TestGenerated(t *testing.T) {
 	files, err := Files(DefaultConfig())
