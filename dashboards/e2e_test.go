@@ -101,10 +101,10 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}()
 
-	const alert = "SockbufTCPReceiveQueuePruning"
+	const alert = "SockbufTCPReceiveDataDropped"
 	active := waitAlertFiring(t, prom, alert, 45*time.Second)
-	if active.Labels["instance"] != exp.Addr || active.Labels["severity"] != "warning" {
-		t.Errorf("%s active with labels %v, want instance %s, severity warning", alert, active.Labels, exp.Addr)
+	if active.Labels["instance"] != exp.Addr || active.Labels["severity"] != "critical" {
+		t.Errorf("%s active with labels %v, want instance %s, severity critical", alert, active.Labels, exp.Addr)
 	}
 	got := hook.WaitAlert(t, alert, 30*time.Second)
 	if !strings.Contains(got.Annotations["description"], exp.Addr) ||
