@@ -58,13 +58,13 @@ func Host() *dashboard.DashboardBuilder {
 			"Red: the kernel copies receive queues into compact buffers for more than 1% of incoming segments (SockbufTCPReceiveQueueCollapsing): CPU and latency spent on sockets at a buffer limit they cannot grow past. Falls to 0 when the pinned SO_RCVBUF is removed.",
 			"percentunit", redAbove(rc.CollapseRatio.Value), 8,
 			perSeg("sockbuf_tcp_rcv_collapsed_total", "TCPRcvCollapsed per segment"))).
-		WithPanel(graph("Readers stalled: zero-window advertisements",
-			"Red: receivers close their window more than 10×/s (SockbufTCPReceiveWindowsClosing): applications read slower than their peers send and the senders wait. Nothing is lost; the sockets dashboard shows which group is full. TCPZeroWindowDrop counts data a peer sent into a closed window (some stacks' 1-byte window probes).",
-			"ops", redAbove(rc.ZeroWindows.Value), 8,
-			q(rate("sockbuf_tcp_to_zero_window_adv_total"), "{{instance}} TCPToZeroWindowAdv (window closed)"),
-			q(rate("sockbuf_tcp_want_zero_window_adv_total"), "{{instance}} TCPWantZeroWindowAdv (wanted to close)"),
-			q(rate("sockbuf_tcp_from_zero_window_adv_total"), "{{instance}} TCPFromZeroWindowAdv (reopened)"),
-			q(rate("sockbuf_tcp_zero_window_drop_total"), "{{instance}} TCPZeroWindowDrop"))).
+		WithPanel(graph("Readers stalled: zero-window advertisements per incoming segment",
+			"Red: receivers close their window more often than once per 100 incoming segments (SockbufTCPReceiveWindowsClosing): applications read slower than their peers send and the senders wait. Nothing is lost; the sockets dashboard shows which group is full. TCPZeroWindowDrop counts data a peer sent into a closed window (some stacks' 1-byte window probes).",
+			"percentunit", redAbove(rc.ZeroWindows.Value), 8,
+			perSeg("sockbuf_tcp_to_zero_window_adv_total", "TCPToZeroWindowAdv (window closed)"),
+			perSeg("sockbuf_tcp_want_zero_window_adv_total", "TCPWantZeroWindowAdv (wanted to close)"),
+			perSeg("sockbuf_tcp_from_zero_window_adv_total", "TCPFromZeroWindowAdv (reopened)"),
+			perSeg("sockbuf_tcp_zero_window_drop_total", "TCPZeroWindowDrop"))).
 		WithPanel(graph("The kernel had to make room (PruneCalled), beside its outcome",
 			"Never red: PruneCalled counts every time a receive queue reached its buffer; for a socket without SO_RCVBUF the kernel then just grows the buffer (tcp_clamp_window) and nothing is lost. Read it with the lines beside it: RcvPruned (pruning failed, a segment was dropped) and TCPRcvCollapsed (queues copied). PruneCalled alone, even rising, is not a problem.",
 			"ops", neverRed(), 24,

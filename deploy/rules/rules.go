@@ -13,7 +13,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
 )
 
@@ -51,7 +53,10 @@ type Config struct {
 	BacklogDrops Threshold
 	// TCPRcvCollapsed per incoming segment: CPU spent compacting receive queues.
 	CollapseRatio Threshold
-	// TCPToZeroWindowAdv per second: receivers that keep closing their window, stalling their senders.
+	// TCPToZeroWindowAdv per incoming segment: receivers that keep closing their window, stalling their
+	// senders. Per segment, not per second, because a busy host with readers that keep up still closes a
+	// window now and then when a reader is descheduled; a reader that cannot keep up closes it every few
+	// dozen segments.
 	ZeroWindows Threshold
 	// Sockets of one group with a full receive buffer, on average over FullSocketsWindow.
 	FullSockets       Threshold
@@ -99,10 +104,10 @@ func DefaultConfig() Config {
 		DataLost:      Threshold{Value: 0, For: "5m"},
 		BacklogDrops:  Threshold{Value: 0, For: "10m"},
 		CollapseRatio: Threshold{Value: 0.01, For: "15m"},
-		// A few closed windows a second are ordinary flow control; ten a second for a quarter of an hour
-		// mean readers that persistently cannot keep up (docs/harm.md: 47/s with three slow readers,
-		// under 4/s with five fast ones on one host).
-		ZeroWindows: Threshold{Value: 10, For: "15m"},
+		// A window closing once per 100 incoming segments for a quarter of an hour: readers that
+		// persistently cannot keep up (docs/harm.md: 7% with three slow readers; at most 0.26% with five
+		// fast ones on a loaded host, and 0 after the pinned client's fix).
+		ZeroWindows: Threshold{Value: 0.01, For: "15m"},
 		// An average of one full socket over 15 minutes: not a burst, not one unlucky scrape.
 		FullSockets:       Threshold{Value: 1, For: "5m"},
 		FullSocketsWindow: "15m",
@@ -125,20 +130,34 @@ func DefaultConfig() Config {
 	}
 }
 
-// QuickConfig is DefaultConfig with every window and `for` shrunk to seconds, for end-to-end tests that
-// scrape and evaluate every second (internal/realsw): the same expressions and thresholds, so the test
-// proves the shipped rules' logic, only faster. Never ship it: a 10s rate window flaps on real hosts.
+// QuickConfig is DefaultConfig with every duration — rate windows, averaging windows, `for` — divided by 60
+// (minutes become seconds), for end-to-end tests that scrape and evaluate every second (internal/realsw):
+// the same expressions, thresholds and proportions between windows and `for`, so such a test proves the
+// shipped rules' logic, only sixty times faster. Never ship it: a 5s rate window flaps on real hosts.
 func QuickConfig() Config {
 	c := DefaultConfig()
-	c.RateWindow = "10s"
-	for _, th := range []*Threshold{&c.DataLost, &c.BacklogDrops, &c.CollapseRatio, &c.ZeroWindows, &c.FullSockets,
-		&c.MemoryPressure, &c.MemoryNearMax, &c.PressureTime, &c.AbortOnMemory, &c.ListenOverflows,
-		&c.ListenQueueFull, &c.SoftnetDrops, &c.ExporterDown, &c.CollectorFailing} {
-		th.For = "5s"
+	for _, d := range []*string{&c.RateWindow, &c.FullSocketsWindow, &c.MemoryWindow, &c.PressureEpisodesWindow,
+		&c.PressureTimeWindow, &c.ListenQueueWindow} {
+		*d = sixtieth(*d)
 	}
-	c.FullSocketsWindow, c.MemoryWindow, c.ListenQueueWindow = "10s", "10s", "10s"
-	c.PressureEpisodesWindow, c.PressureTimeWindow = "1m", "1m"
+	for _, th := range []*Threshold{&c.DataLost, &c.BacklogDrops, &c.CollapseRatio, &c.ZeroWindows, &c.FullSockets,
+		&c.MemoryPressure, &c.MemoryNearMax, &c.PressureEpisodes, &c.PressureTime, &c.AbortOnMemory,
+		&c.ListenOverflows, &c.ListenQueueFull, &c.SoftnetDrops, &c.ExporterDown, &c.CollectorFailing} {
+		th.For = sixtieth(th.For)
+	}
 	return c
+}
+
+// sixtieth divides a Prometheus duration by 60, keeping 0 and rounding anything else up to whole seconds.
+func sixtieth(d string) string {
+	v, err := model.ParseDuration(d)
+	if err != nil {
+		panic(fmt.Sprintf("rules: DefaultConfig has a bad duration %q: %v", d, err))
+	}
+	if v == 0 {
+		return "0s"
+	}
+	return model.Duration(max(time.Duration(v)/60, time.Second).Round(time.Second)).String()
 }
 
 // Rule is one Prometheus rule, alerting or recording, in the rule-file format.
@@ -228,6 +247,7 @@ var perSegmentCounters = []string{
 	"sockbuf_tcp_ofo_pruned_total",
 	"sockbuf_tcp_rcv_collapsed_total",
 	"sockbuf_tcp_rcvq_drop_total",
+	"sockbuf_tcp_to_zero_window_adv_total",
 }
 
 // RateRecord names the recording rule holding counter's per-second rate, e.g.
@@ -322,9 +342,9 @@ func Alerting(c Config) RuleFile {
 			"TCP receive queues are being collapsed on "+on+".",
 			"On "+on+" the kernel collapsed {{ $value | humanizePercentage }} as many receive-queue packets as segments arrived over the last "+w+" (TcpExt TCPRcvCollapsed / Tcp InSegs): CPU and latency spent copying the queues of sockets at their buffer limit that could not grow (SO_RCVBUF pinned, or tcp_rmem max reached)."),
 		b.alert("SockbufTCPReceiveWindowsClosing", "warning",
-			b.rate("sockbuf_tcp_to_zero_window_adv_total")+" > "+num(c.ZeroWindows.Value), c.ZeroWindows,
+			b.rate("sockbuf_tcp_to_zero_window_adv_total")+" / ("+b.rate("sockbuf_tcp_in_segments_total")+" > 0) > "+num(c.ZeroWindows.Value), c.ZeroWindows,
 			"TCP receivers keep closing their window on "+on+".",
-			"On "+on+" receivers advertised a zero window {{ $value | humanize }} times per second over the last "+w+" (TcpExt TCPToZeroWindowAdv): applications read slower than their peers send, and the senders stall. Nothing is lost; sockbuf_rcvbuf_full_sockets shows which group."),
+			"On "+on+" receivers advertised a zero window {{ $value | humanizePercentage }} as often as segments arrived over the last "+w+" (TcpExt TCPToZeroWindowAdv / Tcp InSegs): applications read slower than their peers send, and the senders stall. Nothing is lost; sockbuf_rcvbuf_full_sockets shows which group."),
 		b.alert("SockbufTCPMemoryPressure", "warning",
 			"avg_over_time("+b.sel("sockbuf_tcp_memory_bytes")+"["+c.MemoryWindow+"]) > ignoring (level) "+b.sel("sockbuf_tcp_mem_threshold_bytes", `level="pressure"`), c.MemoryPressure,
 			"TCP memory is above the tcp_mem pressure threshold on "+on+".",
