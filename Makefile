@@ -13,8 +13,11 @@ LDFLAGS     := -s -w -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revi
                -X $(VERSION_PKG).BuildDate=$(shell date -u +%Y%m%d-%H:%M:%S)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # What the tests run besides Go: promtool and the Prometheus server, Alertmanager, node_exporter (the bench
-# reference), nft (packet loss for out-of-order pruning), podman (image build), ip/ss/nstat, systemd-analyze.
-DEB_PACKAGES := prometheus prometheus-alertmanager prometheus-node-exporter nftables podman iproute2 systemd
+# reference), nft (packet loss for out-of-order pruning), podman (image build), ip/ss/nstat, systemd-analyze,
+# and the real software of internal/realsw: nginx, curl, Python requests (with Debian's /usr/bin/python3).
+# internal/realsw also needs Node.js (`node`, v18 or later), which comes from the machine, not from Debian.
+DEB_PACKAGES := prometheus prometheus-alertmanager prometheus-node-exporter nftables podman iproute2 systemd \
+                nginx curl python3-requests
 # How long the fuzz target runs inside `make test`; run longer by hand with FUZZTIME=10m. The fuzzer's
 # progress line shows 0 execs/sec while a worker minimises a new input (golang/go#51484); minimising is
 # bounded to 2s so that the run fuzzes most of its time.

@@ -332,7 +332,7 @@ func Alerting(c Config) RuleFile {
 		b.alert("SockbufTCPReceiveDataDropped", "critical",
 			lost+" > "+num(c.DataLost.Value), c.DataLost,
 			"TCP data already received is being thrown away on "+on+".",
-			"The kernel on "+on+" threw away {{ $value | humanize }} received packets per second over the last "+w+" for lack of receive memory (TcpExt TCPRcvQDrop + TCPOFODrop + OfoPruned): senders must retransmit them. Usually sockets whose SO_RCVBUF is pinned too small for small segments; sockbuf_socket_drops_total shows which group."),
+			"The kernel on "+on+" threw away received data {{ $value | humanize }} times per second over the last "+w+" for lack of receive memory (TcpExt TCPRcvQDrop + TCPOFODrop segments, OfoPruned purges): senders must retransmit them. Usually sockets whose SO_RCVBUF is pinned too small for small segments; sockbuf_socket_drops_total shows which group."),
 		b.alert("SockbufTCPBacklogDrops", "warning",
 			b.rate("sockbuf_tcp_backlog_drop_total")+" > "+num(c.BacklogDrops.Value), c.BacklogDrops,
 			"TCP segments are dropped at busy sockets' backlogs on "+on+".",
@@ -393,7 +393,7 @@ func Alerting(c Config) RuleFile {
 		b.alert("SockbufNetnsReceiveDataDropped", "critical",
 			"sum without (netns_inode) ("+netnsLost+") > "+num(c.DataLost.Value), c.DataLost,
 			"TCP data already received is being thrown away in network namespace {{ $labels.netns }} on "+on+".",
-			"In network namespace {{ $labels.netns }} on "+on+" the kernel threw away {{ $value | humanize }} received packets per second over the last "+w+" for lack of receive memory (TcpExt TCPRcvQDrop + OfoPruned of that namespace: a pod or container whose counters the host's do not include)."),
+			"In network namespace {{ $labels.netns }} on "+on+" the kernel threw away received data {{ $value | humanize }} times per second over the last "+w+" for lack of receive memory (TcpExt TCPRcvQDrop segments + OfoPruned purges of that namespace: a pod or container whose counters the host's do not include)."),
 	}
 
 	exporter := []Rule{
