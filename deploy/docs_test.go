@@ -139,7 +139,7 @@ func checkDocsKustomization(t *testing.T, ex docExample) {
 // recordedSeries lists the series deploy/rules/recording.yml records.
 func recordedSeries(t *testing.T) map[string]bool {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "prometheus", "recording.yml"))
+	data, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "rules", "recording.yml"))
 	if err != nil {
 		testenv.Missing(t, "deploy/rules/recording.yml: %v", err)
 	}
