@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sockbuf/sockbuf_exporter/deploy/rules"
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 )
 
@@ -182,3 +183,42 @@ func TestHistogramPanels(t *testing.T) {
 }
 
 var counterFunc = regexp.MustCompile(`\b(rate|irate|increase|delta|idelta)\(`)
+
+// TestRunbookLinks checks every panel link into the runbooks names an alert the rules have, at the rules'
+// RunbookBase.
+func TestRunbookLinks(t *testing.T) {
+	c := rules.DefaultConfig()
+	anchors := map[string]bool{}
+	for _, a := range rules.AlertNames(c) {
+		anchors[c.RunbookBase+"#"+rules.Anchor(a)] = true
+	}
+	files, err := Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for name, b := range files {
+		var d struct {
+			Panels []struct {
+				Title string `json:"title"`
+				Links []struct {
+					URL string `json:"url"`
+				} `json:"links"`
+			} `json:"panels"`
+		}
+		if err := json.Unmarshal(b, &d); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, p := range d.Panels {
+			for _, l := range p.Links {
+				n++
+				if !anchors[l.URL] {
+					t.Errorf("%s, panel %q: link %s is no alert's runbook", name, p.Title, l.URL)
+				}
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("no panel links to a runbook")
+	}
+}

@@ -53,18 +53,21 @@ func Host() *dashboard.DashboardBuilder {
 			q(rate("sockbuf_tcp_rcvq_drop_total"), "{{instance}} TCPRcvQDrop (in order)"),
 			q(rate("sockbuf_tcp_ofo_drop_total"), "{{instance}} TCPOFODrop (out of order)"),
 			q(rate("sockbuf_tcp_ofo_pruned_total"), "{{instance}} OfoPruned (out-of-order queue purged)"),
-			q(rate("sockbuf_tcp_backlog_drop_total"), "{{instance}} TCPBacklogDrop"))).
+			q(rate("sockbuf_tcp_backlog_drop_total"), "{{instance}} TCPBacklogDrop")).
+			Links(runbooks("SockbufTCPReceiveDataDropped", "SockbufTCPBacklogDrops"))).
 		WithPanel(graph("Collapse cost: packets copied per incoming segment",
 			"Red: the kernel copies receive queues into compact buffers for more than 1% of incoming segments (SockbufTCPReceiveQueueCollapsing): CPU and latency spent on sockets at a buffer limit they cannot grow past. Falls to 0 when the pinned SO_RCVBUF is removed.",
 			"percentunit", redAbove(rc.CollapseRatio.Value), 8,
-			perSeg("sockbuf_tcp_rcv_collapsed_total", "TCPRcvCollapsed per segment"))).
+			perSeg("sockbuf_tcp_rcv_collapsed_total", "TCPRcvCollapsed per segment")).
+			Links(runbooks("SockbufTCPReceiveQueueCollapsing"))).
 		WithPanel(graph("Readers stalled: zero-window advertisements per incoming segment",
 			"Red: receivers close their window more often than once per 100 incoming segments (SockbufTCPReceiveWindowsClosing): applications read slower than their peers send and the senders wait. Nothing is lost; the sockets dashboard shows which group is full. TCPZeroWindowDrop counts data a peer sent into a closed window (some stacks' 1-byte window probes).",
 			"percentunit", redAbove(rc.ZeroWindows.Value), 8,
 			perSeg("sockbuf_tcp_to_zero_window_adv_total", "TCPToZeroWindowAdv (window closed)"),
 			perSeg("sockbuf_tcp_want_zero_window_adv_total", "TCPWantZeroWindowAdv (wanted to close)"),
 			perSeg("sockbuf_tcp_from_zero_window_adv_total", "TCPFromZeroWindowAdv (reopened)"),
-			perSeg("sockbuf_tcp_zero_window_drop_total", "TCPZeroWindowDrop"))).
+			perSeg("sockbuf_tcp_zero_window_drop_total", "TCPZeroWindowDrop")).
+			Links(runbooks("SockbufTCPReceiveWindowsClosing", "SockbufSocketsReceiveBufferFull"))).
 		WithPanel(graph("The kernel had to make room (PruneCalled), beside its outcome",
 			"Never red: PruneCalled counts every time a receive queue reached its buffer; for a socket without SO_RCVBUF the kernel then just grows the buffer (tcp_clamp_window) and nothing is lost. Read it with the lines beside it: RcvPruned (pruning failed, a segment was dropped) and TCPRcvCollapsed (queues copied). PruneCalled alone, even rising, is not a problem.",
 			"ops", neverRed(), 24,
@@ -75,7 +78,8 @@ func Host() *dashboard.DashboardBuilder {
 			"Red: a pod, container or `ip netns` namespace throws away received data (SockbufNetnsReceiveDataDropped); look at its sockets from inside it (kubectl exec, nsenter -n -t PID ss -tm). The 10 namespaces losing most, with their PruneCalled for context; the host's own namespace is in the panels above. Needs --collector.netns.",
 			"ops", redAbove(alertLine(rc.DataLost.Value)), 24,
 			q("topk(10, sum by (instance, netns) ("+rate("sockbuf_netns_tcp_rcvq_drop_total")+" + "+rate("sockbuf_netns_tcp_ofo_pruned_total")+"))", "{{instance}} {{netns}} data lost (TCPRcvQDrop + OfoPruned)"),
-			q("topk(10, sum by (instance, netns) ("+rate("sockbuf_netns_tcp_prune_called_total")+"))", "{{instance}} {{netns}} PruneCalled (context)"))).
+			q("topk(10, sum by (instance, netns) ("+rate("sockbuf_netns_tcp_prune_called_total")+"))", "{{instance}} {{netns}} PruneCalled (context)")).
+			Links(runbooks("SockbufNetnsReceiveDataDropped"))).
 		WithRow(row("TCP memory")).
 		WithPanel(memoryGraph()).
 		WithPanel(graph("Time in memory pressure",

@@ -38,7 +38,8 @@ func Sockets() *dashboard.DashboardBuilder {
 		WithPanel(graph("Full sockets by group",
 			"Red: a group has at least one socket with a full receive buffer (SockbufSocketsReceiveBufferFull fires when the average over 15m reaches 1). The application does not read: raising tcp_rmem does nothing for it; make it read (or shed load).",
 			"short", redAbove(rc.FullSockets.Value), 12,
-			q(top("10", full), groupLegend))).
+			q(top("10", full), groupLegend)).
+			Links(runbooks("SockbufSocketsReceiveBufferFull", "SockbufTCPReceiveWindowsClosing"))).
 		WithPanel(graph("Receive-buffer fill by group",
 			"Red: a group's unread data fills more than 90% of its sockets' receive buffers in total; pruning follows.",
 			"percentunit", redAbove(0.9), 12,
