@@ -222,3 +222,45 @@ func TestRunbookLinks(t *testing.T) {
 		t.Error("no panel links to a runbook")
 	}
 }
+
+// TestRunbookPanelNames checks that every panel the runbooks and the harm model send a reader to
+// ("*sockbuf / Host → Data lost*") exists: its name is a panel title or the start of one.
+func TestRunbookPanelNames(t *testing.T) {
+	files, err := Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	titles := map[string][]string{}
+	for name, b := range files {
+		var d struct {
+			Title  string `json:"title"`
+			Panels []struct {
+				Title string `json:"title"`
+			} `json:"panels"`
+		}
+		if err := json.Unmarshal(b, &d); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, p := range d.Panels {
+			titles[d.Title] = append(titles[d.Title], p.Title)
+		}
+	}
+	ref := regexp.MustCompile(`\*(sockbuf / \w+) → ([^*]+)\*`)
+	for _, doc := range []string{"../docs/runbooks.md", "../docs/harm.md"} {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ref.FindAllStringSubmatch(string(b), -1) {
+			for _, name := range strings.Split(m[2], "*, *") {
+				found := false
+				for _, title := range titles[m[1]] {
+					found = found || strings.HasPrefix(title, strings.Join(strings.Fields(name), " "))
+				}
+				if !found {
+					t.Errorf("%s sends readers to %s → %q, which has no such panel", doc, m[1], name)
+				}
+			}
+		}
+	}
+}
