@@ -25,7 +25,7 @@ FUZZTIME    ?= 15s
 IMAGE       ?= sockbuf_exporter
 BASE_IMAGE  ?= quay.io/prometheus/busybox-linux-$(GOARCH):latest
 
-.PHONY: all build run test deps check-format vet lint unit fuzz bench image generate
+.PHONY: all build run test deps check-format vet lint unit fuzz bench image generate pictures
 
 all: build
 
@@ -78,3 +78,8 @@ generate:
 	$(GO) generate ./deploy/rules ./dashboards
 	$(GO) generate ./deploy
 	$(GO) test ./collector -run TestMetricsDoc -update
+
+# Draws the dashboards' key panels during internal/realsw's pinned-client scenario (real exporter, real
+# Prometheus, the panels' own queries) into docs/img, for docs/dashboards.md. Needs root; about 75 seconds.
+pictures:
+	$(GO) test -count=1 -run '^TestDashboardPictures$$' ./dashboards -args -pictures=$(CURDIR)/docs/img
