@@ -55,6 +55,15 @@ func TestScenarios(t *testing.T) {
 			if len(mid) != 40 || full != 40 {
 				t.Errorf("want 40 of 40 sockets full, got %d of %d", full, len(mid))
 			}
+			// The sender probes the closed windows (TCPWinProbe) and the full sockets discard the probes by
+			// design: sk_drops rises although nothing is lost.
+			var drops uint64
+			for _, s := range mid {
+				drops += s.Drops
+			}
+			if d["TcpExtTCPWinProbe"] == 0 || drops == 0 {
+				t.Errorf("want window probes discarded into sk_drops: TCPWinProbe %d, sk_drops %d", d["TcpExtTCPWinProbe"], drops)
+			}
 		},
 		Healthy.Name: func(t *testing.T, d Counters, _ []Socket) {
 			if lost(d) != 0 || d["TcpExtTCPRcvCollapsed"] != 0 || d["TcpExtRcvPruned"] != 0 {
