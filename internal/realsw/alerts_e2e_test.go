@@ -18,7 +18,7 @@ func TestMain(m *testing.M) { os.Exit(e2e.Main(m)) }
 
 // alertSeconds is how long each scenario runs under Prometheus. The rules are the shipped alerts.yml's,
 // rendered by the same generator from rules.QuickConfig (every window and `for` divided by 60), so five scenarios fit in
-// about two minutes and a quarter (TestScenarios adds half a minute: the suite stays under three).
+// about two minutes and a quarter (TestScenarios adds half a minute: about three in all).
 const alertSeconds = 22
 
 // Alerts whose counters are host-wide, whatever namespace the exporter runs in (softnet_stat, tcp_mem):

@@ -9,7 +9,7 @@ import (
 )
 
 // scenarioSeconds is how long each scenario runs here; alerts_e2e_test.go runs them longer.
-const scenarioSeconds = 6
+const scenarioSeconds = 5
 
 // TestScenarios runs every scenario in a fresh namespace and checks what the kernel did with nstat and ss:
 // the figures docs/harm.md is written from (they are logged; run with -v to see them).
