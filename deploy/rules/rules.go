@@ -64,8 +64,10 @@ type Config struct {
 	// Value unused: TCP memory above tcp_mem's pressure threshold on average over MemoryWindow.
 	MemoryPressure Threshold
 	MemoryWindow   string
-	// Fraction of tcp_mem's max threshold: above it the kernel refuses memory to every TCP socket.
-	MemoryNearMax Threshold
+	// Fraction of tcp_mem's max threshold, on average over MemoryNearMaxWindow: above it the kernel refuses
+	// memory to every TCP socket.
+	MemoryNearMax       Threshold
+	MemoryNearMaxWindow string
 	// Number of times TCP entered memory pressure within PressureEpisodesWindow.
 	PressureEpisodes       Threshold
 	PressureEpisodesWindow string
@@ -109,11 +111,12 @@ func DefaultConfig() Config {
 		// fast ones on a loaded host, and 0 after the pinned client's fix).
 		ZeroWindows: Threshold{Value: 0.01, For: "15m"},
 		// An average of one full socket over 15 minutes: not a burst, not one unlucky scrape.
-		FullSockets:       Threshold{Value: 1, For: "5m"},
-		FullSocketsWindow: "15m",
-		MemoryPressure:    Threshold{For: "10m"},
-		MemoryWindow:      "5m",
-		MemoryNearMax:     Threshold{Value: 0.9, For: "2m"},
+		FullSockets:         Threshold{Value: 1, For: "5m"},
+		FullSocketsWindow:   "15m",
+		MemoryPressure:      Threshold{For: "10m"},
+		MemoryWindow:        "5m",
+		MemoryNearMax:       Threshold{Value: 0.9, For: "2m"},
+		MemoryNearMaxWindow: "2m",
 		// Flapping in and out of pressure shows a host sized at the edge.
 		PressureEpisodes:       Threshold{Value: 3, For: "0m"},
 		PressureEpisodesWindow: "1h",
@@ -136,7 +139,7 @@ func DefaultConfig() Config {
 // shipped rules' logic, only sixty times faster. Never ship it: a 5s rate window flaps on real hosts.
 func QuickConfig() Config {
 	c := DefaultConfig()
-	for _, d := range []*string{&c.RateWindow, &c.FullSocketsWindow, &c.MemoryWindow, &c.PressureEpisodesWindow,
+	for _, d := range []*string{&c.RateWindow, &c.FullSocketsWindow, &c.MemoryWindow, &c.MemoryNearMaxWindow, &c.PressureEpisodesWindow,
 		&c.PressureTimeWindow, &c.ListenQueueWindow} {
 		*d = sixtieth(*d)
 	}
@@ -350,9 +353,9 @@ func Alerting(c Config) RuleFile {
 			"TCP memory is above the tcp_mem pressure threshold on "+on+".",
 			"TCP sockets on "+on+" used {{ $value | humanize1024 }}B on average over the last "+c.MemoryWindow+", above net.ipv4.tcp_mem's pressure threshold: the kernel is shrinking every socket's buffers."),
 		b.alert("SockbufTCPMemoryNearLimit", "critical",
-			b.sel("sockbuf_tcp_memory_bytes")+" / ignoring (level) "+b.sel("sockbuf_tcp_mem_threshold_bytes", `level="max"`)+" > "+num(c.MemoryNearMax.Value), c.MemoryNearMax,
+			"avg_over_time("+b.sel("sockbuf_tcp_memory_bytes")+"["+c.MemoryNearMaxWindow+"]) / ignoring (level) "+b.sel("sockbuf_tcp_mem_threshold_bytes", `level="max"`)+" > "+num(c.MemoryNearMax.Value), c.MemoryNearMax,
 			"TCP memory is close to the tcp_mem limit on "+on+".",
-			"TCP sockets on "+on+" use {{ $value | humanizePercentage }} of net.ipv4.tcp_mem's max threshold; at 100% the kernel drops incoming data on every socket."),
+			"TCP sockets on "+on+" used {{ $value | humanizePercentage }} of net.ipv4.tcp_mem's max threshold on average over the last "+c.MemoryNearMaxWindow+"; at 100% the kernel drops incoming data on every socket."),
 		b.alert("SockbufTCPMemoryPressureEpisodes", "warning",
 			b.withNetns("increase", "sockbuf_tcp_memory_pressures_total", "sockbuf_netns_tcp_memory_pressures_total", c.PressureEpisodesWindow)+" > "+num(c.PressureEpisodes.Value), c.PressureEpisodes,
 			"TCP keeps entering memory pressure on "+on+".",
