@@ -14,9 +14,11 @@ LDFLAGS     := -s -w -X $(VERSION_PKG).Version=$(VERSION) -X $(VERSION_PKG).Revi
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # What the tests run besides Go: promtool and the Prometheus server, Alertmanager, node_exporter (the bench
 # reference), nft (packet loss for out-of-order pruning), podman (image build), ip/ss/nstat, systemd-analyze;
-# clang, llvm (llvm-strip) and libbpf-dev (bpf_helpers.h) build the BPF objects, bpftool checks drop-reason names.
+# clang, llvm (llvm-strip) and libbpf-dev (bpf_helpers.h) build the BPF objects, bpftool checks drop-reason names;
+# and the real software of internal/realsw: nginx, curl, Python requests (with Debian's /usr/bin/python3).
+# internal/realsw also needs Node.js (`node`, v18 or later), which comes from the machine, not from Debian.
 DEB_PACKAGES := prometheus prometheus-alertmanager prometheus-node-exporter nftables podman iproute2 systemd \
-                clang llvm libbpf-dev bpftool
+                clang llvm libbpf-dev bpftool nginx curl python3-requests
 # How long the fuzz target runs inside `make test`; run longer by hand with FUZZTIME=10m. The fuzzer's
 # progress line shows 0 execs/sec while a worker minimises a new input (golang/go#51484); minimising is
 # bounded to 2s so that the run fuzzes most of its time.
@@ -24,7 +26,7 @@ FUZZTIME    ?= 15s
 IMAGE       ?= sockbuf_exporter
 BASE_IMAGE  ?= quay.io/prometheus/busybox-linux-$(GOARCH):latest
 
-.PHONY: all build run test deps check-format vet lint unit fuzz bench image generate
+.PHONY: all build run test deps check-format vet lint unit fuzz bench image generate pictures
 
 all: build
 
@@ -75,6 +77,11 @@ image: build
 # rules, dashboards, then the Kubernetes manifests that embed both (so in that order), and docs/metrics.md.
 generate:
 	$(GO) generate ./bpf/drops
-	$(GO) generate ./deploy/prometheus ./dashboards
+	$(GO) generate ./deploy/rules ./dashboards
 	$(GO) generate ./deploy
-	$(GO) test ./collector -run TestMetricsDoc -update
+	$(GO) generate ./collector
+
+# Draws the dashboards' key panels during internal/realsw's pinned-client scenario (real exporter, real
+# Prometheus, the panels' own queries) into docs/img, for docs/dashboards.md. Needs root; about 75 seconds.
+pictures:
+	$(GO) test -count=1 -run '^TestDashboardPictures$$' ./dashboards -args -pictures=$(CURDIR)/docs/img

@@ -1,12 +1,12 @@
 // Package dashboards builds sockbuf_exporter's Grafana dashboards as code with the Grafana Foundation SDK.
 // The rendered JSON (sockbuf-host.json, sockbuf-sockets.json) is committed next to this file for import
-// into Grafana; TestGenerated fails when it is stale, and `go generate ./dashboards` (or
-// `go test ./dashboards -run TestGenerated -update`) rewrites it.
+// into Grafana; `go generate ./dashboards` rewrites it (go run ./gen), and TestGenerated fails when it is
+// stale. Thresholds shared with the alerts come from rules.DefaultConfig.
 package dashboards
 
 //lint:file-ignore SA1019 Grafana imports and provisions the classic (v1) dashboard JSON on every supported version; dashboardv2 needs Grafana 12 with a feature flag.
 
-//go:generate go test -run TestGenerated -update .
+//go:generate go run ./gen
 
 import (
 	"encoding/json"

@@ -2,16 +2,14 @@ package dashboards
 
 import (
 	"encoding/json"
-	"flag"
 	"os"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/sockbuf/sockbuf_exporter/deploy/rules"
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 )
-
-var update = flag.Bool("update", false, "rewrite the dashboard JSON files from the Go code")
 
 // TestGenerated fails when the committed JSON differs from what the Go code builds.
 func TestGenerated(t *testing.T) {
@@ -20,7 +18,7 @@ func TestGenerated(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, want := range files {
-		testenv.Golden(t, name, want, *update, "go generate ./dashboards")
+		testenv.Golden(t, name, want, false, "go generate ./dashboards")
 	}
 }
 
@@ -185,3 +183,84 @@ func TestHistogramPanels(t *testing.T) {
 }
 
 var counterFunc = regexp.MustCompile(`\b(rate|irate|increase|delta|idelta)\(`)
+
+// TestRunbookLinks checks every panel link into the runbooks names an alert the rules have, at the rules'
+// RunbookBase.
+func TestRunbookLinks(t *testing.T) {
+	c := rules.DefaultConfig()
+	anchors := map[string]bool{}
+	for _, a := range rules.AlertNames(c) {
+		anchors[c.RunbookBase+"#"+rules.Anchor(a)] = true
+	}
+	files, err := Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for name, b := range files {
+		var d struct {
+			Panels []struct {
+				Title string `json:"title"`
+				Links []struct {
+					URL string `json:"url"`
+				} `json:"links"`
+			} `json:"panels"`
+		}
+		if err := json.Unmarshal(b, &d); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, p := range d.Panels {
+			for _, l := range p.Links {
+				n++
+				if !anchors[l.URL] {
+					t.Errorf("%s, panel %q: link %s is no alert's runbook", name, p.Title, l.URL)
+				}
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("no panel links to a runbook")
+	}
+}
+
+// TestRunbookPanelNames checks that every panel the runbooks and the harm model send a reader to
+// ("*sockbuf / Host → Data lost*") exists: its name is a panel title or the start of one.
+func TestRunbookPanelNames(t *testing.T) {
+	files, err := Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	titles := map[string][]string{}
+	for name, b := range files {
+		var d struct {
+			Title  string `json:"title"`
+			Panels []struct {
+				Title string `json:"title"`
+			} `json:"panels"`
+		}
+		if err := json.Unmarshal(b, &d); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, p := range d.Panels {
+			titles[d.Title] = append(titles[d.Title], p.Title)
+		}
+	}
+	ref := regexp.MustCompile(`\*(sockbuf / \w+) → ([^*]+)\*`)
+	for _, doc := range []string{"../docs/runbooks.md", "../docs/harm.md"} {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ref.FindAllStringSubmatch(string(b), -1) {
+			for _, name := range strings.Split(m[2], "*, *") {
+				found := false
+				for _, title := range titles[m[1]] {
+					found = found || strings.HasPrefix(title, strings.Join(strings.Fields(name), " "))
+				}
+				if !found {
+					t.Errorf("%s sends readers to %s → %q, which has no such panel", doc, m[1], name)
+				}
+			}
+		}
+	}
+}

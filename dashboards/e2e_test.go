@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	rules "github.com/sockbuf/sockbuf_exporter/deploy/prometheus"
+	"github.com/sockbuf/sockbuf_exporter/deploy/rules"
 	"github.com/sockbuf/sockbuf_exporter/internal/e2e"
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 	"github.com/sockbuf/sockbuf_exporter/internal/trafficgen"
@@ -37,7 +37,7 @@ const e2eJob = "tcp-buffers"
 // seconds, and the default job selector replaced by one for e2eJob; the shipped file keeps both.
 func fastRules(t *testing.T) string {
 	t.Helper()
-	b, err := os.ReadFile("../deploy/prometheus/alerts.yml")
+	b, err := os.ReadFile("../deploy/rules/alerts.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestEndToEnd(t *testing.T) {
 		JobName: e2eJob,
 		// The shipped recording rules, loaded as a user would, select nothing of e2eJob: a dashboard panel
 		// reading them would come back empty below.
-		RuleFiles:     []string{fastRules(t), "../deploy/prometheus/recording.yml"},
+		RuleFiles:     []string{fastRules(t), "../deploy/rules/recording.yml"},
 		Alertmanagers: []string{am.Addr},
 	})
 	prom.WaitTargetsUp(t, 15*time.Second)
@@ -101,10 +101,10 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}()
 
-	const alert = "SockbufTCPReceiveQueuePruning"
+	const alert = "SockbufTCPReceiveDataDropped"
 	active := waitAlertFiring(t, prom, alert, 45*time.Second)
-	if active.Labels["instance"] != exp.Addr || active.Labels["severity"] != "warning" {
-		t.Errorf("%s active with labels %v, want instance %s, severity warning", alert, active.Labels, exp.Addr)
+	if active.Labels["instance"] != exp.Addr || active.Labels["severity"] != "critical" {
+		t.Errorf("%s active with labels %v, want instance %s, severity critical", alert, active.Labels, exp.Addr)
 	}
 	got := hook.WaitAlert(t, alert, 30*time.Second)
 	if !strings.Contains(got.Annotations["description"], exp.Addr) ||

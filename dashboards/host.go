@@ -6,7 +6,7 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
 
-	rules "github.com/sockbuf/sockbuf_exporter/deploy/prometheus"
+	"github.com/sockbuf/sockbuf_exporter/deploy/rules"
 )
 
 // rate is the dashboards' rate of a counter over Grafana's rate interval (at least four scrapes).
@@ -15,7 +15,7 @@ func rate(metric string) string {
 }
 
 // withNetns is the rate of a host counter plus the same counter's rate summed over the other network
-// namespaces, as the memory-pressure alerts compute it (deploy/prometheus withNetns); without the netns
+// namespaces, as the memory-pressure alerts compute it (deploy/rules withNetns); without the netns
 // collector the namespaces' part is zero, so the panel still shows the host's.
 func withNetns(host, netns string) string {
 	h := rate(host)
@@ -30,6 +30,10 @@ func m(metric string, extra ...string) string {
 	return s + "}"
 }
 
+// alertLine is where a panel turns red for an alert that fires on any rise (threshold 0): just above 0, so
+// that a flat zero stays green.
+func alertLine(threshold float64) float64 { return max(threshold, 0.001) }
+
 // Host is the host dashboard: where on this host the kernel drops or prunes TCP data for lack of
 // receive-buffer room, and the settings in force.
 func Host() *dashboard.DashboardBuilder {
@@ -41,39 +45,41 @@ func Host() *dashboard.DashboardBuilder {
 		return q(rate(counter)+" / ("+rate("sockbuf_tcp_in_segments_total")+" > 0)", "{{instance}} "+legend)
 	}
 	return base("sockbuf-host", "sockbuf / Host",
-		"Receive-buffer pruning, collapsing and drops, TCP memory against tcp_mem, softnet and listen-queue drops, and the buffer settings in force. Generated from dashboards/*.go; do not edit in Grafana.").
-		WithRow(row("Receive queues")).
-		WithPanel(graph("Receive-queue pruning",
-			"Red: the kernel prunes receive queues more than 0.1×/s (SockbufTCPReceiveQueuePruning); any RcvPruned or OfoPruned line above zero means received data was thrown away.",
-			"ops", redAbove(rc.Pruning.Value), 8,
-			q(rate("sockbuf_tcp_prune_called_total"), "{{instance}} PruneCalled (prune runs)"),
-			q(rate("sockbuf_tcp_rcv_pruned_total"), "{{instance}} RcvPruned (packets dropped)"),
-			q(rate("sockbuf_tcp_ofo_pruned_total"), "{{instance}} OfoPruned (out-of-order packets dropped)"))).
-		WithPanel(graph("Receive-queue collapsing",
-			"Red: more than 10 packets/s are copied into compact buffers because sockets are near their rcvbuf limit — CPU spent instead of reading; see the per-segment panel.",
-			"pps", redAbove(10), 8,
-			q(rate("sockbuf_tcp_rcv_collapsed_total"), "{{instance}} TCPRcvCollapsed"),
-			q(rate("sockbuf_tcp_ofo_queue_total"), "{{instance}} TCPOFOQueue (queued out of order)"))).
-		WithPanel(graph("Receive-queue drops",
-			"Red: packets dropped because a socket's receive queue, backlog or zero window had no room (SockbufTCPReceiveQueueDrops) — the sender will retransmit them.",
-			"pps", redAbove(0.01), 8,
-			q(rate("sockbuf_tcp_rcvq_drop_total"), "{{instance}} TCPRcvQDrop"),
-			q(rate("sockbuf_tcp_backlog_drop_total"), "{{instance}} TCPBacklogDrop"),
-			q(rate("sockbuf_tcp_ofo_drop_total"), "{{instance}} TCPOFODrop"),
-			q(rate("sockbuf_tcp_zero_window_drop_total"), "{{instance}} TCPZeroWindowDrop"))).
-		WithPanel(graph("Pruning, collapsing and drops per incoming segment",
-			"Red: more than 1% of incoming segments meet pruning, collapsing or a queue drop (the collapsing alert's threshold); compares hosts of different traffic.",
-			"percentunit", redAbove(rc.CollapseRatio.Value), 24,
-			perSeg("sockbuf_tcp_prune_called_total", "PruneCalled"),
-			perSeg("sockbuf_tcp_rcv_pruned_total", "RcvPruned"),
-			perSeg("sockbuf_tcp_ofo_pruned_total", "OfoPruned"),
-			perSeg("sockbuf_tcp_rcv_collapsed_total", "TCPRcvCollapsed"),
-			perSeg("sockbuf_tcp_rcvq_drop_total", "TCPRcvQDrop"))).
-		WithPanel(graph("Pruning by network namespace",
-			"Red: a pod, container or `ip netns` namespace prunes receive queues more than 0.1×/s (the host-wide alert's threshold); look at its sockets from inside it (kubectl exec, nsenter -n -t PID ss -tm). The 10 namespaces pruning most; the host's own namespace is in the panels above. Needs --collector.netns.",
-			"ops", redAbove(rc.Pruning.Value), 24,
-			q("topk(10, sum by (instance, netns) ("+rate("sockbuf_netns_tcp_prune_called_total")+"))", "{{instance}} {{netns}} PruneCalled"),
-			q("topk(10, sum by (instance, netns) ("+rate("sockbuf_netns_tcp_rcv_pruned_total")+"))", "{{instance}} {{netns}} RcvPruned (packets dropped)"))).
+		"Harm first: data lost, CPU spent collapsing, readers stalled; then TCP memory against tcp_mem, softnet and listen-queue drops, and the buffer settings in force. Generated from dashboards/*.go; do not edit in Grafana.").
+		WithRow(row("Harm: data lost, CPU spent, readers stalled")).
+		WithPanel(graph("Data lost: received, then thrown away",
+			"Red: the kernel threw away data it had received, for lack of receive memory (SockbufTCPReceiveDataDropped) or at a busy socket's backlog (SockbufTCPBacklogDrops); senders retransmit it. Usually a pinned SO_RCVBUF too small for small segments: see the runbook. Falls to 0 after the fix.",
+			"pps", redAbove(alertLine(rc.DataLost.Value)), 8,
+			q(rate("sockbuf_tcp_rcvq_drop_total"), "{{instance}} TCPRcvQDrop (in order)"),
+			q(rate("sockbuf_tcp_ofo_drop_total"), "{{instance}} TCPOFODrop (out of order)"),
+			q(rate("sockbuf_tcp_ofo_pruned_total"), "{{instance}} OfoPruned (out-of-order queue purged)"),
+			q(rate("sockbuf_tcp_backlog_drop_total"), "{{instance}} TCPBacklogDrop")).
+			Links(runbooks("SockbufTCPReceiveDataDropped", "SockbufTCPBacklogDrops"))).
+		WithPanel(graph("Collapse cost: packets copied per incoming segment",
+			"Red: the kernel copies receive queues into compact buffers for more than 1% of incoming segments (SockbufTCPReceiveQueueCollapsing): CPU and latency spent on sockets at a buffer limit they cannot grow past. Falls to 0 when the pinned SO_RCVBUF is removed.",
+			"percentunit", redAbove(rc.CollapseRatio.Value), 8,
+			perSeg("sockbuf_tcp_rcv_collapsed_total", "TCPRcvCollapsed per segment")).
+			Links(runbooks("SockbufTCPReceiveQueueCollapsing"))).
+		WithPanel(graph("Readers stalled: zero-window advertisements per incoming segment",
+			"Red: receivers close their window more often than once per 100 incoming segments (SockbufTCPReceiveWindowsClosing): applications read slower than their peers send and the senders wait. Nothing is lost; the sockets dashboard shows which group is full. TCPZeroWindowDrop counts data a peer sent into a closed window (some stacks' 1-byte window probes).",
+			"percentunit", redAbove(rc.ZeroWindows.Value), 8,
+			perSeg("sockbuf_tcp_to_zero_window_adv_total", "TCPToZeroWindowAdv (window closed)"),
+			perSeg("sockbuf_tcp_want_zero_window_adv_total", "TCPWantZeroWindowAdv (wanted to close)"),
+			perSeg("sockbuf_tcp_from_zero_window_adv_total", "TCPFromZeroWindowAdv (reopened)"),
+			perSeg("sockbuf_tcp_zero_window_drop_total", "TCPZeroWindowDrop")).
+			Links(runbooks("SockbufTCPReceiveWindowsClosing", "SockbufSocketsReceiveBufferFull"))).
+		WithPanel(graph("The kernel had to make room (PruneCalled), beside its outcome",
+			"Never red: PruneCalled counts every time a receive queue reached its buffer; for a socket without SO_RCVBUF the kernel then just grows the buffer (tcp_clamp_window) and nothing is lost. Read it with the lines beside it: RcvPruned (pruning failed, a segment was dropped) and TCPRcvCollapsed (queues copied). PruneCalled alone, even rising, is not a problem.",
+			"ops", neverRed(), 24,
+			q(rate("sockbuf_tcp_prune_called_total"), "{{instance}} PruneCalled (had to make room)"),
+			q(rate("sockbuf_tcp_rcv_pruned_total"), "{{instance}} RcvPruned (could not, segment dropped)"),
+			q(rate("sockbuf_tcp_rcv_collapsed_total"), "{{instance}} TCPRcvCollapsed (packets copied)"))).
+		WithPanel(graph("Data lost by network namespace",
+			"Red: a pod, container or `ip netns` namespace throws away received data (SockbufNetnsReceiveDataDropped); look at its sockets from inside it (kubectl exec, nsenter -n -t PID ss -tm). The 10 namespaces losing most, with their PruneCalled for context; the host's own namespace is in the panels above. Needs --collector.netns.",
+			"ops", redAbove(alertLine(rc.DataLost.Value)), 24,
+			q("topk(10, sum by (instance, netns) ("+rate("sockbuf_netns_tcp_rcvq_drop_total")+" + "+rate("sockbuf_netns_tcp_ofo_pruned_total")+"))", "{{instance}} {{netns}} data lost (TCPRcvQDrop + OfoPruned)"),
+			q("topk(10, sum by (instance, netns) ("+rate("sockbuf_netns_tcp_prune_called_total")+"))", "{{instance}} {{netns}} PruneCalled (context)")).
+			Links(runbooks("SockbufNetnsReceiveDataDropped"))).
 		WithRow(row("TCP memory")).
 		WithPanel(memoryGraph()).
 		WithPanel(graph("Time in memory pressure",
@@ -82,13 +88,13 @@ func Host() *dashboard.DashboardBuilder {
 			q(withNetns("sockbuf_tcp_memory_pressure_seconds_total", "sockbuf_netns_tcp_memory_pressure_seconds_total"), "{{instance}} share of time in pressure"))).
 		WithPanel(graph("Memory pressure episodes and aborts",
 			"Red: TCP keeps entering memory pressure, or aborts connections because tcp_mem's max is reached (SockbufTCPMemoryPressureEpisodes).",
-			"ops", redAbove(0.001), 8,
+			"ops", redAbove(alertLine(rc.AbortOnMemory.Value)), 8,
 			q(rate("sockbuf_tcp_memory_pressures_total"), "{{instance}} entered pressure"),
 			q(rate("sockbuf_tcp_abort_on_memory_total"), "{{instance}} connections aborted for lack of memory"))).
 		WithRow(row("Backlogs and listeners")).
 		WithPanel(graph("Softnet drops per CPU",
-			"Red: packets dropped before TCP saw them because a CPU's input backlog exceeded net.core.netdev_max_backlog (SockbufSoftnetBacklogDrops).",
-			"pps", redAbove(0.01), 8,
+			"Red: packets dropped before TCP saw them because a CPU's input backlog exceeded net.core.netdev_max_backlog (SockbufSoftnetBacklogDrops). Host-wide: an exporter in a pod sees every pod's drops.",
+			"pps", redAbove(alertLine(rc.SoftnetDrops.Value)), 8,
 			q(rate("sockbuf_softnet_dropped_total"), "{{instance}} cpu {{cpu}}"))).
 		WithPanel(graph("Softnet squeezes per CPU",
 			"Red: a CPU ran out of its softirq budget more than 10×/s with packets still waiting — the next step toward softnet drops.",
@@ -96,7 +102,7 @@ func Host() *dashboard.DashboardBuilder {
 			q(rate("sockbuf_softnet_times_squeezed_total"), "{{instance}} cpu {{cpu}}"))).
 		WithPanel(graph("Listen-queue overflows",
 			"Red: connections found their listener's accept queue full and were dropped (SockbufListenQueueOverflows); see the sockets dashboard for which port.",
-			"ops", redAbove(0.01), 8,
+			"ops", redAbove(alertLine(rc.ListenOverflows.Value)), 8,
 			q(rate("sockbuf_tcp_listen_overflows_total"), "{{instance}} ListenOverflows"),
 			q(rate("sockbuf_tcp_listen_drops_total"), "{{instance}} ListenDrops"))).
 		WithRow(row("Settings in force")).

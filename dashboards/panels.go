@@ -11,6 +11,8 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/stat"
 	"github.com/grafana/grafana-foundation-sdk/go/table"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
+
+	"github.com/sockbuf/sockbuf_exporter/deploy/rules"
 )
 
 // query is one PromQL target of a panel.
@@ -84,6 +86,20 @@ type panelBuilder[T any] interface {
 	Height(uint32) T
 	Span(uint32) T
 	Thresholds(cog.Builder[dashboard.ThresholdsConfig]) T
+}
+
+// runbooks links a panel to the runbook sections of the alerts it shows, at the RunbookBase of the rules'
+// config, so that a fork that points its alerts at its own runbooks points its dashboards there too.
+func runbooks(alerts ...string) []cog.Builder[dashboard.DashboardLink] {
+	base := rules.DefaultConfig().RunbookBase
+	var links []cog.Builder[dashboard.DashboardLink]
+	for _, a := range alerts {
+		links = append(links, dashboard.NewDashboardLinkBuilder("Runbook: "+a).
+			Type(dashboard.DashboardLinkTypeLink).
+			Url(base+"#"+rules.Anchor(a)).
+			TargetBlank(true))
+	}
+	return links
 }
 
 // decorate sets what every panel must have: title, a description saying what red means, the datasource

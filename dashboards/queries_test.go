@@ -19,7 +19,7 @@ import (
 
 var (
 	dashboardFiles = []string{"sockbuf-host.json", "sockbuf-sockets.json"}
-	ruleFiles      = []string{"../deploy/prometheus/alerts.yml", "../deploy/prometheus/recording.yml"}
+	ruleFiles      = []string{"../deploy/rules/alerts.yml", "../deploy/rules/recording.yml"}
 )
 
 // allDashboardQueries returns every query of both dashboards.

@@ -6,6 +6,8 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/table"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
+
+	"github.com/sockbuf/sockbuf_exporter/deploy/rules"
 )
 
 // groupLegend names a socket group the way the alerts do.
@@ -15,6 +17,7 @@ const groupLegend = "{{instance}} {{role}} :{{port}} {{cgroup}} {{process}}"
 // receive buffers, how full, how big their buffers are, and the listeners' accept queues.
 func Sockets() *dashboard.DashboardBuilder {
 	const mib = 1 << 20
+	rc := rules.DefaultConfig()
 	full := m("sockbuf_rcvbuf_full_sockets")
 	recvq := m("sockbuf_recv_queue_bytes")
 	top := func(n, expr string) string { return "topk(" + n + ", " + expr + ")" }
@@ -33,9 +36,10 @@ func Sockets() *dashboard.DashboardBuilder {
 			q(m("sockbuf_recv_queue_max_bytes")+" and "+top("20", recvq), ""),
 			q(m("sockbuf_rcvbuf_bytes")+" and "+top("20", recvq), ""))).
 		WithPanel(graph("Full sockets by group",
-			"Red: a group has at least one socket with a full receive buffer (SockbufSocketsReceiveBufferFull fires when it lasts 15m).",
-			"short", redAbove(1), 12,
-			q(top("10", full), groupLegend))).
+			"Red: a group has at least one socket with a full receive buffer (SockbufSocketsReceiveBufferFull fires when the average over 15m reaches 1). The application does not read: raising tcp_rmem does nothing for it; make it read (or shed load).",
+			"short", redAbove(rc.FullSockets.Value), 12,
+			q(top("10", full), groupLegend)).
+			Links(runbooks("SockbufSocketsReceiveBufferFull", "SockbufTCPReceiveWindowsClosing"))).
 		WithPanel(graph("Receive-buffer fill by group",
 			"Red: a group's unread data fills more than 90% of its sockets' receive buffers in total; pruning follows.",
 			"percentunit", redAbove(0.9), 12,
@@ -50,14 +54,14 @@ func Sockets() *dashboard.DashboardBuilder {
 			"short", neverRed(), 12,
 			q("sum by (le) ("+m("sockbuf_rcvbuf_size_bytes_bucket")+")", "{{le}}"))).
 		WithPanel(graph("Socket drops by group",
-			"Red: sockets of the group drop received packets because their receive buffer had no room (SockbufSocketDrops).",
-			"pps", redAbove(0.01), 24,
+			"Never red: sk_drops of the group's sockets. It counts data dropped for lack of room, but also the window probes a full socket discards by design and duplicate retransmissions, so it rises under healthy flow control. Read it only when the host dashboard's data-lost panel is red, to find the group.",
+			"pps", neverRed(), 24,
 			q(top("10", rate("sockbuf_socket_drops_total")), groupLegend))).
 		WithRow(row("Listeners")).
 		WithPanel(acceptQueues()).
 		WithPanel(ranked("Accept-queue fill",
 			"Red: a listener's accept queue is at 90% or more of its backlog limit; at 100% new connections are dropped (SockbufListenQueueFull).",
-			"percentunit", redAbove(0.9), 12,
+			"percentunit", redAbove(rc.ListenQueueFull.Value), 12,
 			q(m("sockbuf_listen_queue_length")+" / ("+m("sockbuf_listen_queue_limit")+" > 0)", ""))).
 		WithRow(row("Attribution")).
 		WithPanel(ranked("By cgroup",

@@ -73,7 +73,7 @@ func TestDocsExamples(t *testing.T) {
 				promtool(t, ex, "check", "rules")
 				for _, m := range regexp.MustCompile(`\b(?:instance|group):sockbuf_[a-z0-9_:]+`).FindAllString(ex.body, -1) {
 					if !recorded[m] {
-						t.Errorf("docs/deployment.md:%d uses %s, which deploy/prometheus/recording.yml does not record", ex.line, m)
+						t.Errorf("docs/deployment.md:%d uses %s, which deploy/rules/recording.yml does not record", ex.line, m)
 					}
 				}
 			case "kustomization":
@@ -136,12 +136,12 @@ func checkDocsKustomization(t *testing.T, ex docExample) {
 	}
 }
 
-// recordedSeries lists the series deploy/prometheus/recording.yml records.
+// recordedSeries lists the series deploy/rules/recording.yml records.
 func recordedSeries(t *testing.T) map[string]bool {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "prometheus", "recording.yml"))
+	data, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "rules", "recording.yml"))
 	if err != nil {
-		testenv.Missing(t, "deploy/prometheus/recording.yml: %v", err)
+		testenv.Missing(t, "deploy/rules/recording.yml: %v", err)
 	}
 	var rules struct {
 		Groups []struct {

@@ -1,11 +1,11 @@
-// Package prometheus renders sockbuf_exporter's Prometheus alerting and recording rules (alerts.yml and
+// Package rules renders sockbuf_exporter's Prometheus alerting and recording rules (alerts.yml and
 // recording.yml in this directory) from one typed Config, so that every threshold, `for` duration and label
-// selector lives in one place a user can change. The rendered YAML is committed; TestGenerated fails when it
-// is stale, and `go generate ./deploy/prometheus` (or `go test ./deploy/prometheus -run TestGenerated
-// -update`) rewrites it.
-package prometheus
+// selector lives in one place a user can change. The same Config sets the dashboards' thresholds (package
+// dashboards). The rendered YAML is committed; `go generate ./deploy/rules` rewrites it (go run ./gen), and
+// TestGenerated fails when it is stale.
+package rules
 
-//go:generate go test -run TestGenerated -update .
+//go:generate go run ./gen
 
 import (
 	"bytes"
@@ -13,7 +13,9 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
 )
 
@@ -40,16 +42,32 @@ type Config struct {
 	// least four scrapes so that a single missed scrape does not blank the rate.
 	RateWindow string
 
-	// PruneCalled per second: the kernel had to prune (collapse, then drop) receive queues.
-	Pruning Threshold
-	// RcvPruned + OfoPruned per second: data the kernel received and then threw away.
-	DataPruned Threshold
+	// The alerts follow docs/harm.md: data lost, CPU spent compacting, readers stalled, memory limits,
+	// accept queues, softnet. PruneCalled alone (the kernel made room, usually by growing the buffer) and
+	// per-socket drops alone (they include discarded window probes and duplicates) page nobody.
+
+	// TCPRcvQDrop + TCPOFODrop + OfoPruned per second: data the kernel received and threw away for lack of
+	// receive memory.
+	DataLost Threshold
+	// TCPBacklogDrop per second: segments dropped while the socket was busy in a system call.
+	BacklogDrops Threshold
 	// TCPRcvCollapsed per incoming segment: CPU spent compacting receive queues.
 	CollapseRatio Threshold
-	// Value unused: fires while TCP memory is above tcp_mem's pressure threshold.
+	// TCPToZeroWindowAdv per incoming segment: receivers that keep closing their window, stalling their
+	// senders. Per segment, not per second, because a busy host with readers that keep up still closes a
+	// window now and then when a reader is descheduled; a reader that cannot keep up closes it every few
+	// dozen segments.
+	ZeroWindows Threshold
+	// Sockets of one group with a full receive buffer, on average over FullSocketsWindow.
+	FullSockets       Threshold
+	FullSocketsWindow string
+	// Value unused: TCP memory above tcp_mem's pressure threshold on average over MemoryWindow.
 	MemoryPressure Threshold
-	// Fraction of tcp_mem's max threshold: above it the kernel refuses memory to every TCP socket.
-	MemoryNearMax Threshold
+	MemoryWindow   string
+	// Fraction of tcp_mem's max threshold, on average over MemoryNearMaxWindow: above it the kernel refuses
+	// memory to every TCP socket.
+	MemoryNearMax       Threshold
+	MemoryNearMaxWindow string
 	// Number of times TCP entered memory pressure within PressureEpisodesWindow.
 	PressureEpisodes       Threshold
 	PressureEpisodesWindow string
@@ -59,16 +77,13 @@ type Config struct {
 	// episode never fires it (SockbufTCPMemoryPressure covers a long one while it lasts), repeated ones do.
 	PressureTime       Threshold
 	PressureTimeWindow string
-	// TCPRcvQDrop + TCPBacklogDrop per second.
-	ReceiveQueueDrops Threshold
-	// Per-socket drops (skmeminfo) per second, per group.
-	SocketDrops Threshold
-	// Minimum number of sockets with a full receive buffer in one group.
-	FullSockets Threshold
+	// TCPAbortOnMemory per second: connections reset for lack of memory.
+	AbortOnMemory Threshold
 	// ListenOverflows per second.
 	ListenOverflows Threshold
-	// Fraction of a listener's backlog limit its accept queue must reach.
-	ListenQueueFull Threshold
+	// Fraction of a listener's backlog limit its accept queue must reach, on average over ListenQueueWindow.
+	ListenQueueFull   Threshold
+	ListenQueueWindow string
 	// Softnet (netdev_max_backlog) drops per second, summed over CPUs.
 	SoftnetDrops Threshold
 	// Value unused: the target has not been scraped successfully.
@@ -87,29 +102,65 @@ func DefaultConfig() Config {
 		RunbookBase: DefaultRunbookBase,
 		RateWindow:  "5m",
 
-		// A few prunes a minute are tolerable; sustained pruning means an application falls behind.
-		Pruning: Threshold{Value: 0.1, For: "10m"},
 		// Any data thrown away after it was received costs a retransmission and a stall: alert on any.
-		DataPruned:    Threshold{Value: 0, For: "5m"},
+		DataLost:      Threshold{Value: 0, For: "5m"},
+		BacklogDrops:  Threshold{Value: 0, For: "10m"},
 		CollapseRatio: Threshold{Value: 0.01, For: "15m"},
-		// Short pressure spikes are normal under bursts; a quarter of an hour is not.
-		MemoryPressure: Threshold{For: "15m"},
-		MemoryNearMax:  Threshold{Value: 0.9, For: "2m"},
+		// A window closing once per 100 incoming segments for a quarter of an hour: readers that
+		// persistently cannot keep up (docs/harm.md: 7% with three slow readers; at most 0.26% with five
+		// fast ones on a loaded host, and 0 after the pinned client's fix).
+		ZeroWindows: Threshold{Value: 0.01, For: "15m"},
+		// An average of one full socket over 15 minutes: not a burst, not one unlucky scrape.
+		FullSockets:         Threshold{Value: 1, For: "5m"},
+		FullSocketsWindow:   "15m",
+		MemoryPressure:      Threshold{For: "10m"},
+		MemoryWindow:        "5m",
+		MemoryNearMax:       Threshold{Value: 0.9, For: "2m"},
+		MemoryNearMaxWindow: "2m",
 		// Flapping in and out of pressure shows a host sized at the edge.
 		PressureEpisodes:       Threshold{Value: 3, For: "0m"},
 		PressureEpisodesWindow: "1h",
 		// 5% is 45s in every quarter of an hour, spent with every socket's buffers held down.
 		PressureTime:       Threshold{Value: 0.05, For: "15m"},
 		PressureTimeWindow: "15m",
-		ReceiveQueueDrops:  Threshold{Value: 0, For: "10m"},
-		SocketDrops:        Threshold{Value: 0, For: "10m"},
-		FullSockets:        Threshold{Value: 1, For: "15m"},
+		AbortOnMemory:      Threshold{Value: 0, For: "5m"},
 		ListenOverflows:    Threshold{Value: 0, For: "5m"},
-		ListenQueueFull:    Threshold{Value: 1, For: "5m"},
+		ListenQueueFull:    Threshold{Value: 0.9, For: "5m"},
+		ListenQueueWindow:  "5m",
 		SoftnetDrops:       Threshold{Value: 0, For: "10m"},
 		ExporterDown:       Threshold{For: "5m"},
 		CollectorFailing:   Threshold{For: "15m"},
 	}
+}
+
+// QuickConfig is DefaultConfig with every duration — rate windows, averaging windows, `for` — divided by 60
+// (minutes become seconds), for end-to-end tests that scrape and evaluate every second (internal/realsw):
+// the same expressions, thresholds and proportions between windows and `for`, so such a test proves the
+// shipped rules' logic, only sixty times faster. Never ship it: a 5s rate window flaps on real hosts.
+func QuickConfig() Config {
+	c := DefaultConfig()
+	for _, d := range []*string{&c.RateWindow, &c.FullSocketsWindow, &c.MemoryWindow, &c.MemoryNearMaxWindow, &c.PressureEpisodesWindow,
+		&c.PressureTimeWindow, &c.ListenQueueWindow} {
+		*d = sixtieth(*d)
+	}
+	for _, th := range []*Threshold{&c.DataLost, &c.BacklogDrops, &c.CollapseRatio, &c.ZeroWindows, &c.FullSockets,
+		&c.MemoryPressure, &c.MemoryNearMax, &c.PressureEpisodes, &c.PressureTime, &c.AbortOnMemory,
+		&c.ListenOverflows, &c.ListenQueueFull, &c.SoftnetDrops, &c.ExporterDown, &c.CollectorFailing} {
+		th.For = sixtieth(th.For)
+	}
+	return c
+}
+
+// sixtieth divides a Prometheus duration by 60, keeping 0 and rounding anything else up to whole seconds.
+func sixtieth(d string) string {
+	v, err := model.ParseDuration(d)
+	if err != nil {
+		panic(fmt.Sprintf("rules: DefaultConfig has a bad duration %q: %v", d, err))
+	}
+	if v == 0 {
+		return "0s"
+	}
+	return model.Duration(max(time.Duration(v)/60, time.Second).Round(time.Second)).String()
 }
 
 // Rule is one Prometheus rule, alerting or recording, in the rule-file format.
@@ -187,6 +238,9 @@ var rateCounters = []string{
 	"sockbuf_tcp_memory_pressure_seconds_total",
 	"sockbuf_tcp_listen_overflows_total",
 	"sockbuf_tcp_listen_drops_total",
+	"sockbuf_tcp_want_zero_window_adv_total",
+	"sockbuf_tcp_to_zero_window_adv_total",
+	"sockbuf_tcp_abort_on_memory_total",
 }
 
 // The counters shown per incoming segment, which makes hosts of different traffic comparable.
@@ -196,6 +250,7 @@ var perSegmentCounters = []string{
 	"sockbuf_tcp_ofo_pruned_total",
 	"sockbuf_tcp_rcv_collapsed_total",
 	"sockbuf_tcp_rcvq_drop_total",
+	"sockbuf_tcp_to_zero_window_adv_total",
 }
 
 // RateRecord names the recording rule holding counter's per-second rate, e.g.
@@ -275,27 +330,32 @@ func Alerting(c Config) RuleFile {
 	on := "{{ $labels.instance }}"
 	group := `{{ $labels.role }} port {{ $labels.port }}{{ with $labels.cgroup }} in cgroup {{ . }}{{ end }}{{ with $labels.process }} ({{ . }}){{ end }}`
 
+	lost := b.rate("sockbuf_tcp_rcvq_drop_total") + " + " + b.rate("sockbuf_tcp_ofo_drop_total") + " + " + b.rate("sockbuf_tcp_ofo_pruned_total")
 	host := []Rule{
-		b.alert("SockbufTCPReceiveQueuePruning", "warning",
-			b.rate("sockbuf_tcp_prune_called_total")+" > "+num(c.Pruning.Value), c.Pruning,
-			"TCP receive queues are being pruned on "+on+".",
-			"The kernel on "+on+" ran out of receive-buffer room and pruned receive queues {{ $value | humanize }} times per second over the last "+w+" (TcpExt PruneCalled). Applications are not reading fast enough for their buffers."),
 		b.alert("SockbufTCPReceiveDataDropped", "critical",
-			b.rate("sockbuf_tcp_rcv_pruned_total")+" + "+b.rate("sockbuf_tcp_ofo_pruned_total")+" > "+num(c.DataPruned.Value), c.DataPruned,
+			lost+" > "+num(c.DataLost.Value), c.DataLost,
 			"TCP data already received is being thrown away on "+on+".",
-			"The kernel on "+on+" dropped {{ $value | humanize }} packets per second of received data from receive and out-of-order queues over the last "+w+" (TcpExt RcvPruned + OfoPruned). Senders must retransmit it."),
+			"The kernel on "+on+" threw away received data {{ $value | humanize }} times per second over the last "+w+" for lack of receive memory (TcpExt TCPRcvQDrop + TCPOFODrop segments, OfoPruned purges): senders must retransmit them. Usually sockets whose SO_RCVBUF is pinned too small for small segments; sockbuf_socket_drops_total shows which group."),
+		b.alert("SockbufTCPBacklogDrops", "warning",
+			b.rate("sockbuf_tcp_backlog_drop_total")+" > "+num(c.BacklogDrops.Value), c.BacklogDrops,
+			"TCP segments are dropped at busy sockets' backlogs on "+on+".",
+			"On "+on+" the kernel dropped {{ $value | humanize }} segments per second over the last "+w+" because their socket was held by a system call and its backlog was full (TcpExt TCPBacklogDrop): senders must retransmit them."),
 		b.alert("SockbufTCPReceiveQueueCollapsing", "warning",
 			b.rate("sockbuf_tcp_rcv_collapsed_total")+" / "+b.rate("sockbuf_tcp_in_segments_total")+" > "+num(c.CollapseRatio.Value), c.CollapseRatio,
 			"TCP receive queues are being collapsed on "+on+".",
-			"On "+on+" the kernel collapsed {{ $value | humanizePercentage }} as many receive-queue packets as segments arrived over the last "+w+" (TcpExt TCPRcvCollapsed / Tcp InSegs): CPU spent compacting queues of sockets near their buffer limit."),
+			"On "+on+" the kernel collapsed {{ $value | humanizePercentage }} as many receive-queue packets as segments arrived over the last "+w+" (TcpExt TCPRcvCollapsed / Tcp InSegs): CPU and latency spent copying the queues of sockets at their buffer limit that could not grow (SO_RCVBUF pinned, or tcp_rmem max reached)."),
+		b.alert("SockbufTCPReceiveWindowsClosing", "warning",
+			b.rate("sockbuf_tcp_to_zero_window_adv_total")+" / ("+b.rate("sockbuf_tcp_in_segments_total")+" > 0) > "+num(c.ZeroWindows.Value), c.ZeroWindows,
+			"TCP receivers keep closing their window on "+on+".",
+			"On "+on+" receivers advertised a zero window {{ $value | humanizePercentage }} as often as segments arrived over the last "+w+" (TcpExt TCPToZeroWindowAdv / Tcp InSegs): applications read slower than their peers send, and the senders stall. Nothing is lost; sockbuf_rcvbuf_full_sockets shows which group."),
 		b.alert("SockbufTCPMemoryPressure", "warning",
-			b.sel("sockbuf_tcp_memory_bytes")+" > ignoring (level) "+b.sel("sockbuf_tcp_mem_threshold_bytes", `level="pressure"`), c.MemoryPressure,
+			"avg_over_time("+b.sel("sockbuf_tcp_memory_bytes")+"["+c.MemoryWindow+"]) > ignoring (level) "+b.sel("sockbuf_tcp_mem_threshold_bytes", `level="pressure"`), c.MemoryPressure,
 			"TCP memory is above the tcp_mem pressure threshold on "+on+".",
-			"TCP sockets on "+on+" use {{ $value | humanize1024 }}B, above net.ipv4.tcp_mem's pressure threshold: the kernel is shrinking every socket's buffers."),
+			"TCP sockets on "+on+" used {{ $value | humanize1024 }}B on average over the last "+c.MemoryWindow+", above net.ipv4.tcp_mem's pressure threshold: the kernel is shrinking every socket's buffers."),
 		b.alert("SockbufTCPMemoryNearLimit", "critical",
-			b.sel("sockbuf_tcp_memory_bytes")+" / ignoring (level) "+b.sel("sockbuf_tcp_mem_threshold_bytes", `level="max"`)+" > "+num(c.MemoryNearMax.Value), c.MemoryNearMax,
+			"avg_over_time("+b.sel("sockbuf_tcp_memory_bytes")+"["+c.MemoryNearMaxWindow+"]) / ignoring (level) "+b.sel("sockbuf_tcp_mem_threshold_bytes", `level="max"`)+" > "+num(c.MemoryNearMax.Value), c.MemoryNearMax,
 			"TCP memory is close to the tcp_mem limit on "+on+".",
-			"TCP sockets on "+on+" use {{ $value | humanizePercentage }} of net.ipv4.tcp_mem's max threshold; at 100% the kernel drops incoming data on every socket."),
+			"TCP sockets on "+on+" used {{ $value | humanizePercentage }} of net.ipv4.tcp_mem's max threshold on average over the last "+c.MemoryNearMaxWindow+"; at 100% the kernel drops incoming data on every socket."),
 		b.alert("SockbufTCPMemoryPressureEpisodes", "warning",
 			b.withNetns("increase", "sockbuf_tcp_memory_pressures_total", "sockbuf_netns_tcp_memory_pressures_total", c.PressureEpisodesWindow)+" > "+num(c.PressureEpisodes.Value), c.PressureEpisodes,
 			"TCP keeps entering memory pressure on "+on+".",
@@ -304,10 +364,10 @@ func Alerting(c Config) RuleFile {
 			"clamp_max("+b.withNetns("rate", "sockbuf_tcp_memory_pressure_seconds_total", "sockbuf_netns_tcp_memory_pressure_seconds_total", c.PressureTimeWindow)+", 1) > "+num(c.PressureTime.Value), c.PressureTime,
 			"TCP spends a large share of its time in memory pressure on "+on+".",
 			"TCP on "+on+" spent {{ $value | humanizePercentage }} of the last "+c.PressureTimeWindow+" in memory pressure (TcpExt TCPMemoryPressuresChrono, counted when an episode ends): for that share of the time the kernel held every socket's buffers down."),
-		b.alert("SockbufTCPReceiveQueueDrops", "warning",
-			b.rate("sockbuf_tcp_rcvq_drop_total")+" + "+b.rate("sockbuf_tcp_backlog_drop_total")+" > "+num(c.ReceiveQueueDrops.Value), c.ReceiveQueueDrops,
-			"TCP packets are dropped for lack of receive memory on "+on+".",
-			"On "+on+" the kernel dropped {{ $value | humanize }} packets per second over the last "+w+" because a socket's receive queue or backlog had no room (TcpExt TCPRcvQDrop + TCPBacklogDrop)."),
+		b.alert("SockbufTCPAbortOnMemory", "critical",
+			b.rate("sockbuf_tcp_abort_on_memory_total")+" > "+num(c.AbortOnMemory.Value), c.AbortOnMemory,
+			"TCP connections are reset for lack of memory on "+on+".",
+			"On "+on+" the kernel reset {{ $value | humanize }} connections per second over the last "+w+" because TCP memory was at tcp_mem's max or there were too many orphans (TcpExt TCPAbortOnMemory)."),
 		b.alert("SockbufListenQueueOverflows", "warning",
 			b.rate("sockbuf_tcp_listen_overflows_total")+" > "+num(c.ListenOverflows.Value), c.ListenOverflows,
 			"Listen queues overflow on "+on+".",
@@ -315,34 +375,28 @@ func Alerting(c Config) RuleFile {
 		b.alert("SockbufSoftnetBacklogDrops", "warning",
 			"sum without (cpu) ("+b.rate("sockbuf_softnet_dropped_total")+") > "+num(c.SoftnetDrops.Value), c.SoftnetDrops,
 			"Packets are dropped at the per-CPU input backlog on "+on+".",
-			"On "+on+" {{ $value | humanize }} packets per second over the last "+w+" were dropped because a CPU's input backlog was longer than net.core.netdev_max_backlog (/proc/net/softnet_stat)."),
+			"On "+on+" {{ $value | humanize }} packets per second over the last "+w+" were dropped because a CPU's input backlog was longer than net.core.netdev_max_backlog (/proc/net/softnet_stat). The counter is host-wide: an exporter in a pod sees every pod's drops."),
 	}
 
-	listenFull := b.sel("sockbuf_listen_queue_length") + " >= " + b.sel("sockbuf_listen_queue_limit")
-	if c.ListenQueueFull.Value != 1 {
-		listenFull = b.sel("sockbuf_listen_queue_length") + " >= " + num(c.ListenQueueFull.Value) + " * " + b.sel("sockbuf_listen_queue_limit")
-	}
 	sockets := []Rule{
 		b.alert("SockbufSocketsReceiveBufferFull", "warning",
-			b.sel("sockbuf_rcvbuf_full_sockets")+" >= "+num(c.FullSockets.Value), c.FullSockets,
+			"avg_over_time("+b.sel("sockbuf_rcvbuf_full_sockets")+"["+c.FullSocketsWindow+"]) >= "+num(c.FullSockets.Value), c.FullSockets,
 			"Sockets keep a full receive buffer on "+on+".",
-			"{{ $value | humanize }} "+group+" sockets on "+on+" have kept a full receive buffer (rmem_alloc at least --collector.sockets.full-ratio of rcvbuf) for "+c.FullSockets.For+": the owning application is not reading fast enough."),
-		b.alert("SockbufSocketDrops", "warning",
-			b.rate("sockbuf_socket_drops_total")+" > "+num(c.SocketDrops.Value), c.SocketDrops,
-			"Sockets drop received packets on "+on+".",
-			"The "+group+" sockets on "+on+" dropped {{ $value | humanize }} packets per second over the last "+w+" (skmeminfo drops): their receive buffer had no room."),
+			"On average {{ $value | humanize }} "+group+" sockets on "+on+" had a full receive buffer (rmem_alloc at least --collector.sockets.full-ratio of rcvbuf) over the last "+c.FullSocketsWindow+": the owning application is not reading, and its peers are stalled by a zero window."),
 		b.alert("SockbufListenQueueFull", "warning",
-			listenFull+" and "+b.sel("sockbuf_listen_queue_limit")+" > 0", c.ListenQueueFull,
+			"avg_over_time("+b.sel("sockbuf_listen_queue_length")+"["+c.ListenQueueWindow+"]) >= "+num(c.ListenQueueFull.Value)+" * avg_over_time("+b.sel("sockbuf_listen_queue_limit")+"["+c.ListenQueueWindow+"]) and "+b.sel("sockbuf_listen_queue_limit")+" > 0", c.ListenQueueFull,
 			"A listener's accept queue is at its limit on "+on+".",
-			"The listener on port {{ $labels.port }} on "+on+" has {{ $value | humanize }} connections waiting to be accepted, at its backlog limit: new connections are being dropped."),
+			"The listener on port {{ $labels.port }} on "+on+" had {{ $value | humanize }} connections waiting to be accepted on average over the last "+c.ListenQueueWindow+", at its backlog limit: new connections are being dropped."),
 	}
 
-	// Per namespace, with the host-wide threshold; namespaces of the same name (netns_inode apart) are summed.
+	// Per namespace: the same data-loss rule on the counters of the namespaces the netns collector reads;
+	// namespaces of the same name (netns_inode apart) are summed.
+	netnsLost := b.rate("sockbuf_netns_tcp_rcvq_drop_total") + " + " + b.rate("sockbuf_netns_tcp_ofo_pruned_total")
 	netns := []Rule{
-		b.alert("SockbufNetnsReceiveQueuePruning", "warning",
-			"sum without (netns_inode) ("+b.rate("sockbuf_netns_tcp_prune_called_total")+") > "+num(c.Pruning.Value), c.Pruning,
-			"TCP receive queues are being pruned in network namespace {{ $labels.netns }} on "+on+".",
-			"In network namespace {{ $labels.netns }} on "+on+" the kernel ran out of receive-buffer room and pruned receive queues {{ $value | humanize }} times per second over the last "+w+" (TcpExt PruneCalled of that namespace: a pod or container whose counters the host's do not include)."),
+		b.alert("SockbufNetnsReceiveDataDropped", "critical",
+			"sum without (netns_inode) ("+netnsLost+") > "+num(c.DataLost.Value), c.DataLost,
+			"TCP data already received is being thrown away in network namespace {{ $labels.netns }} on "+on+".",
+			"In network namespace {{ $labels.netns }} on "+on+" the kernel threw away received data {{ $value | humanize }} times per second over the last "+w+" for lack of receive memory (TcpExt TCPRcvQDrop segments + OfoPruned purges of that namespace: a pod or container whose counters the host's do not include)."),
 	}
 
 	exporter := []Rule{
@@ -377,8 +431,8 @@ func AlertNames(c Config) []string {
 }
 
 // header is written above the rendered YAML so nobody edits it by hand.
-const header = "# Generated by deploy/prometheus (rules.go) from DefaultConfig; DO NOT EDIT.\n" +
-	"# Change the Config and run: go generate ./deploy/prometheus\n"
+const header = "# Generated by deploy/rules (go run ./deploy/rules/gen) from DefaultConfig; DO NOT EDIT.\n" +
+	"# Change the Config and run: go generate ./deploy/rules\n"
 
 // Render returns a rule file as YAML.
 func Render(f RuleFile) ([]byte, error) {

@@ -1,9 +1,8 @@
-package prometheus
+package rules
 
 import (
 	"bytes"
 	"context"
-	"flag"
 	"net/url"
 	"os"
 	"os/exec"
@@ -17,8 +16,6 @@ import (
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 )
 
-var update = flag.Bool("update", false, "rewrite alerts.yml and recording.yml from DefaultConfig")
-
 // TestGenerated fails when the committed rule files differ from what DefaultConfig renders.
 func TestGenerated(t *testing.T) {
 	files, err := Files(DefaultConfig())
@@ -26,7 +23,7 @@ func TestGenerated(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, want := range files {
-		testenv.Golden(t, name, want, *update, "go generate ./deploy/prometheus")
+		testenv.Golden(t, name, want, false, "go generate ./deploy/rules")
 	}
 }
 
@@ -161,4 +158,24 @@ func TestAlertConventions(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestQuickConfig checks the test-only config: every duration divided by 60, and rules promtool accepts.
+func TestQuickConfig(t *testing.T) {
+	for in, want := range map[string]string{"5m": "5s", "15m": "15s", "1h": "1m", "2m": "2s", "0m": "0s", "30s": "1s"} {
+		if got := sixtieth(in); got != want {
+			t.Errorf("sixtieth(%q) = %q, want %q", in, got, want)
+		}
+	}
+	files, err := Files(QuickConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	promtool(t, "check", "rules", filepath.Join(dir, "alerts.yml"), filepath.Join(dir, "recording.yml"))
 }

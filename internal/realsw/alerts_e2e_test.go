@@ -1,0 +1,142 @@
+package realsw
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sockbuf/sockbuf_exporter/deploy/rules"
+	"github.com/sockbuf/sockbuf_exporter/internal/e2e"
+	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
+)
+
+func TestMain(m *testing.M) { os.Exit(e2e.Main(m)) }
+
+// alertSeconds is how long each scenario runs under Prometheus. The rules are the shipped alerts.yml's,
+// rendered by the same generator from rules.QuickConfig (every window and `for` divided by 60), so five scenarios fit in
+// about two minutes and a quarter (TestScenarios adds half a minute: about three in all).
+const alertSeconds = 22
+
+// Alerts whose counters are host-wide, whatever namespace the exporter runs in (softnet_stat, tcp_mem):
+// other tests and engineers on the machine move them, so no scenario can promise they stay silent.
+var hostWide = map[string]bool{
+	"SockbufSoftnetBacklogDrops":       true,
+	"SockbufTCPMemoryPressure":         true,
+	"SockbufTCPMemoryNearLimit":        true,
+	"SockbufTCPMemoryPressureEpisodes": true,
+	"SockbufTCPMemoryPressureTime":     true,
+	"SockbufTCPAbortOnMemory":          true,
+}
+
+// TestAlertsOnRealSoftware runs each scenario in a namespace of its own with the real exporter binary and a
+// real Prometheus evaluating the shipped alert rules, and checks which alerts fire and which stay silent
+// throughout: the harm model of docs/harm.md, on real software. "After the fix" and healthy traffic must
+// stay silent.
+func TestAlertsOnRealSoftware(t *testing.T) {
+	e2e.Require(t)
+	files, err := rules.Files(rules.QuickConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	alertsFile := filepath.Join(t.TempDir(), "alerts.yml")
+	if err := os.WriteFile(alertsFile, files["alerts.yml"], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		sc Scenario
+		// fire: must fire; may: allowed to be active, neither required nor forbidden; pending: may be pending
+		// for a while but must never fire. Every other alert must never be active, not even pending.
+		fire, may, pending []string
+	}{
+		{PinnedSmallWrites, []string{"SockbufTCPReceiveDataDropped", "SockbufTCPReceiveQueueCollapsing"},
+			// The pinned reader also falls behind: its window closes and its sockets fill. True, not required.
+			[]string{"SockbufTCPReceiveWindowsClosing", "SockbufSocketsReceiveBufferFull"}, nil},
+		{UnpinnedSmallWrites, nil, nil, nil},
+		{SlowReaderNginx, []string{"SockbufTCPReceiveWindowsClosing"}, []string{"SockbufSocketsReceiveBufferFull"}, nil},
+		// The 40 windows close at once when the uploads start: the ratio is above the threshold until they
+		// leave the rate window, shorter than the `for` (as 5m is shorter than 15m in DefaultConfig).
+		{PausedReaderUploads, []string{"SockbufSocketsReceiveBufferFull"}, nil, []string{"SockbufTCPReceiveWindowsClosing"}},
+		{Healthy, nil, nil, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.sc.Name, func(t *testing.T) {
+			ns := testenv.NewNetNS(t)
+			env := New(t, ns)
+			exp := e2e.StartExporter(t, ns)
+			prom := e2e.StartPrometheus(t, ns, e2e.PrometheusConfig{
+				Targets:   []string{exp.Addr},
+				RuleFiles: []string{alertsFile},
+			})
+			prom.WaitTargetsUp(t, 20*time.Second)
+			before := exp.Scrape(t)
+
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- c.sc.Run(ctx, env, alertSeconds*time.Second) }()
+
+			// Every alert active at any poll (once a second, as often as Prometheus evaluates), with its
+			// state, "firing" winning over "pending".
+			active := map[string]string{}
+			var maxFull float64
+			for running := true; running; {
+				select {
+				case err := <-done:
+					if err != nil {
+						t.Error(err)
+					}
+					running = false
+				case <-time.After(time.Second):
+				}
+				for _, a := range prom.Alerts(t) {
+					name := a.Labels["alertname"]
+					if _, seen := active[name]; !seen || a.State == "firing" {
+						active[name] = a.State + " (value " + a.Value + ")"
+					}
+				}
+				if s, err := prom.QueryErr(`sum(sockbuf_rcvbuf_full_sockets)`); err == nil && len(s) == 1 && s[0].Value > maxFull {
+					maxFull = s[0].Value
+				}
+			}
+			after := exp.Scrape(t)
+			delta := func(name string) float64 { return after.Sum(name) - before.Sum(name) }
+			t.Logf("%s: exporter deltas over the scenario: PruneCalled %.0f, TCPRcvCollapsed %.0f, InSegs %.0f, "+
+				"TCPRcvQDrop %.0f, TCPOFODrop %.0f, OfoPruned %.0f, TCPToZeroWindowAdv %.0f, socket drops %.0f; most full sockets %.0f",
+				c.sc.Name, delta("sockbuf_tcp_prune_called_total"), delta("sockbuf_tcp_rcv_collapsed_total"),
+				delta("sockbuf_tcp_in_segments_total"), delta("sockbuf_tcp_rcvq_drop_total"), delta("sockbuf_tcp_ofo_drop_total"),
+				delta("sockbuf_tcp_ofo_pruned_total"), delta("sockbuf_tcp_to_zero_window_adv_total"),
+				delta("sockbuf_socket_drops_total"), maxFull)
+			var names []string
+			for n, st := range active {
+				names = append(names, n+": "+st)
+			}
+			sort.Strings(names)
+			t.Logf("%s: alerts active during the scenario: [%s]", c.sc.Name, strings.Join(names, "; "))
+
+			allowed := map[string]bool{}
+			for _, n := range append(append([]string{}, c.fire...), c.may...) {
+				allowed[n] = true
+			}
+			for _, n := range c.fire {
+				if _, ok := active[n]; !ok || !strings.HasPrefix(active[n], "firing") {
+					t.Errorf("%s: %s never fired", c.sc.Name, n)
+				}
+			}
+			for _, n := range c.pending {
+				if strings.HasPrefix(active[n], "firing") {
+					t.Errorf("%s: %s fired (%s); it may only be pending", c.sc.Name, n, active[n])
+				}
+				allowed[n] = true
+			}
+			for n := range active {
+				if !allowed[n] && !hostWide[n] {
+					t.Errorf("%s: %s was active (%s) and must stay silent", c.sc.Name, n, active[n])
+				}
+			}
+		})
+	}
+}
