@@ -25,9 +25,11 @@
 // look listeners up, so user space tells them the listening ports of each namespace it knows
 // (Tracer.SetListening, keyed by the namespace's inode number; the collector calls it every scrape with the
 // ports its socket dump found). Listening and request sockets are servers of their own port in any case.
-// A socket of a namespace never described gets RoleUnknown and port 0, so that no ephemeral port ever
-// becomes a key; the collector exports it as role "unknown" or folds it. A listener opened after the last
-// SetListening call is taken for a client until the next call.
+// Between two calls the list can be stale, so a socket whose remote port is in its namespace's
+// ip_local_port_range and whose local port is not counts as a server of its local port too: it was
+// accepted by a listener opened since (TestListenerNotYetDescribed). Any other socket of a namespace never
+// described gets RoleUnknown and port 0, so that no ephemeral port ever becomes a key; the collector exports
+// it as role "unknown" or folds it.
 // cgroup is the socket's cgroup v2 id (sk->sk_cgrp_data, what inet_diag reports as INET_DIAG_CGROUP_ID; 0 for
 // TIME_WAIT and request sockets); rcvbuf_locked is sk_userlocks & SOCK_RCVBUF_LOCK, set when the application
 // called setsockopt(SO_RCVBUF) (before listen() for a listener's accepted sockets, or at any time later).

@@ -171,9 +171,25 @@ static __always_inline __u64 sock_cgroup(const struct sock *sk)
 	return kn->id;
 }
 
+// in_ephemeral_range tells whether port is in the namespace's net.ipv4.ip_local_port_range, where connect()
+// picks the ports of clients that do not bind (inet_get_local_port_range: low half and high half of range).
+static __always_inline bool in_ephemeral_range(const struct sock *sk, __u16 port)
+{
+	struct net *net = sk->__sk_common.skc_net.net;
+	if (!net)
+		return false;
+	__u32 range = net->ipv4.ip_local_ports.range;
+	return port >= (range & 0xffff) && port <= (range >> 16);
+}
+
 // role_port applies the sockets collector's rule: server with the local port when that port listens in the
 // socket's namespace, else client with the remote port; unknown (port 0) in a namespace user space has not
-// described. Listening and request sockets are servers by definition.
+// described. Listening and request sockets are servers by definition. The listening ports are only as fresh
+// as user space's last SetListening, so a socket whose remote port is in the namespace's ephemeral range and
+// whose local port is not is taken for a server too: it was accepted by a listener opened since (its peer
+// connected from an ephemeral port to a service's fixed one). Without this, that listener's sockets would be
+// labelled client with each peer's ephemeral port until the next scrape. (sk_userlocks' SOCK_BINDPORT_LOCK
+// would be the exact test, but sk_clone_lock clears it on accepted sockets.)
 static __always_inline void role_port(const struct sock *sk, __u32 netns, __u8 state, __u8 *role, __u16 *port)
 {
 	__u16 lport = sk->__sk_common.skc_num;
@@ -183,7 +199,9 @@ static __always_inline void role_port(const struct sock *sk, __u32 netns, __u8 s
 		return;
 	}
 	struct listen_key lk = { .netns = netns, .port = lport };
-	if (bpf_map_lookup_elem(&listening, &lk)) {
+	__u16 rport = __builtin_bswap16(sk->__sk_common.skc_dport);
+	if (bpf_map_lookup_elem(&listening, &lk) ||
+	    (in_ephemeral_range(sk, rport) && !in_ephemeral_range(sk, lport))) {
 		*role = ROLE_SERVER;
 		*port = lport;
 		return;
@@ -194,7 +212,7 @@ static __always_inline void role_port(const struct sock *sk, __u32 netns, __u8 s
 		return;
 	}
 	*role = ROLE_CLIENT;
-	*port = __builtin_bswap16(sk->__sk_common.skc_dport);
+	*port = rport;
 }
 
 // is_tcp tells TCP sockets apart, full or not. TIME_WAIT and NEW_SYN_RECV (request) sockets are TCP's

@@ -216,3 +216,49 @@ func sum(m map[string]uint64) uint64 {
 	}
 	return n
 }
+
+// TestListenerNotYetDescribed: the drops of sockets accepted by a listener that user space has not yet
+// reported (opened since the last SetListening) count as the listener port's server drops, not as client
+// drops under each peer's ephemeral port: the peers' ports are in ip_local_port_range and the listener's is
+// not.
+func TestListenerNotYetDescribed(t *testing.T) {
+	ns := testenv.NewNetNS(t)
+	tr := openTracer(t, ns)
+	ino, err := NetNSInode(ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The namespace is described, but without this listener.
+	if err := tr.SetListening(ino, nil); err != nil {
+		t.Fatal(err)
+	}
+	var srv *trafficgen.Server
+	var probers *trafficgen.Clients
+	err = ns.Do(func() (err error) {
+		// A fixed port below ip_local_port_range, as a service binds.
+		if srv, err = trafficgen.Listen(trafficgen.ListenConfig{Addr: "127.0.0.1:8765"}); err != nil {
+			return err
+		}
+		if probers, err = trafficgen.Dial(context.Background(), srv.Addr(), 2, trafficgen.DialConfig{}); err != nil {
+			return err
+		}
+		return srv.WaitAccepted(2, 5*time.Second)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		srv.Close()
+		probers.Close()
+	})
+	if err := closeWindows(probers); err != nil {
+		t.Fatal(err)
+	}
+	port := uint16(srv.Port())
+	s := waitDrops(t, tr, 2, func(d Drop) bool { return d.Role == RoleServer && d.Port == port })
+	for _, d := range s.Drops {
+		if d.Role != RoleServer || d.Port != port {
+			t.Errorf("drop outside the listener's server group %d: %+v", port, d)
+		}
+	}
+}
