@@ -104,6 +104,11 @@ var netstatFields = []netstatField{
 		"TCPWinProbe: N",
 		"Sender side of a slow reader: the receiving host discards the probes by design, and they show in its sk_drops "+
 			"(sockbuf_socket_drops_total)."),
+	counterField(procnet.TCPDSACKOldSent, "tcp_dsack_old_sent_total",
+		"Duplicate segments of data already received, answered with a D-SACK",
+		"TCPDSACKOldSent: N",
+		"The sender retransmitted what had arrived (tcp_dsack_set in tcp_data_queue's out-of-window path): such "+
+			"duplicates are discarded and show in sk_drops (sockbuf_socket_drops_total) without any loss."),
 	counterField(procnet.TCPMemoryPressures, "tcp_memory_pressures_total",
 		"Times TCP memory crossed the tcp_mem pressure threshold",
 		"TCP ran low on memory N times", "Counted in the namespace of the socket that crossed it, see the netns collector."),

@@ -26,6 +26,7 @@ const (
 	TCPToZeroWindowAdv
 	TCPFromZeroWindowAdv
 	TCPWinProbe
+	TCPDSACKOldSent
 	TCPMemoryPressures
 	TCPMemoryPressuresChrono
 	TCPAbortOnMemory
@@ -56,6 +57,7 @@ var counterInfo = [NumCounters]struct{ file, proto, name string }{
 	TCPToZeroWindowAdv:       {"netstat", "TcpExt", "TCPToZeroWindowAdv"},
 	TCPFromZeroWindowAdv:     {"netstat", "TcpExt", "TCPFromZeroWindowAdv"},
 	TCPWinProbe:              {"netstat", "TcpExt", "TCPWinProbe"},
+	TCPDSACKOldSent:          {"netstat", "TcpExt", "TCPDSACKOldSent"},
 	TCPMemoryPressures:       {"netstat", "TcpExt", "TCPMemoryPressures"},
 	TCPMemoryPressuresChrono: {"netstat", "TcpExt", "TCPMemoryPressuresChrono"},
 	TCPAbortOnMemory:         {"netstat", "TcpExt", "TCPAbortOnMemory"},

@@ -64,7 +64,7 @@ func TestParseNetstat(t *testing.T) {
 			want: map[string]uint64{
 				"TcpExt PruneCalled": 6, "TcpExt RcvPruned": 7, "TcpExt OfoPruned": 8, "TcpExt ListenOverflows": 24,
 				"TcpExt ListenDrops": 25, "TcpExt TCPRcvCollapsed": 50, "TcpExt TCPAbortOnMemory": 58,
-				"TcpExt TCPMemoryPressures": 62, "TcpExt TCPMemoryPressuresChrono": 63, "TcpExt TCPBacklogDrop": 74,
+				"TcpExt TCPMemoryPressures": 62, "TcpExt TCPMemoryPressuresChrono": 63, "TcpExt TCPBacklogDrop": 74, "TcpExt TCPDSACKOldSent": 52,
 				"TcpExt TCPRcvCoalesce": 83, "TcpExt TCPOFOQueue": 84, "TcpExt TCPOFODrop": 85, "TcpExt TCPOFOMerge": 86,
 				"TcpExt TCPFromZeroWindowAdv": 99, "TcpExt TCPToZeroWindowAdv": 100, "TcpExt TCPWantZeroWindowAdv": 101, "TcpExt TCPWinProbe": 114,
 				"TcpExt TCPZeroWindowDrop": 121, "TcpExt TCPRcvQDrop": 122,
@@ -76,7 +76,7 @@ func TestParseNetstat(t *testing.T) {
 			want: map[string]uint64{
 				"TcpExt PruneCalled": 50, "TcpExt RcvPruned": 60, "TcpExt OfoPruned": 70, "TcpExt ListenOverflows": 200,
 				"TcpExt ListenDrops": 210, "TcpExt TCPRcvCollapsed": 540, "TcpExt TCPAbortOnMemory": 610,
-				"TcpExt TCPMemoryPressures": 650, "TcpExt TCPBacklogDrop": 760, "TcpExt TCPRcvCoalesce": 840,
+				"TcpExt TCPMemoryPressures": 650, "TcpExt TCPBacklogDrop": 760, "TcpExt TCPDSACKOldSent": 550, "TcpExt TCPRcvCoalesce": 840,
 				"TcpExt TCPOFOQueue": 850, "TcpExt TCPOFODrop": 860, "TcpExt TCPOFOMerge": 870,
 				"TcpExt TCPFromZeroWindowAdv": 990, "TcpExt TCPToZeroWindowAdv": 1000, "TcpExt TCPWantZeroWindowAdv": 1010, "TcpExt TCPWinProbe": 1140,
 			},

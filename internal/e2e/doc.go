@@ -33,7 +33,7 @@
 //			Alertmanagers: []string{am.Addr},
 //		})
 //		prom.WaitQuery(t, `rate(sockbuf_tcp_prune_called_total[1m]) > 0`, 30*time.Second)
-//		hook.WaitAlert(t, "SockbufReceiveQueuePruning", 60*time.Second)
+//		hook.WaitAlert(t, "SockbufTCPReceiveDataDropped", 60*time.Second)
 //	}
 //
 // Series keys in Metrics are written the way Prometheus prints them, labels sorted by name:
