@@ -494,7 +494,7 @@ func TestAggregatorDropsLateSlot(t *testing.T) {
 				{{Remote: 443, Cookie: 3, Drops: 1005}},
 				{{Remote: 443, Cookie: 3, Drops: 1007}},
 				{{Remote: 443, Cookie: 3, Drops: 1007}, {Remote: 443, Cookie: 4, Drops: 3}}, // no slot for 4
-				{{Remote: 443, Cookie: 4, Drops: 4}}, // 3's slot frees at the end of this scrape
+				{{Remote: 443, Cookie: 4, Drops: 4}},                                        // 3's slot frees at the end of this scrape
 				{{Remote: 443, Cookie: 4, Drops: 9}},
 			},
 			want: []uint64{1, 1, 1, 3, 3, 3, 8},
