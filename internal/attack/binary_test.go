@@ -81,7 +81,8 @@ func start(t *testing.T, ns *testenv.NetNS, cred *syscall.Credential, args ...st
 		if resp, err := e.client.Get(e.url + "/"); err == nil {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			// 401: up, and wanting the credentials of --web.config.file.
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
 				return e
 			}
 		}
