@@ -4,6 +4,7 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"runtime/debug"
@@ -136,6 +137,9 @@ func main() {
 		IdleTimeout:       *idleTimeout,
 		// The longest scrape budget the handler grants, plus time to write the answer.
 		WriteTimeout: metricshandler.MaxScrapeTimeout + 30*time.Second,
+		// The server's own complaints (accept failing for lack of descriptors, TLS handshake errors) go to
+		// the same log as the rest, not to stderr in another format.
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError),
 	}
 	if err := web.ListenAndServe(server, toolkitFlags, logger); err != nil {
 		logger.Error("serving", "err", err)
