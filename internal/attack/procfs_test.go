@@ -246,8 +246,8 @@ func gatherTree(t *testing.T, a attack) gathered {
 	return g
 }
 
-// tree copies the fixture into a temporary <dir>/proc and applies mutate. The directory also gets an empty
-// sys/ sibling, so that the possible CPUs are what an attack puts there (none: procnet.MaxCPUs).
+// tree copies the fixture into a temporary <dir>/proc and applies mutate. <dir>/sys, where procnet looks
+// for the possible CPUs, exists only if an attack writes it; without it the bound is procnet.MaxCPUs.
 func tree(t *testing.T, mutate func(*testing.T, string)) string {
 	t.Helper()
 	dir := t.TempDir()
