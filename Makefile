@@ -23,6 +23,9 @@ DEB_PACKAGES := prometheus prometheus-alertmanager prometheus-node-exporter nfta
 # progress line shows 0 execs/sec while a worker minimises a new input (golang/go#51484); minimising is
 # bounded to 2s so that the run fuzzes most of its time.
 FUZZTIME    ?= 15s
+# The /proc parsers' fuzz targets, each run for PROCNET_FUZZTIME (the fuzz target stays under a minute).
+PROCNET_FUZZ     := FuzzParseNetstat FuzzParseSnmp FuzzParseSockstat FuzzParseSysctl FuzzParseSoftnet
+PROCNET_FUZZTIME ?= 5s
 IMAGE       ?= sockbuf_exporter
 BASE_IMAGE  ?= quay.io/prometheus/busybox-linux-$(GOARCH):latest
 
@@ -38,7 +41,8 @@ run: build
 	$(BIN) $(ARGS)
 
 # Every test: formatting, vet, staticcheck, unit and fixture tests, end-to-end tests against the real kernel in
-# network namespaces with a real Prometheus and Alertmanager, and a short fuzz run of the netlink decoder.
+# network namespaces with a real Prometheus and Alertmanager, and a short fuzz run of the netlink decoder and
+# of every /proc parser.
 test: deps check-format vet lint unit fuzz
 
 deps:
@@ -63,6 +67,9 @@ unit:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./sockdiag
+	for f in $(PROCNET_FUZZ); do \
+		$(GO) test -run '^$$' -fuzz "^$$f\$$" -fuzztime $(PROCNET_FUZZTIME) -fuzzminimizetime 2s ./procnet || exit 1; \
+	done
 
 # Side-by-side benchmarks against node_exporter and ss; run by hand, they print ratios.
 bench: build

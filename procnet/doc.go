@@ -10,4 +10,8 @@
 // unnoticed), and open the file and allocate per field on every read, while a scrape here preads kept
 // descriptors into a pooled buffer. These parsers check what those do not: a header/value count mismatch, a
 // last line without its newline (a truncated read), a number that is negative, non-numeric or beyond uint64.
+//
+// Input is bounded so that a crafted procfs tree costs little: a read stops at MaxFileSize (ErrTooLarge), a
+// buffer grown beyond 1 MiB is not pooled, and softnet_stat may have no more rows than the host has possible
+// CPUs.
 package procnet

@@ -1,21 +1,37 @@
 package procnet
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"golang.org/x/sys/unix"
 )
 
-// MaxFileSize bounds a read: softnet_stat on a 4096-CPU host is about 600 KiB; anything far larger is not a
-// file we know.
-const MaxFileSize = 16 << 20
+// MaxFileSize bounds a read, exactly: a file of MaxFileSize bytes is read, one byte more is an error.
+// softnet_stat, the largest file read, is about 120 bytes a CPU, under 1 MiB with 8192 CPUs (the kernel's
+// largest NR_CPUS); anything larger is not a file we know, and the bound keeps a crafted procfs tree (a link
+// to /dev/urandom) from costing more memory than that per read.
+const MaxFileSize = 4 << 20
+
+// maxPooledBuf is the largest buffer put back into the pool: one grown by an oversized file is left to the
+// garbage collector, so that bad input read once does not keep megabytes per P alive.
+const maxPooledBuf = 1 << 20
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 8<<10); return &b }}
 
 // GetBuf and PutBuf lend the pooled read buffers to callers that read with File.Read or ReadOnce.
-func GetBuf() *[]byte  { return bufPool.Get().(*[]byte) }
-func PutBuf(b *[]byte) { bufPool.Put(b) }
+func GetBuf() *[]byte { return bufPool.Get().(*[]byte) }
+func PutBuf(b *[]byte) {
+	if cap(*b) > maxPooledBuf {
+		return
+	}
+	bufPool.Put(b)
+}
+
+// ErrTooLarge is matched by the error of a read beyond MaxFileSize.
+var ErrTooLarge = errors.New("file too large")
 
 // File is a kernel file kept open between reads and re-read with pread from offset 0. Opening a /proc/net
 // file costs more than reading it (a path walk through /proc/self and the network namespace), and the kernel
@@ -71,14 +87,17 @@ func (f *File) Read(buf *[]byte) ([]byte, error) {
 	}
 	b := (*buf)[:0]
 	defer func() { *buf = b[:0] }() // keep a grown buffer for the next read
+	// At most MaxFileSize+1 bytes are read: the one beyond the limit tells a file of exactly MaxFileSize
+	// bytes from a larger one.
+	const readLimit = MaxFileSize + 1
 	for {
 		if len(b) == cap(b) {
-			if cap(b) >= MaxFileSize {
-				return nil, fmt.Errorf("reading %s: larger than %d bytes", f.Path, MaxFileSize)
+			if len(b) >= readLimit {
+				return nil, fmt.Errorf("reading %s: %w: more than %d bytes", f.Path, ErrTooLarge, MaxFileSize)
 			}
-			b = append(b, make([]byte, cap(b)+4096)...)[:len(b)]
+			b = slices.Grow(b, min(max(cap(b), 4096), readLimit-len(b)))
 		}
-		n, err := unix.Pread(fd, b[len(b):cap(b)], int64(len(b)))
+		n, err := unix.Pread(fd, b[len(b):min(cap(b), readLimit)], int64(len(b)))
 		if err == unix.EINTR {
 			continue
 		}
@@ -89,6 +108,9 @@ func (f *File) Read(buf *[]byte) ([]byte, error) {
 			return b, nil
 		}
 		b = b[:len(b)+n]
+		if len(b) >= readLimit {
+			return nil, fmt.Errorf("reading %s: %w: more than %d bytes", f.Path, ErrTooLarge, MaxFileSize)
+		}
 	}
 }
 

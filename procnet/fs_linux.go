@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 )
 
 // FS reads from one procfs mount (/proc, or /host/proc in a container), keeping its files open between
@@ -16,15 +17,19 @@ type FS struct {
 	sockstat *File
 	softnet  *File
 	sysctls  [NumSysctls]*File
+	// maxCPUs bounds the softnet_stat rows: the CPUs the sysfs next to root says are possible.
+	maxCPUs func() int
 }
 
 // NewFS returns an FS for the procfs mounted at root; nothing is opened until the first read. Its files
-// are closed once the FS is garbage.
+// are closed once the FS is garbage, so every method keeps fs alive until its reads are done: otherwise the
+// descriptor could be closed, and its number reused by another file, in the middle of a read.
 func NewFS(root string) *FS {
 	fs := &FS{
 		root:     root,
 		sockstat: NewFile(filepath.Join(root, "net", "sockstat")),
 		softnet:  NewFile(filepath.Join(root, "net", "softnet_stat")),
+		maxCPUs:  sync.OnceValue(func() int { return possibleCPUs(root) }),
 	}
 	for _, name := range NetstatFiles {
 		fs.netstat = append(fs.netstat, NewFile(filepath.Join(root, "net", name)))
@@ -47,6 +52,7 @@ func (fs *FS) Root() string { return fs.root }
 
 // Netstat reads /proc/net/netstat and /proc/net/snmp into n.
 func (fs *FS) Netstat(n *Netstat) error {
+	defer runtime.KeepAlive(fs) // its cleanup closes the descriptors being read
 	n.Reset()
 	buf := GetBuf()
 	defer PutBuf(buf)
@@ -64,6 +70,7 @@ func (fs *FS) Netstat(n *Netstat) error {
 
 // Sockstat reads /proc/net/sockstat into s.
 func (fs *FS) Sockstat(s *Sockstat) error {
+	defer runtime.KeepAlive(fs) // its cleanup closes the descriptors being read
 	buf := GetBuf()
 	defer PutBuf(buf)
 	data, err := fs.sockstat.Read(buf)
@@ -79,6 +86,7 @@ func (fs *FS) Sockstat(s *Sockstat) error {
 // Sysctl reads one setting. A missing file is not an error but a value that is not OK: several of these
 // files exist only in the host's network namespace.
 func (fs *FS) Sysctl(s Sysctl) (SysctlValue, error) {
+	defer runtime.KeepAlive(fs) // its cleanup closes the descriptors being read
 	buf := GetBuf()
 	defer PutBuf(buf)
 	f := fs.sysctls[s]
@@ -116,14 +124,23 @@ func (fs *FS) Sysctls(out *Sysctls) error {
 
 // Softnet reads /proc/net/softnet_stat and calls fn for each CPU's row.
 func (fs *FS) Softnet(fn func(SoftnetRow)) error {
+	defer runtime.KeepAlive(fs) // its cleanup closes the descriptors being read
 	buf := GetBuf()
 	defer PutBuf(buf)
 	data, err := fs.softnet.Read(buf)
 	if err != nil {
 		return err
 	}
-	if err := ParseSoftnet(data, fn); err != nil {
+	if err := ParseSoftnet(data, fs.maxCPUs(), fn); err != nil {
 		return fmt.Errorf("parsing %s: %w", fs.softnet.Path, err)
 	}
 	return nil
+}
+
+// possibleCPUs reads the possible CPUs from the sysfs mounted next to the procfs at root: /sys for /proc,
+// /host/sys for /host/proc as container deployments mount them. Without it (a tree of fixtures, a container
+// without /host/sys) the bound is MaxCPUs; a fixture tree may carry a sys/ of its own.
+func possibleCPUs(root string) int {
+	n, _ := PossibleCPUs(filepath.Join(filepath.Dir(filepath.Clean(root)), "sys", "devices", "system", "cpu", "possible"))
+	return n
 }

@@ -150,9 +150,12 @@ func parseProtoStats(data []byte, want []protoFields, vals []uint64, have []bool
 			data = rest
 			continue
 		}
+		if len(rest) == 0 {
+			return fmt.Errorf("no values line after %.40q...: the file ends after it", names)
+		}
 		values, rest, err := NextLine(rest)
 		if err != nil {
-			return fmt.Errorf("no values line after %.40q...: %w", names, err)
+			return fmt.Errorf("values line after %.40q...: %w", names, err)
 		}
 		data = rest
 

@@ -91,7 +91,7 @@ func TestParseNetstat(t *testing.T) {
 			want: map[string]uint64{"TcpExt PruneCalled": 1<<64 - 1, "TcpExt RcvPruned": 1<<53 + 1, "TcpExt OfoPruned": 0},
 		},
 		{name: "truncated values line", file: "netstat", fixture: "parse/netstat-truncated", wantErr: "truncated"},
-		{name: "names line only", file: "netstat", fixture: "parse/netstat-names-only", wantErr: "no values line"},
+		{name: "names line only", file: "netstat", fixture: "parse/netstat-names-only", wantErr: "no values line after \"TcpExt: SyncookiesSent SyncookiesRecv Sy\"...: the file ends after it"},
 		{name: "fewer values than names", file: "netstat", fixture: "proc-broken/net/netstat", wantErr: "TcpExt: 135 names but 134 values"},
 		{name: "more values than names", file: "netstat", fixture: "parse/netstat-more-values", wantErr: "TcpExt: 2 names but 3 values"},
 		{name: "beyond uint64", file: "netstat", fixture: "parse/netstat-overflow", wantErr: "overflows uint64"},

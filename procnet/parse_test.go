@@ -131,7 +131,7 @@ func TestParseSoftnet(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []SoftnetRow
-			err := ParseSoftnet(readFixture(t, tc.fixture), func(r SoftnetRow) { got = append(got, r) })
+			err := ParseSoftnet(readFixture(t, tc.fixture), 8, func(r SoftnetRow) { got = append(got, r) })
 			if !checkErr(t, err, tc.wantErr) {
 				return
 			}

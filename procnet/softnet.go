@@ -1,6 +1,7 @@
 package procnet
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 )
@@ -21,8 +22,10 @@ const (
 
 // ParseSoftnet parses /proc/net/softnet_stat, rows of "%08x" columns, and calls fn for each row. Every row
 // must have the same number of columns and every column must be hexadecimal. Newer kernels name the CPU in
-// column 13; for older ones the row number is the best there is (wrong only when CPUs are offline).
-func ParseSoftnet(data []byte, fn func(SoftnetRow)) error {
+// column 13; for older ones the row number is the best there is (wrong only when CPUs are offline). The
+// kernel prints a row per online CPU, so a row beyond maxCPUs (PossibleCPUs) or a CPU number not below it is
+// an error: a file that is not softnet_stat must not turn into thousands of series.
+func ParseSoftnet(data []byte, maxCPUs int, fn func(SoftnetRow)) error {
 	if len(data) == 0 {
 		// Every kernel prints a row per online CPU, and there is always one.
 		return errors.New("no CPU rows")
@@ -30,6 +33,9 @@ func ParseSoftnet(data []byte, fn func(SoftnetRow)) error {
 	width := -1
 	lastCPU := -1
 	for row := 0; len(data) > 0; row++ {
+		if row == maxCPUs {
+			return fmt.Errorf("more than %d rows, one per possible CPU", maxCPUs)
+		}
 		line, rest, err := NextLine(data)
 		if err != nil {
 			return err
@@ -55,8 +61,8 @@ func ParseSoftnet(data []byte, fn func(SoftnetRow)) error {
 			case 3:
 				r.Squeezed = v
 			case softnetCPUColumn:
-				if v > 1<<20 {
-					return fmt.Errorf("row %d: cpu %d out of range", row+1, v)
+				if v >= uint64(maxCPUs) {
+					return fmt.Errorf("row %d: cpu %d out of range, %d CPUs are possible", row+1, v, maxCPUs)
 				}
 				r.CPU = int(v)
 			}
@@ -80,4 +86,60 @@ func ParseSoftnet(data []byte, fn func(SoftnetRow)) error {
 		fn(r)
 	}
 	return nil
+}
+
+// MaxCPUs is the largest CPU count the kernel can be built for (NR_CPUS, arch/x86/Kconfig: 8192 with
+// MAXSMP); PossibleCPUs falls back to it.
+const MaxCPUs = 8192
+
+// PossibleCPUs is the number of CPU ids the running kernel may ever use (nr_cpu_ids), from sysfs's list of
+// possible CPUs (e.g. "0-7" or "0,2-5"), read from path (normally /sys/devices/system/cpu/possible). When
+// the file cannot be read or parsed it returns MaxCPUs and the error.
+func PossibleCPUs(path string) (int, error) {
+	buf := GetBuf()
+	defer PutBuf(buf)
+	data, err := ReadOnce(path, buf)
+	if err != nil {
+		return MaxCPUs, err
+	}
+	n, err := parseCPUList(data)
+	if err != nil {
+		return MaxCPUs, fmt.Errorf("parsing %s: %w", path, err)
+	}
+	return n, nil
+}
+
+// parseCPUList parses a kernel CPU list ("0-3,8\n", lib/bitmap-str.c) and returns the highest CPU plus one.
+func parseCPUList(data []byte) (int, error) {
+	line, rest, err := NextLine(data)
+	if err != nil {
+		return 0, err
+	}
+	if len(rest) != 0 {
+		return 0, errors.New("more than one line")
+	}
+	highest := -1
+	for len(line) > 0 {
+		item := line
+		if i := bytes.IndexByte(line, ','); i >= 0 {
+			item, line = line[:i], line[i+1:]
+		} else {
+			line = nil
+		}
+		if i := bytes.IndexByte(item, '-'); i >= 0 {
+			item = item[i+1:]
+		}
+		v, err := ParseUint(item)
+		if err != nil {
+			return 0, err
+		}
+		if v >= MaxCPUs {
+			return 0, fmt.Errorf("cpu %d beyond %d", v, MaxCPUs)
+		}
+		highest = max(highest, int(v))
+	}
+	if highest < 0 {
+		return 0, errors.New("no CPUs")
+	}
+	return highest + 1, nil
 }

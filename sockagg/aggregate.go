@@ -230,27 +230,41 @@ func (h *Histogram) Cumulative() map[float64]uint64 {
 
 // dropEntry remembers one socket's drops. last is what the previous scrapes already counted; cur is this
 // scrape's value, committed into last when the scrape ends, so a dump that the kernel restarts (and that
-// shows the same socket twice) does not count a delta twice.
+// shows the same socket twice) does not count a delta twice. A socket without a slot (the tracker was full
+// when it was first seen) only keeps its baseline: its drops are not counted, and once it gets a slot only
+// the drops after its last observation are.
 type dropEntry struct {
 	last, cur uint32
 	gen       uint32
+	slot      bool
 }
 
 // maxTrackedDroppers bounds the per-socket drops memory (about 40 bytes an entry): only sockets that have
 // dropped something are tracked, and closed ones are forgotten at the end of the scrape that no longer sees
-// them. Beyond the bound, the drops of sockets not yet tracked are not counted.
+// them. Beyond the bound, the drops of sockets not yet tracked are not counted; as many again are remembered
+// without a slot, so that a slot freeing does not let in drops from before.
 const maxTrackedDroppers = 1 << 16
 
 // dropTracker turns the per-socket sk_drops gauges into deltas.
 type dropTracker struct {
 	gen      uint32
 	byCookie map[uint64]dropEntry
-	limit    int
+	limit    int // sockets whose drops are counted; as many again are remembered without a slot
+	slots    int // entries with slot set
+	// lost is set when a socket with drops could not even be remembered on this scrape; prevLost is lost of
+	// the last committed scrape. A socket seen for the first time after a scrape that lost some may be one of
+	// those, so only its drops from now on count.
+	lost, prevLost bool
 }
 
-// observe returns how many drops the socket added since the scrape that last saw it. A socket that was
-// never seen contributes all its drops; a cookie whose drops went down belongs to a new socket (cookies are
-// not reused by Linux, but a restarted kernel-side counter must not make the total go down).
+// wrapThreshold: sk_drops is 32 bits (an atomic_t, reported as a u32 in SK_MEMINFO_DROPS). A value below the
+// last one is a wrap when the last one was in the upper half (no socket drops 2^31 packets between two
+// scrapes), and otherwise a socket that is not the one seen before.
+const wrapThreshold = 1 << 31
+
+// observe returns how many drops the socket added since the scrape that last saw it. A socket never seen
+// contributes all its drops (unless the previous scrape lost track of sockets); a wrap at 2^32 is counted
+// as the drops across it.
 func (d *dropTracker) observe(cookie uint64, drops uint32) uint64 {
 	if drops == 0 {
 		// The common case needs no lookup. A tracked cookie that now shows 0 is a new socket: it is
@@ -260,28 +274,43 @@ func (d *dropTracker) observe(cookie uint64, drops uint32) uint64 {
 	e, ok := d.byCookie[cookie]
 	switch {
 	case !ok:
-		if len(d.byCookie) >= d.limit {
+		if len(d.byCookie) >= 2*d.limit {
+			d.lost = true
 			return 0
 		}
 		e = dropEntry{}
-	case drops < e.last:
-		e.last = 0
+		if d.prevLost {
+			e.last = drops
+		}
+	case drops < e.last && e.last < wrapThreshold:
+		e.last = 0 // not the socket seen before: count all its drops
+	}
+	if !e.slot && d.slots < d.limit {
+		e.slot = true
+		d.slots++
 	}
 	e.cur, e.gen = drops, d.gen
 	d.byCookie[cookie] = e
-	return uint64(drops - e.last)
+	if !e.slot {
+		return 0
+	}
+	return uint64(drops - e.last) // uint32 arithmetic: right across a wrap
 }
 
 // commit ends a scrape: what was seen becomes the baseline and what was not seen has closed.
 func (d *dropTracker) commit() {
 	for k, e := range d.byCookie {
 		if e.gen != d.gen {
+			if e.slot {
+				d.slots--
+			}
 			delete(d.byCookie, k)
 			continue
 		}
 		e.last = e.cur
 		d.byCookie[k] = e
 	}
+	d.prevLost, d.lost = d.lost, false
 }
 
 // MaxDropCounters bounds the groups whose cumulative drops the Aggregator remembers while they are not

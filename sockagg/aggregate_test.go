@@ -457,8 +457,77 @@ func TestAggregatorDropCountersBounded(t *testing.T) {
 	for c := range uint64(5) {
 		d.observe(c, 1)
 	}
-	if len(d.byCookie) != 2 {
-		t.Errorf("tracker holds %d cookies, limit 2", len(d.byCookie))
+	// Two with a slot, two more remembered without one.
+	if len(d.byCookie) != 4 || d.slots != 2 {
+		t.Errorf("tracker holds %d cookies, %d with a slot; want 4, 2 (limit 2)", len(d.byCookie), d.slots)
+	}
+}
+
+// TestAggregatorDropsLateSlot checks that a socket first seen while the tracker was full contributes only
+// the drops after it was first seen once a slot frees, not its whole lifetime's sk_drops at once.
+func TestAggregatorDropsLateSlot(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		limit int
+		steps [][]socktest.Sock
+		want  []uint64 // client/443 after each step
+	}{
+		{
+			// Cookie 3 comes when both slots are taken and is remembered without one; cookie 1 closes, and
+			// the next scrape gives cookie 3 the slot: its 10 drops since then count, not its 1,012.
+			name: "remembered without a slot", limit: 2,
+			steps: [][]socktest.Sock{
+				{{Remote: 443, Cookie: 1, Drops: 1}, {Remote: 443, Cookie: 2, Drops: 1}, {Remote: 443, Cookie: 3, Drops: 1000}},
+				{{Remote: 443, Cookie: 2, Drops: 1}, {Remote: 443, Cookie: 3, Drops: 1002}},
+				{{Remote: 443, Cookie: 2, Drops: 1}, {Remote: 443, Cookie: 3, Drops: 1012}},
+				{{Remote: 443, Cookie: 2, Drops: 1}, {Remote: 443, Cookie: 3, Drops: 1014}},
+			},
+			want: []uint64{2, 2, 12, 14},
+		},
+		{
+			// Beyond what the tracker can even remember, a socket is lost; one seen for the first time on the
+			// next scrape may be that one, so its first observation only sets its baseline.
+			name: "lost", limit: 1,
+			steps: [][]socktest.Sock{
+				{{Remote: 443, Cookie: 1, Drops: 1}, {Remote: 443, Cookie: 2, Drops: 5}, {Remote: 443, Cookie: 3, Drops: 1000}},
+				{{Remote: 443, Cookie: 3, Drops: 1002}},
+				{{Remote: 443, Cookie: 3, Drops: 1005}},
+				{{Remote: 443, Cookie: 3, Drops: 1007}},
+				{{Remote: 443, Cookie: 3, Drops: 1007}, {Remote: 443, Cookie: 4, Drops: 3}}, // no slot for 4
+				{{Remote: 443, Cookie: 4, Drops: 4}},                                        // 3's slot frees at the end of this scrape
+				{{Remote: 443, Cookie: 4, Drops: 9}},
+			},
+			want: []uint64{1, 1, 1, 3, 3, 3, 8},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := New(200, 0.9, false)
+			a.tracker.limit = tc.limit
+			for i, socks := range tc.steps {
+				scrape(a, nil, socks...)
+				var got uint64
+				for _, g := range append(append([]Group(nil), a.out...), a.outOld...) {
+					got += g.Drops
+				}
+				if got != tc.want[i] {
+					t.Errorf("step %d: drops %d, want %d", i+1, got, tc.want[i])
+				}
+			}
+		})
+	}
+}
+
+// TestAggregatorDropsWrap checks that sk_drops wrapping at 2^32 (it is a 32-bit atomic_t) counts the drops
+// across the wrap, while a value that falls from the lower half is a socket that is not the one seen before.
+func TestAggregatorDropsWrap(t *testing.T) {
+	a := New(200, 0.9, false)
+	var got []uint64
+	for _, drops := range []uint32{1<<32 - 6, 1<<32 - 1, 5, 20} {
+		scrape(a, nil, socktest.Sock{Remote: 443, Cookie: 1, Drops: drops})
+		got = append(got, a.out[0].Drops)
+	}
+	if diff := cmp.Diff([]uint64{1<<32 - 6, 1<<32 - 1, 1<<32 + 5, 1<<32 + 20}, got); diff != "" {
+		t.Errorf("drops across a wrap (-want +got):\n%s", diff)
 	}
 }
 

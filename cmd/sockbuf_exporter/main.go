@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
@@ -40,6 +41,8 @@ func main() {
 		metricsPath   = app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").String()
 		maxRequests   = app.Flag("web.max-requests", "Maximum number of parallel scrape requests; more get HTTP 503. Concurrent scrapes share each collector's run, so a waiting scrape costs little. 0 disables the limit.").Default("100").Int()
 		maxAge        = app.Flag("collector.max-result-age", "A collector's result younger than this is served again to a later scrape instead of reading the kernel again (the values are then that old); 0 shares only a run in progress, which concurrent scrapes always do.").Default("0s").Duration()
+		idleTimeout   = app.Flag("web.idle-timeout", "How long the server keeps an idle keep-alive connection open; each holds a descriptor and a goroutine. Prometheus reuses its connection between scrapes, so keep it above the scrape interval.").Default("2m").Duration()
+		headerTimeout = app.Flag("web.read-header-timeout", "How long a client may take to send a request's headers; a slower one (slowloris) is disconnected.").Default("10s").Duration()
 		timeoutOffset = app.Flag("web.timeout-offset", "Time kept back from Prometheus' scrape timeout (X-Prometheus-Scrape-Timeout-Seconds) so the answer arrives in time.").Default("500ms").Duration()
 		procPath      = app.Flag("path.procfs", "procfs mountpoint; /host/proc in a container that mounts the host's /proc there.").Default("/proc").String()
 		maxGroups     = app.Flag("collector.sockets.max-groups", "Most socket groups (role, port, cgroup, process) exported, at least 2; the rest fold into port=\"other\", one group per role (sockbuf_socket_groups_folded counts them).").Default(fmt.Sprint(collector.DefaultMaxGroups)).Int()
@@ -138,11 +141,14 @@ func main() {
 	server := &http.Server{
 		// A scrape is a GET without a body: its request has no reason to take long, and idle keep-alive
 		// connections are closed so that they cannot pile up (each holds a descriptor and a goroutine).
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: *headerTimeout,
+		ReadTimeout:       max(*headerTimeout, 30*time.Second),
+		IdleTimeout:       *idleTimeout,
 		// The longest scrape budget the handler grants, plus time to write the answer.
 		WriteTimeout: metricshandler.MaxScrapeTimeout + 30*time.Second,
+		// The server's own complaints (accept failing for lack of descriptors, TLS handshake errors) go to
+		// the same log as the rest, not to stderr in another format.
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError),
 	}
 	// SIGTERM and SIGINT stop the server and close the collectors, so that the bpf collector's programs are
 	// detached by the exporter and not only by its exit.
