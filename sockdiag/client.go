@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mdlayher/netlink"
@@ -185,8 +186,19 @@ func (c *Client) Dump(req Request, fn func(*Socket) error) (DumpStats, error) {
 func (c *Client) DumpContext(ctx context.Context, req Request, fn func(*Socket) error) (DumpStats, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var st DumpStats
+	err := c.withContext(ctx, "dumping "+familyName(req.Family)+" sockets", func() (err error) {
+		st, err = c.dump(req, fn)
+		return err
+	})
+	return st, err
+}
+
+// withContext runs op (which talks to the kernel) with ctx's deadline on the socket and ctx's end
+// interrupting a blocked read; what names the operation in errors. The caller holds c.mu.
+func (c *Client) withContext(ctx context.Context, what string, op func() error) error {
 	if err := ctx.Err(); err != nil {
-		return DumpStats{}, fmt.Errorf("dumping %s sockets: %w", familyName(req.Family), err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	deadline, _ := ctx.Deadline()
 	c.tmu.Lock()
@@ -196,10 +208,10 @@ func (c *Client) DumpContext(ctx context.Context, req Request, fn func(*Socket) 
 	err := c.applyDeadline()
 	c.tmu.Unlock()
 	if err != nil {
-		return DumpStats{}, fmt.Errorf("setting the dump deadline: %w", err)
+		return fmt.Errorf("setting the deadline: %w", err)
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.setLimit(gen, expired) })
-	st, err := c.dump(req, fn)
+	err = op()
 	stop()
 	c.tmu.Lock()
 	c.dumpGen++ // a cancellation still on its way finds another generation and does nothing
@@ -210,12 +222,63 @@ func (c *Client) DumpContext(ctx context.Context, req Request, fn func(*Socket) 
 		if cerr := contextError(ctx, deadline); cerr != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 			err = fmt.Errorf("%w (%w)", err, cerr)
 		}
-		return st, err
+		return err
 	}
 	if restoreErr != nil {
-		return st, fmt.Errorf("resetting the deadline after a dump: %w", restoreErr)
+		return fmt.Errorf("resetting the deadline after %s: %w", what, restoreErr)
 	}
-	return st, nil
+	return nil
+}
+
+// LookupContext asks the kernel for one socket, identified as a dump reported it (family, addresses,
+// ports, bound interface and cookie), with the attributes ext, and hands it to fn: a request per socket, so
+// that attributes costly to format for every socket (tcp_info) are fetched only for the few that need them.
+// A socket closed since returns an error matching os.ErrNotExist. ctx bounds it as it bounds DumpContext.
+func (c *Client) LookupContext(ctx context.Context, id *Socket, ext Ext, fn func(*Socket) error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.withContext(ctx, "looking up a socket", func() error { return c.lookup(id, ext, fn) })
+}
+
+func (c *Client) lookup(id *Socket, ext Ext, fn func(*Socket) error) error {
+	t, err := c.transport()
+	if err != nil {
+		return err
+	}
+	c.req = appendLookup(c.req[:0], id, ext)
+	sent, err := t.Send(netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(sockDiagByFamily), Flags: netlink.HeaderFlags(nlmFRequest)},
+		Data:   c.req,
+	})
+	if err != nil {
+		c.abort()
+		return fmt.Errorf("sending a socket lookup: %w", err)
+	}
+	c.dec.Seq, c.dec.PID = sent.Header.Sequence, sent.Header.PID
+	c.dec.StopOnInterrupt, c.dec.Attempt = false, 0
+	// The reply is one message: the socket, or NLMSG_ERROR (ENOENT when it has gone).
+	n, err := t.Recv(c.buf)
+	switch {
+	case err == nil && n == 0:
+		err = ErrNoDone
+	case err == nil && n > len(c.buf):
+		err = fmt.Errorf("datagram of %d bytes does not fit the %d-byte buffer: %w", n, len(c.buf), ErrTruncated)
+	}
+	if err != nil {
+		c.abort()
+		return fmt.Errorf("looking up a socket: %w", err)
+	}
+	res, err := c.dec.Decode(c.buf[:n], fn)
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) {
+			return fmt.Errorf("looking up socket %x: %w", id.Cookie, os.ErrNotExist)
+		}
+		return fmt.Errorf("looking up socket %x: %w", id.Cookie, err)
+	}
+	if res.Sockets != 1 {
+		return fmt.Errorf("looking up socket %x: %d sockets in the reply: %w", id.Cookie, res.Sockets, ErrTruncated)
+	}
+	return nil
 }
 
 // contextError is ctx.Err(), or context.DeadlineExceeded if the deadline has passed but the context's timer

@@ -447,3 +447,42 @@ func cat(bs ...[]byte) []byte {
 	}
 	return out
 }
+
+// TestAppendLookup checks the lookup request's struct inet_diag_req_v2 byte by byte: ports big-endian,
+// addresses in network order (4 bytes for AF_INET, 16 for AF_INET6), interface and cookie in host order.
+func TestAppendLookup(t *testing.T) {
+	ne := binary.NativeEndian
+	for _, id := range []Socket{
+		{Family: FamilyInet, Src: netip.MustParseAddrPort("10.1.2.3:8080"), Dst: netip.MustParseAddrPort("10.4.5.6:40000"),
+			IfIndex: 7, Cookie: 0x1122334455667788},
+		{Family: FamilyInet6, Src: netip.MustParseAddrPort("[2001:db8::1]:443"), Dst: netip.MustParseAddrPort("[::ffff:10.0.0.1]:5555"),
+			Cookie: 42},
+	} {
+		b := appendLookup(nil, &id, ExtInfo)
+		if len(b) != sizeofReqV2 {
+			t.Fatalf("%d bytes, want %d", len(b), sizeofReqV2)
+		}
+		if b[0] != id.Family || b[1] != protoTCP || Ext(b[2]) != ExtInfo {
+			t.Errorf("family/protocol/ext = %d/%d/%d", b[0], b[1], b[2])
+		}
+		sid := b[8:]
+		if got := binary.BigEndian.Uint16(sid[0:]); got != id.Src.Port() {
+			t.Errorf("sport %d, want %d", got, id.Src.Port())
+		}
+		if got := binary.BigEndian.Uint16(sid[2:]); got != id.Dst.Port() {
+			t.Errorf("dport %d, want %d", got, id.Dst.Port())
+		}
+		if got := addr(id.Family, sid[4:20]); got != id.Src.Addr() {
+			t.Errorf("src %v, want %v", got, id.Src.Addr())
+		}
+		if got := addr(id.Family, sid[20:36]); got != id.Dst.Addr() {
+			t.Errorf("dst %v, want %v", got, id.Dst.Addr())
+		}
+		if got := ne.Uint32(sid[36:]); got != id.IfIndex {
+			t.Errorf("if %d, want %d", got, id.IfIndex)
+		}
+		if got := uint64(ne.Uint32(sid[40:])) | uint64(ne.Uint32(sid[44:]))<<32; got != id.Cookie {
+			t.Errorf("cookie %x, want %x", got, id.Cookie)
+		}
+	}
+}

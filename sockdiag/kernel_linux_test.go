@@ -3,6 +3,7 @@
 package sockdiag
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -323,5 +324,64 @@ func TestDumpDeadline(t *testing.T) {
 	}
 	if st, err := c.Dump(Request{Family: FamilyInet6}, func(*Socket) error { return nil }); err != nil || st.Sockets == 0 {
 		t.Errorf("dump after lifting the deadline: %+v, %v", st, err)
+	}
+}
+
+// TestLookupKnownSet looks every ESTABLISHED socket of the known set up by the identity a dump without
+// tcp_info reported, asking for tcp_info: each answer is that socket, with tcp_info, and its advertised
+// window (tcpi_rcv_wnd, what zero-window evidence uses) is the one a dump with tcp_info shows. A socket that
+// is not there is os.ErrNotExist.
+func TestLookupKnownSet(t *testing.T) {
+	testenv.RequireRoot(t)
+	c := knownClient(t)
+	var ids []Socket
+	if _, err := c.Dump(Request{Family: FamilyUnspec, States: 1 << StateEstablished, Extensions: ExtSKMemInfo}, func(s *Socket) error {
+		ids = append(ids, *s)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[uint64]uint32{}
+	if _, err := c.Dump(Request{Family: FamilyUnspec, States: 1 << StateEstablished, Extensions: ExtInfo}, func(s *Socket) error {
+		if s.HasRcvWnd() {
+			want[s.Cookie] = s.TCPInfo.RcvWnd
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) == 0 || len(want) != len(ids) {
+		t.Fatalf("the known set has %d established sockets, %d with tcpi_rcv_wnd", len(ids), len(want))
+	}
+	ctx := context.Background()
+	got := map[uint64]uint32{}
+	for i := range ids {
+		id := &ids[i]
+		err := c.LookupContext(ctx, id, ExtInfo|ExtSKMemInfo, func(s *Socket) error {
+			if s.Cookie != id.Cookie || s.Src != id.Src || s.Dst != id.Dst || s.RQueue != id.RQueue {
+				t.Errorf("lookup of %v -> %v (cookie %x) answered %v -> %v (cookie %x), Recv-Q %d, want %d",
+					id.Src, id.Dst, id.Cookie, s.Src, s.Dst, s.Cookie, s.RQueue, id.RQueue)
+			}
+			if !s.HasRcvWnd() || !s.HasSKMemInfo {
+				t.Errorf("lookup of %v -> %v: no tcp_info or skmeminfo: %+v", id.Src, id.Dst, s)
+			}
+			got[s.Cookie] = s.TCPInfo.RcvWnd
+			return nil
+		})
+		if err != nil {
+			t.Errorf("lookup of %v -> %v: %v", id.Src, id.Dst, err)
+		}
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("tcpi_rcv_wnd by cookie (-dump with tcp_info +lookups):\n%s", diff)
+	}
+	gone := ids[0]
+	gone.Cookie++
+	if err := c.LookupContext(ctx, &gone, ExtInfo, func(*Socket) error { return nil }); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("lookup of a socket that is not there: %v, want os.ErrNotExist", err)
+	}
+	// The client still dumps after lookups, a failed one included.
+	if _, err := c.Dump(Request{Family: FamilyUnspec}, func(*Socket) error { return nil }); err != nil {
+		t.Errorf("dump after lookups: %v", err)
 	}
 }

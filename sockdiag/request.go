@@ -1,6 +1,9 @@
 package sockdiag
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"net/netip"
+)
 
 // Request selects the sockets of a dump and the attributes the kernel sends with each.
 type Request struct {
@@ -61,4 +64,36 @@ func (r Request) AppendMessage(b []byte, seq, pid uint32) []byte {
 	ne.PutUint32(h[8:], seq)
 	ne.PutUint32(h[12:], pid)
 	return b
+}
+
+// appendLookup appends the payload of a request for one socket: struct inet_diag_req_v2 for its family with
+// the socket id filled in (ports big-endian, addresses in network order, interface and cookie in host
+// order), which inet_diag_find_one_icsk matches exactly; the states are ignored by a lookup.
+func appendLookup(b []byte, id *Socket, ext Ext) []byte {
+	ne := binary.NativeEndian
+	var p [sizeofReqV2]byte
+	p[0] = id.Family
+	p[1] = protoTCP
+	p[2] = byte(ext)
+	ne.PutUint32(p[4:], ^uint32(0))
+	sid := p[8:]
+	binary.BigEndian.PutUint16(sid[0:], id.Src.Port())
+	binary.BigEndian.PutUint16(sid[2:], id.Dst.Port())
+	putAddr(sid[4:20], id.Family, id.Src.Addr())
+	putAddr(sid[20:36], id.Family, id.Dst.Addr())
+	ne.PutUint32(sid[36:], id.IfIndex)
+	ne.PutUint32(sid[40:], uint32(id.Cookie))
+	ne.PutUint32(sid[44:], uint32(id.Cookie>>32))
+	return append(b, p[:]...)
+}
+
+// putAddr writes an address as struct inet_diag_sockid holds it: 4 bytes for AF_INET, 16 for AF_INET6.
+func putAddr(b []byte, family uint8, a netip.Addr) {
+	if family == FamilyInet {
+		v4 := a.Unmap().As4()
+		copy(b, v4[:])
+		return
+	}
+	v6 := a.As16()
+	copy(b, v6[:])
 }
