@@ -72,9 +72,13 @@ var (
 	})
 	zeroWindowSpec = spec("sockets", MetricSpec{
 		Name: "rcv_window_zero_sockets", Type: Gauge, Labels: groupLabelNames,
-		Help:   "ESTABLISHED sockets of the group advertising a zero receive window: the application does not read and the peer must stop sending.",
-		Notes:  "Only with --collector.sockets.tcp-info, on kernels whose tcp_info has tcpi_rcv_wnd (6.2+).",
-		Source: "INET_DIAG_INFO tcp_info tcpi_rcv_wnd",
+		Help: "ESTABLISHED sockets of the group advertising a zero receive window: the application does not read and the peer must stop sending.",
+		Notes: "On kernels whose tcp_info has tcpi_rcv_wnd (6.2+). With --collector.sockets.tcp-info every ESTABLISHED " +
+			"socket's window comes with the dump; without it, the full sockets (rmem_alloc at --collector.sockets.full-ratio " +
+			"of rcvbuf, the only ones whose window can be closed) are looked up one by one with tcp_info, and those not " +
+			"checked are counted in sockbuf_rcv_window_unchecked_sockets. A group with zero windows and no drops is a " +
+			"slow reader: flow control, not a small buffer.",
+		Source: "INET_DIAG_INFO tcp_info tcpi_rcv_wnd (a lookup of each full socket without --collector.sockets.tcp-info)",
 	})
 	socketDropsSpec = spec("sockets", MetricSpec{
 		Name: "socket_drops_total", Type: Counter, Labels: groupLabelNames,
@@ -233,7 +237,11 @@ type socketsCollector struct {
 	procs   *processScanner // nil without process attribution
 	attempt int             // Socket.Attempt of the dump in progress
 	hasDrop bool            // the kernel's skmeminfo has the drops field
-	hasWnd  bool            // tcp_info was asked for and has tcpi_rcv_wnd
+	hasWnd  bool            // the zero-window counts are right: tcp_info has tcpi_rcv_wnd (see sockets_window.go)
+	lookups bool            // full sockets are looked up for their window (no tcp_info in the dump)
+
+	unchecked       int // full sockets whose window this scrape did not check
+	windowUnchecked *prometheus.Desc
 
 	retries, inconsistent uint64
 
@@ -272,6 +280,10 @@ func newSocketsCollector(cfg Config, logger *slog.Logger, dial func() (socketDum
 	}
 	if sc.TCPInfo {
 		c.ext |= sockdiag.ExtInfo
+	} else {
+		c.lookups, c.hasWnd = true, kernelHasRcvWnd()
+		c.windowUnchecked = windowUncheckedSpec.Desc()
+		c.agg.RecordFull(maxWindowLookups)
 	}
 	c.onListener, c.onSocket = c.listener, c.socket
 	if sc.CgroupAttribution {
@@ -332,8 +344,14 @@ func (c *socketsCollector) Update(ctx context.Context, ch chan<- prometheus.Metr
 	if c.procs != nil {
 		processName = c.procs.name
 	}
+	if c.lookups {
+		c.checkWindows(ctx)
+	}
 	c.agg.Finish(cgroupName, processName)
 	c.emit(ch)
+	if c.lookups {
+		c.emitUnchecked(ch)
+	}
 	return nil
 }
 

@@ -87,6 +87,7 @@ func BenchmarkSocketsScrape(b *testing.B) {
 	}{
 		{"scrape", SocketsConfig{}},
 		{"scrape-cgroup", SocketsConfig{CgroupAttribution: true}},
+		{"scrape-tcpinfo", SocketsConfig{TCPInfo: true}},
 		{"scrape-process", SocketsConfig{CgroupAttribution: true, ProcessAttribution: true}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"net"
 	"os"
 	"path/filepath"
@@ -321,6 +322,25 @@ func TestSocketsEndToEnd(t *testing.T) {
 		}
 	}
 
+	// Zero windows without --collector.sockets.tcp-info: the full sockets were looked up one by one, and the
+	// exporter counts the load's server sockets that the kernel says advertise a zero window (tcpi_rcv_wnd).
+	for try := 1; ; try++ {
+		want, err := zeroWindowConns(load)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := exporterGroup(m, "sockbuf_rcv_window_zero_sockets", "server", portLoad)
+		if got == float64(want) && m["sockbuf_rcv_window_unchecked_sockets"] == 0 {
+			t.Logf("zero-window sockets of the load: %d", want)
+			break
+		}
+		if try == 3 {
+			t.Errorf("zero-window sockets of the load = %g (unchecked %g), kernel says %d", got, m["sockbuf_rcv_window_unchecked_sockets"], want)
+			break
+		}
+		m = exp.Scrape(t)
+	}
+
 	// Drops: counted while the sockets live, kept after they close.
 	drops := exporterGroup(m, "sockbuf_socket_drops_total", "server", portLoad)
 	kernelDrops, err := load.ServerDrops()
@@ -367,6 +387,29 @@ func fullConns(load *trafficgen.Load) (int, error) {
 			return n, err
 		}
 		if float64(mi.RmemAlloc) >= DefaultFullRatio*float64(mi.RcvBuf) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// zeroWindowConns counts the load's server sockets whose last advertised window is zero.
+func zeroWindowConns(load *trafficgen.Load) (int, error) {
+	n := 0
+	for _, c := range load.Server().Conns() {
+		rc, err := c.SyscallConn()
+		if err != nil {
+			return n, err
+		}
+		var info *unix.TCPInfo
+		var ierr error
+		if err := rc.Control(func(fd uintptr) { info, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); err != nil {
+			return n, err
+		}
+		if ierr != nil {
+			return n, ierr
+		}
+		if info.Rcv_wnd == 0 {
 			n++
 		}
 	}

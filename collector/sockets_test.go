@@ -2,6 +2,7 @@ package collector
 
 import (
 	"github.com/sockbuf/sockbuf_exporter/internal/socktest"
+	"slices"
 
 	"context"
 	"errors"
@@ -28,6 +29,20 @@ type fakeDumper struct {
 
 	mu       sync.Mutex // the test reads deadline
 	deadline time.Time  // of the last dump's context
+
+	gone    map[uint64]bool // cookies whose lookup finds no socket
+	lookups []uint64        // cookies looked up
+}
+
+// LookupContext answers with the socket of that cookie, as sockdiag.Client does.
+func (f *fakeDumper) LookupContext(_ context.Context, id *sockdiag.Socket, _ sockdiag.Ext, fn func(*sockdiag.Socket) error) error {
+	f.lookups = append(f.lookups, id.Cookie)
+	for _, s := range f.socks {
+		if s.Cookie == id.Cookie && !f.gone[id.Cookie] {
+			return fn(s.Socket())
+		}
+	}
+	return fmt.Errorf("no socket %x: %w", id.Cookie, os.ErrNotExist)
 }
 
 func (f *fakeDumper) DumpContext(ctx context.Context, req sockdiag.Request, fn func(*sockdiag.Socket) error) (sockdiag.DumpStats, error) {
@@ -60,6 +75,9 @@ func (f *fakeDumper) DumpContext(ctx context.Context, req sockdiag.Request, fn f
 				continue
 			}
 			s.Attempt = attempt
+			if req.Extensions&sockdiag.ExtInfo == 0 {
+				s.TCPInfoLen = 0 // as the kernel: no tcp_info unless asked for
+			}
 			if err := fn(s); err != nil {
 				return st, err
 			}
@@ -191,12 +209,33 @@ func TestSocketsCollectorTCPInfo(t *testing.T) {
 	if r := d.reqs[1]; r.Extensions != sockdiag.ExtSKMemInfo|sockdiag.ExtInfo {
 		t.Errorf("with tcp-info the request has extensions %#x", r.Extensions)
 	}
-	// Without tcp_info the metric is absent, not 0.
-	d = &fakeDumper{socks: []socktest.Sock{{Local: 40000, Remote: 443}}}
-	for k := range gather(t, newTestSockets(t, SocketsConfig{}, d)) {
-		if strings.HasPrefix(k, "sockbuf_rcv_window_zero_sockets") {
-			t.Errorf("without tcp_info: %s exported", k)
-		}
+}
+
+// TestSocketsCollectorWindowLookups: without tcp_info in the dump, the full sockets are looked up one by one
+// for their window; sockets that are not full are not looked up, and a socket gone before its lookup is
+// counted as unchecked.
+func TestSocketsCollectorWindowLookups(t *testing.T) {
+	if !kernelHasRcvWnd() {
+		t.Skip("kernel before 6.2: no tcpi_rcv_wnd, the zero-window metric is absent")
+	}
+	d := &fakeDumper{socks: []socktest.Sock{
+		{Local: 40000, Remote: 443, Rmem: 130000, Rcvbuf: 131072, RcvWnd: 1, Cookie: 1},    // full, zero window
+		{Local: 40001, Remote: 443, Rmem: 130000, Rcvbuf: 131072, RcvWnd: 5000, Cookie: 2}, // full, open window
+		{Local: 40002, Remote: 443, Rmem: 10, Rcvbuf: 131072, RcvWnd: 1, Cookie: 3},        // not full: not looked up
+		{Local: 40003, Remote: 443, Rmem: 130000, Rcvbuf: 131072, RcvWnd: 1, Cookie: 4},    // full, closes before its lookup
+	}, gone: map[uint64]bool{4: true}}
+	m := gather(t, newTestSockets(t, SocketsConfig{}, d))
+	if got := m[`sockbuf_rcv_window_zero_sockets{cgroup="",port="443",process="",role="client"}`]; got != 1 {
+		t.Errorf("zero-window sockets = %g, want 1", got)
+	}
+	if got := m[`sockbuf_rcv_window_unchecked_sockets`]; got != 1 {
+		t.Errorf("unchecked = %g, want 1", got)
+	}
+	if r := d.reqs[1]; r.Extensions != sockdiag.ExtSKMemInfo {
+		t.Errorf("without tcp-info the dump asks for extensions %#x", r.Extensions)
+	}
+	if want := []uint64{1, 2, 4}; !slices.Equal(d.lookups, want) {
+		t.Errorf("looked up cookies %v, want %v", d.lookups, want)
 	}
 }
 

@@ -10,6 +10,7 @@ package sockagg
 import (
 	"cmp"
 	"math"
+	"net/netip"
 	"slices"
 	"strconv"
 
@@ -350,6 +351,12 @@ type Aggregator struct {
 	fill Histogram
 	size Histogram
 
+	// The full ESTABLISHED sockets of this scrape, at most maxFull (0: not recorded), for a caller that
+	// looks them up for more detail (their advertised window); the others are counted in fullSkipped.
+	full        []FullSocket
+	maxFull     int
+	fullSkipped int
+
 	tracker    dropTracker
 	dropTotals map[Labels]dropTotal // by the group's own labels, and one per role for port="other"
 	dropLimit  int                  // MaxDropCounters; tests lower it
@@ -420,6 +427,8 @@ func (a *Aggregator) ResetSockets() {
 	a.groups = a.groups[:0]
 	a.fill.reset()
 	a.size.reset()
+	a.full = a.full[:0]
+	a.fullSkipped = 0
 }
 
 // addListener records a LISTEN socket. Every listener must be added before the first add.
@@ -448,9 +457,17 @@ func (a *Aggregator) Add(s *sockdiag.Socket, process int32) {
 	if a.cgroups && s.HasCgroupID {
 		k.cgroupID = s.CgroupID
 	}
-	g := &a.groups[a.lookup(k)].stats
+	gi := a.lookup(k)
+	g := &a.groups[gi].stats
 	if fill, ok := g.Add(s, a.fullRatio); ok {
 		a.fill.observe(fill)
+		if fill >= a.fullRatio && s.State == sockdiag.StateEstablished && a.maxFull > 0 {
+			if len(a.full) < a.maxFull {
+				a.full = append(a.full, FullSocket{Family: s.Family, Src: s.Src, Dst: s.Dst, IfIndex: s.IfIndex, Cookie: s.Cookie, group: int32(gi)})
+			} else {
+				a.fullSkipped++
+			}
+		}
 	}
 	if !s.HasSKMemInfo {
 		return
@@ -672,3 +689,24 @@ func (a *Aggregator) States() *[16]uint64 { return &a.states }
 // Count and Sum are the histogram's observations and their sum.
 func (h *Histogram) Count() uint64 { return h.count }
 func (h *Histogram) Sum() float64  { return h.sum }
+
+// FullSocket identifies a full ESTABLISHED socket of the scrape in progress (as a dump reported it, enough
+// to look it up again: sockdiag.Client.LookupContext) and its group.
+type FullSocket struct {
+	Family   uint8
+	Src, Dst netip.AddrPort
+	IfIndex  uint32
+	Cookie   uint64
+	group    int32
+}
+
+// RecordFull makes Add record up to max full ESTABLISHED sockets per scrape (FullSockets); 0 turns it off.
+func (a *Aggregator) RecordFull(max int) { a.maxFull = max }
+
+// FullSockets are the full ESTABLISHED sockets recorded since the last Begin, and how many more there were.
+// Valid until Finish.
+func (a *Aggregator) FullSockets() (recorded []FullSocket, skipped int) { return a.full, a.fullSkipped }
+
+// AddZeroWindow counts a recorded full socket as advertising a zero window in its group. Call it before
+// Finish.
+func (a *Aggregator) AddZeroWindow(f *FullSocket) { a.groups[f.group].stats.ZeroWindow++ }

@@ -385,3 +385,49 @@ func TestLookupKnownSet(t *testing.T) {
 		t.Errorf("dump after lookups: %v", err)
 	}
 }
+
+// BenchmarkLookup is the cost of one socket lookup with tcp_info (what the sockets collector pays per full
+// socket for its window), against a dump of the same sockets with tcp_info (what --collector.sockets.tcp-info
+// pays for every socket): compare ns/socket.
+func BenchmarkLookup(b *testing.B) {
+	testenv.RequireRoot(b)
+	ns := testenv.NewNetNS(b)
+	pop := &population.Set{}
+	b.Cleanup(func() { pop.Close() })
+	if err := ns.Do(func() error { return knownSet(pop) }); err != nil {
+		b.Fatal(err)
+	}
+	f, err := os.Open(ns.Path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	c, err := Dial(&Config{NetNS: int(f.Fd())})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	req := Request{Family: FamilyUnspec, States: 1 << StateEstablished, Extensions: ExtInfo | ExtSKMemInfo}
+	var ids []Socket
+	if _, err := c.Dump(req, func(s *Socket) error { ids = append(ids, *s); return nil }); err != nil {
+		b.Fatal(err)
+	}
+	nop := func(*Socket) error { return nil }
+	b.Run("lookup", func(b *testing.B) {
+		ctx := context.Background()
+		for i := 0; b.Loop(); i++ {
+			if err := c.LookupContext(ctx, &ids[i%len(ids)], ExtInfo, nop); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/socket")
+	})
+	b.Run("dump-tcpinfo", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := c.Dump(req, nop); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ids)), "ns/socket")
+	})
+}
