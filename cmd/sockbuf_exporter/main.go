@@ -43,6 +43,7 @@ func main() {
 		cgroupAttr    = app.Flag("collector.sockets.cgroup", "Label socket groups with the owning cgroup v2's directory name (e.g. nginx.service), from the cgroup id in each inet_diag reply and a cached walk of the hierarchy.").Default("true").Bool()
 		processAttr   = app.Flag("collector.sockets.process", "Label socket groups with the owning process name (comm), found by reading the /proc/<pid>/fd links of the host's processes; its cost grows with the host's open descriptors (see the README's benchmarks). Needs root or CAP_SYS_PTRACE to see other users' processes.").Default("false").Bool()
 		cgroupRoot    = app.Flag("collector.sockets.cgroup-root", "Mount point of the cgroup v2 hierarchy. Empty: found in /proc/self/mountinfo (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts). Set it when /sys/fs/cgroup is not visible, e.g. under `ip netns exec`, which remounts /sys.").Default("").String()
+		engine        = app.Flag("collector.sockets.engine", "How the sockets collector reads the sockets: netlink (inet_diag dumps), bpf (an iter/tcp BPF iterator that sums per group in the kernel, adding sockbuf_rcvbuf_locked_* and always sockbuf_rcv_window_zero_sockets; needs BTF and CAP_BPF+CAP_PERFMON, no --collector.sockets.process) or auto (bpf when it loads and --collector.sockets.process is off, else netlink; the log says which and why).").Default(collector.EngineAuto).Enum(collector.EngineAuto, collector.EngineBPF, collector.EngineNetlink)
 		netnsMax      = app.Flag("collector.netns.max-namespaces", "Most network namespaces the netns collector exports (at least 1), those with the most PruneCalled; the rest are counted in sockbuf_netns_namespaces_skipped.").Default("100").Int()
 		netnsSockets  = app.Flag("collector.netns.sockets", "Also dump the TCP sockets of every namespace the netns collector exports (sockbuf_netns_sockets, _recv_queue_bytes, _rcvbuf_full_sockets): one sock_diag client per namespace, opened inside it with setns, which needs CAP_SYS_ADMIN besides what --collector.netns needs; a namespace it cannot enter is counted in sockbuf_netns_socket_dump_errors_total.").Default("false").Bool()
 		netnsNamed    = app.Flag("collector.netns.named-dir", "Where `ip netns add` bind-mounts named network namespaces, whose names the netns collector uses; /host/run/netns in a container that mounts the host's there.").Default("/run/netns").String()
@@ -89,6 +90,7 @@ func main() {
 			CgroupAttribution:  *cgroupAttr,
 			ProcessAttribution: *processAttr,
 			CgroupRoot:         *cgroupRoot,
+			Engine:             *engine,
 		},
 		Netns: collector.NetnsConfig{MaxNamespaces: *netnsMax, NamedDir: *netnsNamed, Sockets: *netnsSockets},
 	}
