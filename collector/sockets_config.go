@@ -19,8 +19,8 @@ type SocketsConfig struct {
 	// CgroupRoot is where the cgroup v2 hierarchy is mounted; empty means find it in /proc/self/mountinfo.
 	CgroupRoot string
 	// Engine reads the sockets: EngineNetlink (inet_diag dumps), EngineBPF (the iter/tcp BPF iterator, which
-	// sums per group in the kernel) or EngineAuto (empty too), netlink for now, since bpf measured no faster
-	// (sockets_engine.go).
+	// sums per group in the kernel) or EngineAuto (empty too): bpf when it loads and process attribution is
+	// off, else netlink (sockets_engine.go).
 	Engine string
 }
 

@@ -50,24 +50,21 @@ func TestSocketsEngineChoice(t *testing.T) {
 	unavailable := fmt.Errorf("%w: no BTF", sockiter.ErrUnavailable)
 	for _, tc := range []struct {
 		engine  string
-		autoBPF bool // autoChoosesBPF
 		process bool
 		openErr error
 		wantBPF bool
 		wantErr bool
 		wantLog string
 	}{
-		{engine: "", wantLog: "auto: the bpf engine is not faster"},
-		{engine: EngineAuto, wantLog: "auto: the bpf engine is not faster"},
-		{engine: EngineAuto, autoBPF: true, wantBPF: true, wantLog: "auto: the iter/tcp program loaded"},
-		{engine: EngineAuto, autoBPF: true, openErr: unavailable, wantLog: "the bpf engine cannot be loaded"},
-		{engine: EngineAuto, autoBPF: true, process: true, wantLog: "--collector.sockets.process needs each socket's inode"},
+		{engine: "", wantBPF: true, wantLog: "auto: the iter/tcp program loaded"},
+		{engine: EngineAuto, wantBPF: true, wantLog: "auto: the iter/tcp program loaded"},
+		{engine: EngineAuto, openErr: unavailable, wantLog: "the bpf engine cannot be loaded"},
+		{engine: EngineAuto, process: true, wantLog: "--collector.sockets.process needs each socket's inode"},
 		{engine: EngineBPF, wantBPF: true, wantLog: "--collector.sockets.engine=bpf"},
 		{engine: EngineBPF, openErr: unavailable, wantErr: true},
 		{engine: EngineNetlink, wantLog: "--collector.sockets.engine=netlink"},
 	} {
-		name := fmt.Sprintf("%s/autoBPF=%v/process=%v/err=%v", tc.engine, tc.autoBPF, tc.process, tc.openErr != nil)
-		autoChoosesBPF = tc.autoBPF
+		name := fmt.Sprintf("%s/process=%v/err=%v", tc.engine, tc.process, tc.openErr != nil)
 		var logs bytes.Buffer
 		sc := withTestDefaults(SocketsConfig{Engine: tc.engine, ProcessAttribution: tc.process})
 		c, err := newSocketsCollector(Config{ProcPath: "testdata/none", Sockets: sc}, slog.New(slog.NewTextHandler(&logs, nil)), nil)
@@ -88,7 +85,6 @@ func TestSocketsEngineChoice(t *testing.T) {
 		if (c.walker != nil) != tc.wantBPF {
 			t.Errorf("%s: bpf chosen %v, want %v", name, c.walker != nil, tc.wantBPF)
 		}
-		autoChoosesBPF = false
 		if opened && !tc.wantBPF && tc.openErr == nil {
 			t.Errorf("%s: the bpf engine was loaded although it cannot be used", name)
 		}
