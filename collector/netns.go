@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 
+	"github.com/sockbuf/sockbuf_exporter/bpf/sockiter"
 	"github.com/sockbuf/sockbuf_exporter/procnet"
 )
 
@@ -78,6 +79,11 @@ func init() {
 				c.socks = newNetnsSockets(ratio, func(pid int, ino uint64) (socketDumper, error) {
 					return dialNetns(procPath, pid, ino)
 				}, logger)
+				err := c.socks.useEngine(cfg.Sockets, func(o sockiter.Options) (netnsWalker, error) { return sockiter.Open(o) },
+					func(pid int, ino uint64) (*os.File, error) { return openNetns(procPath, pid, ino) })
+				if err != nil {
+					return nil, err
+				}
 			}
 			return c, nil
 		})

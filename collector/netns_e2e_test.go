@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockbuf/sockbuf_exporter/bpf/sockiter"
 	"github.com/sockbuf/sockbuf_exporter/internal/e2e"
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 	"github.com/sockbuf/sockbuf_exporter/internal/trafficgen"
@@ -145,13 +146,33 @@ func TestNetnsEndToEnd(t *testing.T) {
 	}
 
 	// Other tests' namespaces may be there too: the cap must not push ours out.
-	exp := e2e.StartExporter(t, nil, "--collector.netns", "--collector.netns.sockets", "--collector.netns.max-namespaces=10000")
-	// The sockets must not change between ss and the scrape: ss before and after agree.
+	// One exporter per socket engine: both must show what ss shows.
+	engines := []string{"netlink", "bpf"}
+	if e, err := sockiter.Open(sockiter.Options{}); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("prerequisite missing in CI: the bpf engine: %v", err)
+		}
+		t.Logf("the bpf engine is not checked: %v", err)
+		engines = engines[:1]
+	} else {
+		e.Close()
+	}
+	exps := map[string]*e2e.Exporter{}
+	for _, engine := range engines {
+		exps[engine] = e2e.StartExporter(t, nil, "--collector.netns", "--collector.netns.sockets", "--collector.netns.max-namespaces=10000",
+			"--collector.sockets.engine="+engine)
+	}
+	exp := exps["netlink"]
+	// The sockets must not change between ss and the scrapes: ss before and after agree.
 	var m e2e.Metrics
+	ms := map[string]e2e.Metrics{}
 	var wantSocks nsSockets
 	for attempt := 1; ; attempt++ {
 		wantSocks = ssSockets(t, pruned)
-		m = exp.Scrape(t)
+		for engine, e := range exps {
+			ms[engine] = e.Scrape(t)
+		}
+		m = ms["netlink"]
 		if again := ssSockets(t, pruned); again == wantSocks {
 			break
 		} else if attempt == 5 {
@@ -188,25 +209,30 @@ func TestNetnsEndToEnd(t *testing.T) {
 			t.Error("sockbuf_netns_tcp_in_segments_total missing")
 		}
 	}
-	for _, tc := range []struct {
-		ns   *testenv.NetNS
-		want nsSockets
-	}{{pruned, wantSocks}, {idle, nsSockets{}}} {
-		labels := fmt.Sprintf(`{netns="%s",netns_inode="%s"}`, tc.ns.Name, nsInode(t, tc.ns.Path))
-		for _, v := range []struct {
-			name string
-			want int
-		}{
-			{"sockbuf_netns_sockets", tc.want.sockets},
-			{"sockbuf_netns_recv_queue_bytes", tc.want.recvQueue},
-			{"sockbuf_netns_rcvbuf_full_sockets", tc.want.full},
-		} {
-			got, ok := m[v.name+labels]
-			switch {
-			case !ok:
-				t.Errorf("%s%s missing:\n%s", v.name, labels, exp.Logs())
-			case int(got) != v.want:
-				t.Errorf("%s%s = %g, want %d (ip netns exec %s ss -tnmH)", v.name, labels, got, v.want, tc.ns.Name)
+	for engine, m := range ms {
+		if !strings.Contains(exps[engine].Logs(), "network namespace sockets engine: "+engine) {
+			t.Errorf("engine %s: the exporter does not log it:\n%s", engine, exps[engine].Logs())
+		}
+		for _, tc := range []struct {
+			ns   *testenv.NetNS
+			want nsSockets
+		}{{pruned, wantSocks}, {idle, nsSockets{}}} {
+			labels := fmt.Sprintf(`{netns="%s",netns_inode="%s"}`, tc.ns.Name, nsInode(t, tc.ns.Path))
+			for _, v := range []struct {
+				name string
+				want int
+			}{
+				{"sockbuf_netns_sockets", tc.want.sockets},
+				{"sockbuf_netns_recv_queue_bytes", tc.want.recvQueue},
+				{"sockbuf_netns_rcvbuf_full_sockets", tc.want.full},
+			} {
+				got, ok := m[v.name+labels]
+				switch {
+				case !ok:
+					t.Errorf("engine %s: %s%s missing:\n%s", engine, v.name, labels, exps[engine].Logs())
+				case int(got) != v.want:
+					t.Errorf("engine %s: %s%s = %g, want %d (ip netns exec %s ss -tnmH)", engine, v.name, labels, got, v.want, tc.ns.Name)
+				}
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -37,6 +38,10 @@ import (
 // leaving the collector time to return its output; the namespace being dumped and those not reached are left
 // without socket metrics on that scrape and counted in sockbuf_netns_socket_dumps_skipped_total, and their
 // clients are kept.
+//
+// Engine: with the bpf engine (chosen as for the sockets collector, see sockets_engine.go) each namespace is
+// walked with one shared sockiter.Engine (WalkNetNS) through the namespace fd kept instead of a client; the
+// sums are the same (TestNetnsEndToEnd runs both engines against ss).
 //
 // Cost: the dial (open, setns, socket, setns back) once per namespace; then one dump per scrape, which walks
 // the kernel's whole established hash table, shared by all namespaces unless net.ipv4.tcp_child_ehash_entries
@@ -90,6 +95,10 @@ type netnsSockets struct {
 	fullRatio float64
 	// dial opens a client inside the namespace ino through process pid; tests replace it.
 	dial func(pid int, ino uint64) (socketDumper, error)
+	// walker, when set, walks each namespace with the bpf engine instead of dumping it, through the fd
+	// openNS opens (nil for the netlink engine).
+	walker netnsWalker
+	openNS func(pid int, ino uint64) (*os.File, error)
 
 	gen      uint64
 	clients  map[uint64]*netnsClient // by namespace inode
@@ -108,6 +117,7 @@ type netnsSockets struct {
 // netnsClient is a namespace's cached client (nil while its dial fails) and whether its last dump failed.
 type netnsClient struct {
 	d       socketDumper
+	nsf     *os.File // the bpf engine's handle on the namespace instead of d
 	gen     uint64
 	failing bool
 }
@@ -150,6 +160,25 @@ func dialNetns(procPath string, pid int, ino uint64) (socketDumper, error) {
 		return nil, fmt.Errorf("entering network namespace %d (needs CAP_SYS_ADMIN): %w", ino, err)
 	}
 	return &nsClient{Client: cl, fd: fd}, nil
+}
+
+// openNetns opens the network namespace ino of process pid, for the bpf engine, with dialNetns's checks.
+func openNetns(procPath string, pid int, ino uint64) (*os.File, error) {
+	path := filepath.Join(procPath, strconv.Itoa(pid), "ns", "net")
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	if st.Ino != ino {
+		f.Close()
+		return nil, fmt.Errorf("%s is namespace %d now, not %d: %w", path, st.Ino, ino, unix.ENOENT)
+	}
+	return f, nil
 }
 
 // nsClient is a sockdiag.Client with the namespace fd it dials through.
@@ -212,6 +241,9 @@ func (s *netnsSockets) update(ctx context.Context, spaces []*netnsState, ch chan
 			if cl.d != nil {
 				cl.d.Close()
 			}
+			if cl.nsf != nil {
+				cl.nsf.Close()
+			}
 			delete(s.clients, ino)
 		}
 	}
@@ -232,10 +264,13 @@ func (s *netnsSockets) dumpOne(ctx context.Context, ns *netnsState, ch chan<- pr
 	}
 	cl.gen = s.gen
 	var err error
-	if cl.d == nil {
+	switch {
+	case s.walker != nil:
+		err = s.walkOne(ctx, ns, cl)
+	case cl.d == nil:
 		cl.d, err = s.dial(ns.pid, ns.ino)
 	}
-	if err == nil {
+	if err == nil && s.walker == nil {
 		s.stats, s.attempt = sockagg.Stats{}, 0
 		_, err = cl.d.DumpContext(ctx, sockdiag.Request{Family: sockdiag.FamilyUnspec, States: netnsDumpStates, Extensions: sockdiag.ExtSKMemInfo}, s.onSocket)
 	}

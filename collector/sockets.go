@@ -18,13 +18,21 @@ import (
 // socket's local port has a LISTEN socket, client otherwise), a port (the local port for servers, the
 // remote port for clients) and the owner (cgroup, optionally process). A scrape makes two dumps: first the
 // LISTEN sockets alone, without attributes (a few hundred bytes on most hosts), so that the role of every
-// socket is known when the second, full dump streams through the aggregator.
+// socket is known when the second, full dump streams through the aggregator. The bpf engine
+// (sockets_engine.go) reads the same sockets another way and shares everything after the per-socket step.
 
 func init() {
 	registerCollector("sockets",
-		"receive queues and buffers of every TCP socket (netlink inet_diag), summed per role, port, cgroup and process",
+		"receive queues and buffers of every TCP socket (netlink inet_diag, or a BPF iterator: --collector.sockets.engine), summed per role, port, cgroup and process",
 		true, func(cfg Config, logger *slog.Logger) (Collector, error) {
-			return newSocketsCollector(cfg, logger, func() (socketDumper, error) { return sockdiag.Dial(nil) })
+			c, err := newSocketsCollector(cfg, logger, func() (socketDumper, error) { return sockdiag.Dial(nil) })
+			if err != nil {
+				return nil, err
+			}
+			if err := c.useEngine(cfg.Sockets, openWalker); err != nil {
+				return nil, err
+			}
+			return c, nil
 		})
 }
 
@@ -73,12 +81,13 @@ var (
 	zeroWindowSpec = spec("sockets", MetricSpec{
 		Name: "rcv_window_zero_sockets", Type: Gauge, Labels: groupLabelNames,
 		Help: "ESTABLISHED sockets of the group advertising a zero receive window: the application does not read and the peer must stop sending.",
-		Notes: "On kernels whose tcp_info has tcpi_rcv_wnd (6.2+). With --collector.sockets.tcp-info every ESTABLISHED " +
-			"socket's window comes with the dump; without it, the full sockets (rmem_alloc at --collector.sockets.full-ratio " +
+		Notes: "On kernels whose tcp_info has tcpi_rcv_wnd (6.2+). The bpf engine reads the same field (tp->rcv_wnd) of " +
+			"every socket at no extra cost. The netlink engine with --collector.sockets.tcp-info gets every ESTABLISHED " +
+			"socket's window with the dump; without it, the full sockets (rmem_alloc at --collector.sockets.full-ratio " +
 			"of rcvbuf, the only ones whose window can be closed) are looked up one by one with tcp_info, and those not " +
 			"checked are counted in sockbuf_rcv_window_unchecked_sockets. A group with zero windows and no drops is a " +
 			"slow reader: flow control, not a small buffer.",
-		Source: "INET_DIAG_INFO tcp_info tcpi_rcv_wnd (a lookup of each full socket without --collector.sockets.tcp-info)",
+		Source: "INET_DIAG_INFO tcp_info tcpi_rcv_wnd (netlink: a lookup of each full socket without --collector.sockets.tcp-info); bpf engine: tp->rcv_wnd",
 	})
 	socketDropsSpec = spec("sockets", MetricSpec{
 		Name: "socket_drops_total", Type: Counter, Labels: groupLabelNames,
@@ -91,7 +100,10 @@ var (
 			"A group keeps its counter while folded into port=\"other\" (whose own counter adds the drops of whatever is " +
 			"folded at the time) or without sockets; the counters of up to " + strconv.Itoa(sockagg.MaxDropCounters) +
 			" groups not exported live are remembered, the longest gone forgotten first. Absent on kernels whose skmeminfo " +
-			"has no drops field.",
+			"has no drops field. The bpf engine counts the same deltas in the kernel (each socket's last sk_drops in BPF " +
+			"socket storage, for every socket, where the netlink engine tracks at most 65,536 sockets that dropped) into " +
+			"the same counters; a group beyond its table of 16,384 groups counts into port=\"other\" only. Switching " +
+			"engines restarts the counters, as a restart of the exporter does.",
 		Source: "INET_DIAG_SKMEMINFO SK_MEMINFO_DROPS (ss -m skmem d)",
 	})
 	sendQueueSpec = spec("sockets", MetricSpec{
@@ -143,6 +155,7 @@ var (
 	dumpRetriesSpec = spec("sockets", MetricSpec{
 		Name: "sockets_dump_retries_total", Type: Counter,
 		Help:   "inet_diag dumps started over because the kernel's socket tables changed under them (NLM_F_DUMP_INTR).",
+		Notes:  "Always 0 with the bpf engine, whose walk is never started over.",
 		Source: "netlink NLM_F_DUMP_INTR",
 	})
 	dumpInconsistentSpec = spec("sockets", MetricSpec{
@@ -232,6 +245,7 @@ type socketsCollector struct {
 	ext    sockdiag.Ext
 
 	client  socketDumper
+	walker  socketWalker // the bpf engine; nil: the netlink dumps (sockets_engine.go)
 	agg     *sockagg.Aggregator
 	cgroups *cgroupResolver // nil without cgroup attribution
 	procs   *processScanner // nil without process attribution
@@ -249,6 +263,7 @@ type socketsCollector struct {
 
 	sockets, recvQueue, recvQueueMax, rmemAlloc, rcvbuf, full, zeroWindow, drops, sendQueue *prometheus.Desc
 	fill, size, listenLength, listenLimit, byState, folded, dumpRetries, dumpInconsistent   *prometheus.Desc
+	locked, lockedBytes, lockedSize                                                         *prometheus.Desc // bpf engine only
 }
 
 func newSocketsCollector(cfg Config, logger *slog.Logger, dial func() (socketDumper, error)) (*socketsCollector, error) {
@@ -277,6 +292,7 @@ func newSocketsCollector(cfg Config, logger *slog.Logger, dial func() (socketDum
 		size: rcvbufSizeSpec.Desc(), listenLength: listenLengthSpec.Desc(), listenLimit: listenLimitSpec.Desc(),
 		byState: byStateSpec.Desc(), folded: groupsFoldedSpec.Desc(), dumpRetries: dumpRetriesSpec.Desc(),
 		dumpInconsistent: dumpInconsistentSpec.Desc(),
+		locked:           rcvbufLockedSpec.Desc(), lockedBytes: rcvbufLockedBytesSpec.Desc(), lockedSize: rcvbufLockedSizeSpec.Desc(),
 	}
 	if sc.TCPInfo {
 		c.ext |= sockdiag.ExtInfo
@@ -308,6 +324,13 @@ func newSocketsCollector(cfg Config, logger *slog.Logger, dial func() (socketDum
 
 // Update runs one scrape; the context's deadline interrupts a dump in progress.
 func (c *socketsCollector) Update(ctx context.Context, ch chan<- prometheus.Metric) error {
+	if c.walker != nil {
+		if err := c.walk(ctx); err != nil {
+			return err
+		}
+		c.emit(ch)
+		return nil
+	}
 	if c.client == nil {
 		cl, err := c.dial()
 		if err != nil {
@@ -422,6 +445,10 @@ func (c *socketsCollector) emit(ch chan<- prometheus.Metric) {
 		if c.hasDrop {
 			ch <- prometheus.MustNewConstMetric(c.drops, prometheus.CounterValue, float64(g.Drops), lv...)
 		}
+		if c.walker != nil {
+			gauge(c.locked, st.RcvbufLocked, lv)
+			gauge(c.lockedBytes, st.RcvbufLockedBytes, lv)
+		}
 	}
 	if c.hasDrop {
 		for _, g := range a.OldGroups() {
@@ -431,6 +458,10 @@ func (c *socketsCollector) emit(ch chan<- prometheus.Metric) {
 	fill, size := a.Fill(), a.Size()
 	ch <- prometheus.MustNewConstHistogram(c.fill, fill.Count(), fill.Sum(), fill.Cumulative())
 	ch <- prometheus.MustNewConstHistogram(c.size, size.Count(), size.Sum(), size.Cumulative())
+	if c.walker != nil {
+		locked := a.Locked()
+		ch <- prometheus.MustNewConstHistogram(c.lockedSize, locked.Count(), locked.Sum(), locked.Cumulative())
+	}
 	for _, l := range a.Listeners() {
 		port := []string{sockagg.PortLabel(l.Port, l.Other)}
 		gauge(c.listenLength, l.Length, port)

@@ -18,7 +18,18 @@ type SocketsConfig struct {
 	ProcessAttribution bool
 	// CgroupRoot is where the cgroup v2 hierarchy is mounted; empty means find it in /proc/self/mountinfo.
 	CgroupRoot string
+	// Engine reads the sockets: EngineNetlink (inet_diag dumps), EngineBPF (the iter/tcp BPF iterator, which
+	// sums per group in the kernel) or EngineAuto (empty too): bpf when it loads and process attribution is
+	// off, else netlink (sockets_engine.go).
+	Engine string
 }
+
+// Values of SocketsConfig.Engine.
+const (
+	EngineAuto    = "auto"
+	EngineBPF     = "bpf"
+	EngineNetlink = "netlink"
+)
 
 // Defaults of the sockets collector's configuration, which the command line's flags start from.
 const (
@@ -43,6 +54,15 @@ func (c SocketsConfig) Validate() error {
 	}
 	if _, err := parseStates(c.States); err != nil {
 		return fmt.Errorf("--collector.sockets.states: %w", err)
+	}
+	switch c.Engine {
+	case "", EngineAuto, EngineNetlink:
+	case EngineBPF:
+		if c.ProcessAttribution {
+			return fmt.Errorf("--collector.sockets.engine=bpf cannot label groups with processes (the iterator gives no socket inode): drop --collector.sockets.process, or use engine auto or netlink")
+		}
+	default:
+		return fmt.Errorf("--collector.sockets.engine must be auto, bpf or netlink, got %q", c.Engine)
 	}
 	return nil
 }

@@ -72,6 +72,11 @@ type Stats struct {
 	Full         uint64
 	ZeroWindow   uint64 // sockets advertising a zero receive window (tcp_info, when asked for)
 	Drops        uint64 // drops added on this scrape (deltas since the previous one)
+
+	// Sockets whose SO_RCVBUF the application set and the sum of their rcvbuf: only an engine that reads
+	// sk_userlocks (AddGroup) fills them; the netlink path cannot see the lock.
+	RcvbufLocked      uint64
+	RcvbufLockedBytes uint64
 }
 
 // add counts a non-listening socket into g; the netns collector sums a namespace's sockets with it too. It
@@ -112,6 +117,8 @@ func (g *Stats) Merge(o *Stats) {
 	g.Full += o.Full
 	g.ZeroWindow += o.ZeroWindow
 	g.Drops += o.Drops
+	g.RcvbufLocked += o.RcvbufLocked
+	g.RcvbufLockedBytes += o.RcvbufLockedBytes
 }
 
 // Labels is a group as exported: after cgroup ids and process indexes became names (two ids can share
@@ -348,8 +355,13 @@ type Aggregator struct {
 	byPort [len(RoleNames)][65536]int32
 	groups []groupKeyStats
 
-	fill Histogram
-	size Histogram
+	fill   Histogram
+	size   Histogram
+	locked Histogram // rcvbuf of the sockets whose SO_RCVBUF was set (AddLockedSizes only)
+
+	// overflow sums, per role, the sockets an engine could not put in a group (AddOverflow); they go to the
+	// role's port="other" group.
+	overflow [len(RoleNames)]Stats
 
 	// The full ESTABLISHED sockets of this scrape, at most maxFull (0: not recorded), for a caller that
 	// looks them up for more detail (their advertised window); the others are counted in fullSkipped.
@@ -391,6 +403,7 @@ func New(maxGroups int, fullRatio float64, cgroups bool) *Aggregator {
 		listeners:  map[uint16]int{},
 		fill:       newHistogram(fb),
 		size:       newHistogram(rcvbufBuckets),
+		locked:     newHistogram(rcvbufBuckets),
 		tracker:    dropTracker{byCookie: map[uint64]dropEntry{}, limit: maxTrackedDroppers},
 		dropTotals: map[Labels]dropTotal{},
 		dropLimit:  MaxDropCounters,
@@ -429,6 +442,8 @@ func (a *Aggregator) ResetSockets() {
 	a.size.reset()
 	a.full = a.full[:0]
 	a.fullSkipped = 0
+	a.locked.reset()
+	clear(a.overflow[:])
 }
 
 // addListener records a LISTEN socket. Every listener must be added before the first add.
@@ -542,7 +557,7 @@ func (a *Aggregator) Finish(cgroupName func(id uint64) string, processName func(
 			compareLabels(x.Labels, y.Labels))
 	})
 	a.folded = 0
-	if len(a.out) > a.maxGroups {
+	if len(a.out) > a.maxGroups || a.overflow[Client].Sockets > 0 || a.overflow[Server].Sockets > 0 {
 		a.fold()
 	}
 
@@ -557,6 +572,16 @@ func (a *Aggregator) Finish(cgroupName func(id uint64) string, processName func(
 			a.dropTotals[g.Labels] = t
 		}
 		g.Drops = t.value
+	}
+	for r := range a.overflow {
+		if o := &a.overflow[r]; o.Sockets == 0 && o.Drops > 0 {
+			// Drops of groups an engine saw without sockets: no "other" group to show them on this scrape,
+			// but its counter keeps them (and is listed with the groups without sockets).
+			l := Labels{Role: Role(r), Other: true}
+			t := a.dropTotals[l]
+			t.value += o.Drops
+			a.dropTotals[l] = t
+		}
 	}
 	a.collectOldTotals()
 	a.finishListeners()
@@ -574,24 +599,42 @@ func (a *Aggregator) addDrops(l Labels, delta uint64) {
 	a.dropTotals[l] = t
 }
 
-// fold keeps the first groups of a.out (sorted) and merges the rest into one "other" group per role, so
-// that the output never has more than maxGroups groups.
+// fold keeps the first groups of a.out (sorted) and merges the rest, and the engine's overflow, into one
+// "other" group per role, so that the output never has more than maxGroups groups.
 func (a *Aggregator) fold() {
-	keep := a.maxGroups - 1
-	rest := a.out[keep:]
-	if slices.ContainsFunc(rest, func(g Group) bool { return g.Labels.Role != rest[0].Labels.Role }) {
-		keep = a.maxGroups - 2
-		rest = a.out[keep:]
+	keep := min(len(a.out), a.maxGroups)
+	for ; keep > 0; keep-- {
+		var need [len(RoleNames)]bool
+		for r := range a.overflow {
+			need[r] = a.overflow[r].Sockets > 0
+		}
+		for _, g := range a.out[keep:] {
+			need[g.Labels.Role] = true
+		}
+		n := 0
+		for _, b := range need {
+			if b {
+				n++
+			}
+		}
+		if keep+n <= a.maxGroups {
+			break
+		}
 	}
+	rest := a.out[keep:]
 	var others [len(RoleNames)]Group
 	for r := range others {
 		others[r].Labels = Labels{Role: Role(r), Other: true}
+		if a.overflow[r].Sockets > 0 {
+			others[r].Stats.Merge(&a.overflow[r])
+			a.folded++ // the groups an engine could not tell apart count as one
+		}
 	}
 	for i := range rest {
 		o := &others[rest[i].Labels.Role]
 		o.Stats.Merge(&rest[i].Stats)
 	}
-	a.folded = len(rest)
+	a.folded += len(rest)
 	a.out = a.out[:keep]
 	for r := range others {
 		if others[r].Stats.Sockets > 0 {
@@ -682,6 +725,9 @@ func (a *Aggregator) Fill() *Histogram { return &a.fill }
 
 // Size is the histogram of rcvbuf over ESTABLISHED sockets.
 func (a *Aggregator) Size() *Histogram { return &a.size }
+
+// Locked is the histogram of rcvbuf over the sockets whose SO_RCVBUF was set (fed by AddLockedSizes).
+func (a *Aggregator) Locked() *Histogram { return &a.locked }
 
 // States counts the sockets of the last scrape by idiag_state.
 func (a *Aggregator) States() *[16]uint64 { return &a.states }
