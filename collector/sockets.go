@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sockbuf/sockbuf_exporter/attrib"
 	"github.com/sockbuf/sockbuf_exporter/sockagg"
 	"github.com/sockbuf/sockbuf_exporter/sockdiag"
 )
@@ -229,11 +230,11 @@ type socketsCollector struct {
 
 	client  socketDumper
 	agg     *sockagg.Aggregator
-	cgroups *cgroupResolver // nil without cgroup attribution
-	procs   *processScanner // nil without process attribution
-	attempt int             // Socket.Attempt of the dump in progress
-	hasDrop bool            // the kernel's skmeminfo has the drops field
-	hasWnd  bool            // tcp_info was asked for and has tcpi_rcv_wnd
+	cgroups *attrib.CgroupResolver // nil without cgroup attribution
+	procs   *attrib.ProcessScanner // nil without process attribution
+	attempt int                    // Socket.Attempt of the dump in progress
+	hasDrop bool                   // the kernel's skmeminfo has the drops field
+	hasWnd  bool                   // tcp_info was asked for and has tcpi_rcv_wnd
 
 	retries, inconsistent uint64
 
@@ -277,7 +278,7 @@ func newSocketsCollector(cfg Config, logger *slog.Logger, dial func() (socketDum
 	if sc.CgroupAttribution {
 		root := sc.CgroupRoot
 		if root == "" {
-			root, err = findCgroup2Mount(cfg.ProcPath)
+			root, err = attrib.FindCgroup2Mount(cfg.ProcPath)
 			if err != nil {
 				logger.Warn("cannot find the cgroup v2 mount; the cgroup label stays empty", "err", err)
 			}
@@ -285,11 +286,11 @@ func newSocketsCollector(cfg Config, logger *slog.Logger, dial func() (socketDum
 		if root == "" {
 			logger.Info("no cgroup v2 hierarchy mounted; the cgroup label stays empty")
 		} else {
-			c.cgroups = newCgroupResolver(root)
+			c.cgroups = attrib.NewCgroupResolver(root, sc.CgroupLabel)
 		}
 	}
 	if sc.ProcessAttribution {
-		c.procs = newProcessScanner(cfg.ProcPath)
+		c.procs = attrib.NewProcessScanner(cfg.ProcPath)
 	}
 	return c, nil
 }
@@ -305,7 +306,7 @@ func (c *socketsCollector) Update(ctx context.Context, ch chan<- prometheus.Metr
 	}
 
 	if c.procs != nil {
-		if err := c.procs.scan(); err != nil {
+		if err := c.procs.Scan(); err != nil {
 			return fmt.Errorf("scanning processes for socket owners: %w", err)
 		}
 	}
@@ -326,11 +327,11 @@ func (c *socketsCollector) Update(ctx context.Context, ch chan<- prometheus.Metr
 	}
 	var cgroupName func(uint64) string
 	if c.cgroups != nil {
-		cgroupName = c.cgroups.name
+		cgroupName = c.cgroups.Name
 	}
 	var processName func(int32) string
 	if c.procs != nil {
-		processName = c.procs.name
+		processName = c.procs.Name
 	}
 	c.agg.Finish(cgroupName, processName)
 	c.emit(ch)
@@ -377,7 +378,7 @@ func (c *socketsCollector) socket(s *sockdiag.Socket) error {
 	}
 	var proc int32
 	if c.procs != nil {
-		proc = c.procs.owner(s.Inode)
+		proc = c.procs.Owner(s.Inode)
 	}
 	c.agg.Add(s, proc)
 	return nil

@@ -1,6 +1,4 @@
-//go:build linux
-
-package collector
+package attrib
 
 import (
 	"bytes"
@@ -11,10 +9,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// processScanner finds the owner of every socket inode by reading /proc/<pid>/fd. It reads directories with
+// ProcessScanner finds the owner of every socket inode by reading /proc/<pid>/fd. It reads directories with
 // getdents64 into reused buffers and calls readlinkat with the NUL-terminated names straight from those
 // buffers, so a scan allocates only when it meets a new process name, however many descriptors it reads.
-type processScanner struct {
+type ProcessScanner struct {
 	procPath string
 	names    processNames
 	owners   map[uint32]int32 // socket inode → index in names
@@ -27,8 +25,9 @@ type processScanner struct {
 	pending []uint32 // socket inodes of the current process
 }
 
-func newProcessScanner(procPath string) *processScanner {
-	return &processScanner{
+// NewProcessScanner returns a scanner of the processes under procPath (/proc).
+func NewProcessScanner(procPath string) *ProcessScanner {
+	return &ProcessScanner{
 		procPath: procPath,
 		names:    newProcessNames(),
 		owners:   map[uint32]int32{},
@@ -39,9 +38,9 @@ func newProcessScanner(procPath string) *processScanner {
 	}
 }
 
-// scan rebuilds the inode → process map. Processes that exit during the scan, and those the exporter may
+// Scan rebuilds the inode → process map. Processes that exit during the scan, and those the exporter may
 // not inspect (without root or CAP_SYS_PTRACE only its own), are skipped.
-func (p *processScanner) scan() error {
+func (p *ProcessScanner) Scan() error {
 	p.names.reset()
 	clear(p.owners)
 	procFD, err := unix.Open(p.procPath, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -91,7 +90,7 @@ func nextDirent(b []byte) (name, rest []byte, ok bool) {
 	return name, b[reclen:], true
 }
 
-func (p *processScanner) scanProcess(procFD int, pid []byte) {
+func (p *ProcessScanner) scanProcess(procFD int, pid []byte) {
 	p.path = pidPath(p.path, pid, "fd")
 	fdDir, err := openat(procFD, p.path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
 	if err != nil {
@@ -136,7 +135,7 @@ func (p *processScanner) scanProcess(procFD int, pid []byte) {
 }
 
 // readComm returns the interned name of a process, or 0 if it exited.
-func (p *processScanner) readComm(procFD int, pid []byte) int32 {
+func (p *ProcessScanner) readComm(procFD int, pid []byte) int32 {
 	p.path = pidPath(p.path, pid, "comm")
 	fd, err := openat(procFD, p.path, unix.O_RDONLY|unix.O_CLOEXEC)
 	if err != nil {
@@ -150,11 +149,11 @@ func (p *processScanner) readComm(procFD int, pid []byte) int32 {
 	return p.names.intern(bytes.TrimRight(p.comm[:n], "\n"))
 }
 
-// owner returns the index of the process name holding a socket inode, 0 if none was found.
-func (p *processScanner) owner(inode uint32) int32 { return p.owners[inode] }
+// Owner returns the index of the process name holding a socket inode, 0 if none was found.
+func (p *ProcessScanner) Owner(inode uint32) int32 { return p.owners[inode] }
 
-// name returns a process name by index.
-func (p *processScanner) name(i int32) string { return p.names.name(i) }
+// Name returns a process name by index.
+func (p *ProcessScanner) Name(i int32) string { return p.names.name(i) }
 
 // openat opens a NUL-terminated path relative to dirfd; unix.Openat would copy a string path each time.
 func openat(dirfd int, path []byte, flags int) (int, error) {

@@ -1,4 +1,4 @@
-package collector
+package attrib
 
 import "github.com/sockbuf/sockbuf_exporter/procnet"
 

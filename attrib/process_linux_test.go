@@ -1,6 +1,4 @@
-//go:build linux
-
-package collector
+package attrib
 
 import (
 	"os"
@@ -69,13 +67,13 @@ func TestProcessScanner(t *testing.T) {
 		"100": {"nginx", []string{"/dev/null", "socket:[1001]", "socket:[1002]", "pipe:[5]"}},
 		"200": {"postgres", []string{"socket:[2001]"}},
 	})
-	p := newProcessScanner(root)
+	p := NewProcessScanner(root)
 	for range 2 { // the second scan reuses everything
-		if err := p.scan(); err != nil {
+		if err := p.Scan(); err != nil {
 			t.Fatal(err)
 		}
 		for ino, want := range map[uint32]string{1001: "nginx", 1002: "nginx", 2001: "postgres", 3: ""} {
-			if got := p.name(p.owner(ino)); got != want {
+			if got := p.Name(p.Owner(ino)); got != want {
 				t.Errorf("owner of inode %d = %q, want %q", ino, got, want)
 			}
 		}
@@ -83,7 +81,7 @@ func TestProcessScanner(t *testing.T) {
 			t.Errorf("%d socket owners, want 3", len(p.owners))
 		}
 	}
-	if err := newProcessScanner(filepath.Join(root, "missing")).scan(); err == nil {
+	if err := NewProcessScanner(filepath.Join(root, "missing")).Scan(); err == nil {
 		t.Error("scan of a missing /proc: no error")
 	}
 }
@@ -91,15 +89,15 @@ func TestProcessScanner(t *testing.T) {
 // BenchmarkProcessScan measures process attribution on this host's real /proc: the cost per scrape grows
 // with the number of open file descriptors, reported as ns/fd.
 func BenchmarkProcessScan(b *testing.B) {
-	p := newProcessScanner("/proc")
-	if err := p.scan(); err != nil {
+	p := NewProcessScanner("/proc")
+	if err := p.Scan(); err != nil {
 		b.Skip(err)
 	}
 	fds := countFDs(b)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		if err := p.scan(); err != nil {
+		if err := p.Scan(); err != nil {
 			b.Fatal(err)
 		}
 	}
