@@ -23,14 +23,15 @@ func newProcessNames() processNames {
 	return processNames{names: []string{""}, index: map[string]int32{"": 0}}
 }
 
-// intern returns the index of name, adding it if new; the lookup with a []byte does not allocate.
+// intern returns the index of name, adding it if new; the lookup with a []byte does not allocate. The name
+// kept is valid UTF-8 (Label); the index is by the raw bytes.
 func (p *processNames) intern(name []byte) int32 {
 	if i, ok := p.index[string(name)]; ok {
 		return i
 	}
 	s := string(name)
 	i := int32(len(p.names))
-	p.names = append(p.names, s)
+	p.names = append(p.names, Label(s))
 	p.index[s] = i
 	return i
 }

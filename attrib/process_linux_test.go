@@ -66,19 +66,20 @@ func TestProcessScanner(t *testing.T) {
 		"1":   {"systemd", []string{"/dev/null", "anon_inode:[eventpoll]"}},
 		"100": {"nginx", []string{"/dev/null", "socket:[1001]", "socket:[1002]", "pipe:[5]"}},
 		"200": {"postgres", []string{"socket:[2001]"}},
+		"300": {"p\xfe", []string{"socket:[3001]"}},
 	})
 	p := NewProcessScanner(root)
 	for range 2 { // the second scan reuses everything
 		if err := p.Scan(); err != nil {
 			t.Fatal(err)
 		}
-		for ino, want := range map[uint32]string{1001: "nginx", 1002: "nginx", 2001: "postgres", 3: ""} {
+		for ino, want := range map[uint32]string{1001: "nginx", 1002: "nginx", 2001: "postgres", 3001: `p\xfe`, 3: ""} {
 			if got := p.Name(p.Owner(ino)); got != want {
 				t.Errorf("owner of inode %d = %q, want %q", ino, got, want)
 			}
 		}
-		if len(p.owners) != 3 {
-			t.Errorf("%d socket owners, want 3", len(p.owners))
+		if len(p.owners) != 4 {
+			t.Errorf("%d socket owners, want 4", len(p.owners))
 		}
 	}
 	if err := NewProcessScanner(filepath.Join(root, "missing")).Scan(); err == nil {
