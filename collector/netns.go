@@ -37,6 +37,9 @@ func init() {
 				return nil, fmt.Errorf("--collector.netns.max-namespaces must be at least 1, got %d", cfg.Netns.MaxNamespaces)
 			}
 			c := newNetnsCollector(cfg)
+			if logger != nil {
+				c.logger = logger
+			}
 			if cfg.Netns.Sockets {
 				ratio := cfg.Sockets.FullRatio
 				if err := validFullRatio(ratio); err != nil {
@@ -128,6 +131,13 @@ var (
 		Help:   "Network namespaces found other than the exporter's own: distinct /proc/<pid>/ns/net of the processes it may read.",
 		Source: "readlink /proc/<pid>/ns/net",
 	})
+	netnsReadErrorsSpec = spec("netns", MetricSpec{
+		Name: "netns_read_errors_total", Type: Counter,
+		Help: "Network namespaces left out of a scrape because their /proc/<pid>/net/netstat or snmp could not be read or parsed.",
+		Notes: "One namespace's unreadable files cost only that namespace's series on that scrape; the exporter logs the " +
+			"first error of a run of them at warning level, the rest at debug.",
+		Source: "the exporter",
+	})
 	netnsSkippedSpec = spec("netns", MetricSpec{
 		Name: "netns_namespaces_skipped", Type: Gauge,
 		Help:   "Network namespaces found but not exported: beyond --collector.netns.max-namespaces (those with the least PruneCalled).",
@@ -144,6 +154,11 @@ type netnsCollector struct {
 	descs          []*prometheus.Desc // one per netnsFields entry
 	namespacesDesc *prometheus.Desc
 	skippedDesc    *prometheus.Desc
+	readErrorsDesc *prometheus.Desc
+
+	logger     *slog.Logger
+	readErrors uint64
+	failing    bool // the last scrape had a read error: log the next ones at debug level
 
 	socks *netnsSockets // nil without --collector.netns.sockets
 }
@@ -154,6 +169,8 @@ func newNetnsCollector(cfg Config) *netnsCollector {
 		max:            cfg.Netns.MaxNamespaces,
 		namespacesDesc: netnsNamespacesSpec.Desc(),
 		skippedDesc:    netnsSkippedSpec.Desc(),
+		readErrorsDesc: netnsReadErrorsSpec.Desc(),
+		logger:         slog.New(slog.DiscardHandler),
 	}
 	for _, f := range netnsFields {
 		c.descs = append(c.descs, f.spec.Desc())
@@ -170,15 +187,26 @@ func (c *netnsCollector) Update(ctx context.Context, ch chan<- prometheus.Metric
 	buf := procnet.GetBuf()
 	defer procnet.PutBuf(buf)
 	read := found[:0]
+	failing := false
 	for _, ns := range found {
 		ok, err := c.ns.ReadCounters(ns, buf)
 		if err != nil {
-			return err
+			// One namespace's garbled or unreadable files must not cost the others their series.
+			c.readErrors++
+			level := slog.LevelDebug
+			if !c.failing && !failing {
+				level = slog.LevelWarn
+			}
+			failing = true
+			c.logger.Log(ctx, level, "cannot read the counters of a network namespace; it is left out of this scrape",
+				"netns", ns.Name, "netns_inode", ns.Inode, "err", err)
+			continue
 		}
 		if ok {
 			read = append(read, ns)
 		}
 	}
+	c.failing = failing
 	// Ranked by PruneCalled (netnsFields[0]), then inode, so the exported set only changes when a namespace
 	// overtakes another.
 	prune := netnsFields[0].counter
@@ -208,5 +236,6 @@ func (c *netnsCollector) Update(ctx context.Context, ch chan<- prometheus.Metric
 	}
 	ch <- prometheus.MustNewConstMetric(c.namespacesDesc, prometheus.GaugeValue, float64(len(found)))
 	ch <- prometheus.MustNewConstMetric(c.skippedDesc, prometheus.GaugeValue, float64(skipped))
+	ch <- prometheus.MustNewConstMetric(c.readErrorsDesc, prometheus.CounterValue, float64(c.readErrors))
 	return nil
 }

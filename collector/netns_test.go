@@ -57,7 +57,7 @@ var netnsMetricNames = func() []string {
 	for _, f := range netnsFields {
 		names = append(names, f.spec.FullName())
 	}
-	return append(names, netnsNamespacesSpec.FullName(), netnsSkippedSpec.FullName())
+	return append(names, netnsNamespacesSpec.FullName(), netnsSkippedSpec.FullName(), netnsReadErrorsSpec.FullName())
 }()
 
 // The labels of the fixture's namespaces.
@@ -121,6 +121,7 @@ sockbuf_netns_tcp_memory_pressure_seconds_total{` + anonymous + `} 0
 sockbuf_netns_tcp_memory_pressure_seconds_total{` + cgroupfs + `} 0.12
 sockbuf_netns_namespaces 5
 sockbuf_netns_namespaces_skipped 0
+sockbuf_netns_read_errors_total 0
 `
 	// Capped at 2: the two with PruneCalled 50, the lower inode first; the others counted.
 	var capped strings.Builder
@@ -445,4 +446,27 @@ func TestNetnsConfig(t *testing.T) {
 			t.Errorf("NetnsConfigWarning(%+v, %q) = %q, want none", tc.cfg.Netns, tc.enabled, w)
 		}
 	}
+}
+
+// TestNetnsGarbledNamespace checks that a namespace whose netstat cannot be parsed is left out and counted,
+// while every other namespace is exported, on every scrape.
+func TestNetnsGarbledNamespace(t *testing.T) {
+	proc := fakeNetnsProc(t, 40, 10) // namespace 4026531843 is read through pid 4, its lowest
+	if err := os.WriteFile(filepath.Join(proc, "4", "net", "netstat"), []byte("TcpExt: PruneCalled\nTcpExt: x y\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := newFixtureNetns(t, proc, t.TempDir(), 0)
+	for scrape := 1; scrape <= 2; scrape++ {
+		got := gather(t, c)
+		if n := len(gatherPrefix(got, "sockbuf_netns_tcp_prune_called_total{")); n != 8 {
+			t.Errorf("scrape %d: %d namespaces exported, want the 8 readable ones", scrape, n)
+		}
+		if v := got[`sockbuf_netns_read_errors_total`]; v != float64(scrape) {
+			t.Errorf("scrape %d: read errors = %g, want %d", scrape, v, scrape)
+		}
+		if _, ok := got[`sockbuf_netns_tcp_prune_called_total{netns="app-3.service",netns_inode="4026531843"}`]; ok {
+			t.Errorf("scrape %d: garbled namespace exported", scrape)
+		}
+	}
+	lintClean(t, c)
 }
