@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sockbuf/sockbuf_exporter/attrib"
+	"github.com/sockbuf/sockbuf_exporter/internal/socktest"
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 	"github.com/sockbuf/sockbuf_exporter/sockdiag"
 )
@@ -135,4 +136,23 @@ func newBadNamesSockets(t *testing.T, b *badNames, sc SocketsConfig) *socketsCol
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestSocketsCollectorCgroupPolicy checks that --collector.sockets.cgroup-label reaches the sockets collector:
+// a container's sockets carry its pod's directory under stable (the default) and its own under leaf.
+func TestSocketsCollectorCgroupPolicy(t *testing.T) {
+	root := t.TempDir()
+	pod := "kubepods-burstable-pod0a1b_2c3d.slice"
+	dir := filepath.Join(root, "kubepods.slice", "kubepods-burstable.slice", pod, "cri-containerd-abc.scope")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for policy, want := range map[attrib.CgroupPolicy]string{attrib.CgroupStable: pod, attrib.CgroupLeaf: "cri-containerd-abc.scope"} {
+		d := &fakeDumper{socks: []socktest.Sock{socktest.Listen(80, 0, 10), {Local: 80, Remote: 1, Cgroup: inode(t, dir)}}}
+		c := newTestSockets(t, SocketsConfig{CgroupAttribution: true, CgroupRoot: root, CgroupLabel: policy}, d)
+		k := `sockbuf_sockets{cgroup="` + want + `",port="80",process="",role="server"}`
+		if m := gather(t, c); m[k] != 1 {
+			t.Errorf("%v: %s = %g, want 1; have %v", policy, k, m[k], gatherPrefix(m, "sockbuf_sockets{"))
+		}
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
+	"github.com/sockbuf/sockbuf_exporter/attrib"
 	"github.com/sockbuf/sockbuf_exporter/collector"
 	"github.com/sockbuf/sockbuf_exporter/metricshandler"
 )
@@ -42,6 +43,7 @@ func main() {
 		tcpInfo       = app.Flag("collector.sockets.tcp-info", "Ask the kernel for tcp_info with each socket, for sockbuf_rcv_window_zero_sockets (kernel 6.2+); makes the dump slower (see the README's benchmarks).").Default("false").Bool()
 		cgroupAttr    = app.Flag("collector.sockets.cgroup", "Label socket groups with the owning cgroup v2's directory name (e.g. nginx.service), from the cgroup id in each inet_diag reply and a cached walk of the hierarchy.").Default("true").Bool()
 		processAttr   = app.Flag("collector.sockets.process", "Label socket groups with the owning process name (comm), found by reading the /proc/<pid>/fd links of the host's processes; its cost grows with the host's open descriptors (see the README's benchmarks). Needs root or CAP_SYS_PTRACE to see other users' processes.").Default("false").Bool()
+		cgroupLabel   = app.Flag("collector.sockets.cgroup-label", "How a cgroup becomes the cgroup label (and the netns collector's netns label): stable, the Kubernetes pod's directory (kubepods-…-pod<uid>.slice, pod<uid>) or the systemd service unit on the path, else the cgroup's own directory, so that a restarted container keeps its series; leaf, always the cgroup's own directory (cri-containerd-<id>.scope), which changes on every container restart. See docs/cardinality.md.").Default("stable").Enum("stable", "leaf")
 		cgroupRoot    = app.Flag("collector.sockets.cgroup-root", "Mount point of the cgroup v2 hierarchy. Empty: found in /proc/self/mountinfo (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts). Set it when /sys/fs/cgroup is not visible, e.g. under `ip netns exec`, which remounts /sys.").Default("").String()
 		netnsMax      = app.Flag("collector.netns.max-namespaces", "Most network namespaces the netns collector exports (at least 1), those with the most PruneCalled; the rest are counted in sockbuf_netns_namespaces_skipped.").Default("100").Int()
 		netnsSockets  = app.Flag("collector.netns.sockets", "Also dump the TCP sockets of every namespace the netns collector exports (sockbuf_netns_sockets, _recv_queue_bytes, _rcvbuf_full_sockets): one sock_diag client per namespace, opened inside it with setns, which needs CAP_SYS_ADMIN besides what --collector.netns needs; a namespace it cannot enter is counted in sockbuf_netns_socket_dump_errors_total.").Default("false").Bool()
@@ -89,6 +91,7 @@ func main() {
 			CgroupAttribution:  *cgroupAttr,
 			ProcessAttribution: *processAttr,
 			CgroupRoot:         *cgroupRoot,
+			CgroupLabel:        cgroupPolicy(*cgroupLabel),
 		},
 		Netns: collector.NetnsConfig{MaxNamespaces: *netnsMax, NamedDir: *netnsNamed, Sockets: *netnsSockets},
 	}
@@ -139,4 +142,10 @@ func main() {
 		logger.Error("serving", "err", err)
 		os.Exit(1)
 	}
+}
+
+// cgroupPolicy maps --collector.sockets.cgroup-label, which kingpin has checked, to its policy.
+func cgroupPolicy(s string) attrib.CgroupPolicy {
+	p, _ := attrib.ParseCgroupPolicy(s)
+	return p
 }
