@@ -3,13 +3,12 @@ package attrib
 import "github.com/sockbuf/sockbuf_exporter/procnet"
 
 // Process attribution maps a socket's inode (idiag_inode) to the name (comm) of a process that holds it
-// open. The kernel has no cheaper way than readlink on every entry of every /proc/<pid>/fd, which is what
-// `ss -p` does too, so it is off by default. Its cost grows with the open file descriptors of the host; the
-// measured figure is in the help of the --collector.sockets.process flag (cmd/sockbuf_exporter), and
-// BenchmarkProcessScan measures it again.
+// open. The kernel has no cheaper way than readlink on every entry of a /proc/<pid>/fd, which is what
+// `ss -p` does too, so it is off by default, and ProcessScanner reads a process's links only when needed:
+// see process_linux.go. BenchmarkProcessScan measures a full read of the host's descriptors.
 
-// maxProcessNames bounds the interned process names; beyond it the table starts over (the indexes of the
-// names are only meaningful within a scrape).
+// maxProcessNames bounds the interned process names; beyond it the table, and with it everything the
+// scanner knows, starts over.
 const maxProcessNames = 4096
 
 // processNames interns process names so that a group key holds a small index, not a string. Index 0 is the
@@ -43,14 +42,9 @@ func (p *processNames) name(i int32) string {
 	return p.names[i]
 }
 
-// reset starts the table over when it grew too large (a host that runs many short-lived, differently named
-// processes). It must only be called between scrapes.
-func (p *processNames) reset() {
-	if len(p.names) <= maxProcessNames {
-		return
-	}
-	*p = newProcessNames()
-}
+// full reports whether the table grew too large (a host that runs many short-lived, differently named
+// processes) and must start over, between scrapes.
+func (p *processNames) full() bool { return len(p.names) > maxProcessNames }
 
 // parseSocketLink returns the inode of a /proc/<pid>/fd link target of the form "socket:[12345]".
 func parseSocketLink(b []byte) (uint32, bool) {

@@ -231,7 +231,7 @@ type socketsCollector struct {
 	client  socketDumper
 	agg     *sockagg.Aggregator
 	cgroups *attrib.CgroupResolver // nil without cgroup attribution
-	procs   *attrib.ProcessScanner // nil without process attribution
+	procs   *processAttribution    // nil without process attribution
 	attempt int                    // Socket.Attempt of the dump in progress
 	hasDrop bool                   // the kernel's skmeminfo has the drops field
 	hasWnd  bool                   // tcp_info was asked for and has tcpi_rcv_wnd
@@ -290,7 +290,7 @@ func newSocketsCollector(cfg Config, logger *slog.Logger, dial func() (socketDum
 		}
 	}
 	if sc.ProcessAttribution {
-		c.procs = attrib.NewProcessScanner(cfg.ProcPath)
+		c.procs = newProcessAttribution(cfg.ProcPath, logger)
 	}
 	return c, nil
 }
@@ -306,9 +306,7 @@ func (c *socketsCollector) Update(ctx context.Context, ch chan<- prometheus.Metr
 	}
 
 	if c.procs != nil {
-		if err := c.procs.Scan(); err != nil {
-			return fmt.Errorf("scanning processes for socket owners: %w", err)
-		}
+		c.procs.refresh(ctx) // never fails the collector
 	}
 	c.agg.Begin()
 	c.attempt = 0
@@ -429,6 +427,9 @@ func (c *socketsCollector) emit(ch chan<- prometheus.Metric) {
 	gauge(c.folded, uint64(a.Folded()), nil)
 	ch <- prometheus.MustNewConstMetric(c.dumpRetries, prometheus.CounterValue, float64(c.retries))
 	ch <- prometheus.MustNewConstMetric(c.dumpInconsistent, prometheus.CounterValue, float64(c.inconsistent))
+	if c.procs != nil {
+		c.procs.emit(ch)
+	}
 }
 
 // groupLabelValues are the values of groupLabelNames, built once per group and scrape.
