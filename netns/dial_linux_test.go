@@ -51,19 +51,26 @@ func readlink(t *testing.T, path string) string {
 	return l
 }
 
-// TestSetnsOnLeaderMovesProcNet shows why inNetns keeps off the leader: while the leader is in another
-// namespace, /proc/self/net (and so /proc/net) of every thread shows that namespace.
-func TestSetnsOnLeaderMovesProcNet(t *testing.T) {
+// newNamespace creates a namespace for the test and returns it open, and its inode.
+func newNamespace(t *testing.T) (*os.File, uint64) {
+	t.Helper()
 	ns := testenv.NewNetNS(t)
 	nsf, err := os.Open(ns.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nsf.Close()
+	t.Cleanup(func() { nsf.Close() })
 	var st unix.Stat_t
 	if err := unix.Fstat(int(nsf.Fd()), &st); err != nil {
 		t.Fatal(err)
 	}
+	return nsf, st.Ino
+}
+
+// TestSetnsOnLeaderMovesProcNet shows why inNetns keeps off the leader: while the leader is in another
+// namespace, /proc/self/net (and so /proc/net) of every thread shows that namespace.
+func TestSetnsOnLeaderMovesProcNet(t *testing.T) {
+	nsf, ino := newNamespace(t)
 	self := readlink(t, "/proc/self/ns/net")
 	var during string
 	onLeader(t, func() {
@@ -87,8 +94,8 @@ func TestSetnsOnLeaderMovesProcNet(t *testing.T) {
 			t.Fatalf("setns back: %v", err) // leaves the thread locked: the runtime ends it
 		}
 	})
-	if want, _ := ParseLink(during); want != st.Ino {
-		t.Errorf("another thread's /proc/self/ns/net while the leader was in %d = %s (ours %s)", st.Ino, during, self)
+	if want, _ := ParseLink(during); want != ino {
+		t.Errorf("another thread's /proc/self/ns/net while the leader was in %d = %s (ours %s)", ino, during, self)
 	}
 }
 
@@ -96,16 +103,7 @@ func TestSetnsOnLeaderMovesProcNet(t *testing.T) {
 // runs fn on another thread in the target namespace, leaving the leader, and so /proc/self/net, in the
 // exporter's namespace.
 func TestInNetnsOffLeader(t *testing.T) {
-	ns := testenv.NewNetNS(t)
-	nsf, err := os.Open(ns.Path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nsf.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(nsf.Fd()), &st); err != nil {
-		t.Fatal(err)
-	}
+	nsf, ino := newNamespace(t)
 	self := readlink(t, "/proc/self/ns/net")
 	var tid int
 	var leaderNs, threadNs string
@@ -127,8 +125,8 @@ func TestInNetnsOffLeader(t *testing.T) {
 	if leaderNs != self {
 		t.Errorf("leader's namespace during fn = %s, want ours %s", leaderNs, self)
 	}
-	if ino, _ := ParseLink(threadNs); ino != st.Ino {
-		t.Errorf("fn's thread in %s, want net:[%d]", threadNs, st.Ino)
+	if got, _ := ParseLink(threadNs); got != ino {
+		t.Errorf("fn's thread in %s, want net:[%d]", threadNs, ino)
 	}
 	if got := readlink(t, "/proc/thread-self/ns/net"); got != self {
 		t.Errorf("after inNetns this thread is in %s, want %s", got, self)
@@ -149,6 +147,7 @@ func TestDial(t *testing.T) {
 	if err := unix.Stat(ns.Path, &st); err != nil {
 		t.Fatal(err)
 	}
+	ino := st.Ino
 	var port uint16
 	var lfd int
 	err := ns.Do(func() error {
@@ -176,8 +175,8 @@ func TestDial(t *testing.T) {
 	defer unix.Close(lfd)
 	// `ip netns exec` execs sleep in the namespace; until it has, its pid is still in ours.
 	pid := cmd.Process.Pid
-	waitIn(t, pid, st.Ino)
-	cl, err := Dial("/proc", pid, st.Ino)
+	waitIn(t, pid, ino)
+	cl, err := Dial("/proc", pid, ino)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +190,7 @@ func TestDial(t *testing.T) {
 	if err != nil || !found {
 		t.Errorf("dump in the namespace: listener on %d found %v, err %v", port, found, err)
 	}
-	if _, err := Dial("/proc", pid, st.Ino+1); err == nil {
+	if _, err := Dial("/proc", pid, ino+1); err == nil {
 		t.Error("Dial with the wrong namespace inode: no error")
 	}
 }
