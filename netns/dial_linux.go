@@ -44,7 +44,7 @@ func Dial(procPath string, pid int, ino uint64) (*Client, error) {
 		return nil, fmt.Errorf("%s is namespace %d now, not %d: %w", path, st.Ino, ino, unix.ENOENT)
 	}
 	var cl *sockdiag.Client
-	err = inNetns(fd, func() error {
+	err = Do(fd, func() error {
 		var err error
 		cl, err = sockdiag.Dial(nil) // on this thread, which is in the namespace
 		return err
@@ -56,7 +56,7 @@ func Dial(procPath string, pid int, ino uint64) (*Client, error) {
 	return &Client{Client: cl, fd: fd}, nil
 }
 
-// inNetns runs fn on an OS thread that has joined the network namespace nsfd and that is not the thread group
+// Do runs fn on an OS thread that has joined the network namespace nsfd and that is not the thread group
 // leader, and puts the thread back in its namespace afterwards.
 //
 // Not the leader: /proc/net is a link to /proc/self/net, and /proc/<tgid>/net shows the namespace of the
@@ -67,14 +67,15 @@ func Dial(procPath string, pid int, ino uint64) (*Client, error) {
 // can be the leader; so the setns is done here instead. The thread stays locked for as long as it is in the
 // other namespace, so no other goroutine runs there; fn must not open /proc files that are kept.
 //
-// A thread that cannot be put back is never unlocked: the runtime ends it with its goroutine.
-func inNetns(nsfd int, fn func() error) error {
+// A thread that cannot be put back is never unlocked: the runtime ends it with its goroutine. Everything in
+// the exporter that setns(2)s (bpf/sockiter opening an iterator in a namespace) should go through Do.
+func Do(nsfd int, fn func() error) error {
 	done := make(chan error, 1)
 	go func() { done <- runInNetns(nsfd, fn) }()
 	return <-done
 }
 
-// runInNetns is inNetns on the calling goroutine, whose thread it locks: if that thread is the leader, it
+// runInNetns is Do on the calling goroutine, whose thread it locks: if that thread is the leader, it
 // keeps it locked, so that the goroutine it starts, which cannot run there, gets another thread. The thread
 // stays locked on return when it could not be put back into its namespace; the caller's goroutine must then
 // end.

@@ -67,7 +67,7 @@ func newNamespace(t *testing.T) (*os.File, uint64) {
 	return nsf, st.Ino
 }
 
-// TestSetnsOnLeaderMovesProcNet shows why inNetns keeps off the leader: while the leader is in another
+// TestSetnsOnLeaderMovesProcNet shows why Do keeps off the leader: while the leader is in another
 // namespace, /proc/self/net (and so /proc/net) of every thread shows that namespace.
 func TestSetnsOnLeaderMovesProcNet(t *testing.T) {
 	nsf, ino := newNamespace(t)
@@ -99,7 +99,7 @@ func TestSetnsOnLeaderMovesProcNet(t *testing.T) {
 	}
 }
 
-// TestInNetnsOffLeader checks that runInNetns, when the goroutine inNetns starts for it lands on the leader,
+// TestInNetnsOffLeader checks that runInNetns, when the goroutine Do starts for it lands on the leader,
 // runs fn on another thread in the target namespace, leaving the leader, and so /proc/self/net, in the
 // exporter's namespace.
 func TestInNetnsOffLeader(t *testing.T) {
@@ -129,7 +129,7 @@ func TestInNetnsOffLeader(t *testing.T) {
 		t.Errorf("fn's thread in %s, want net:[%d]", threadNs, ino)
 	}
 	if got := readlink(t, "/proc/thread-self/ns/net"); got != self {
-		t.Errorf("after inNetns this thread is in %s, want %s", got, self)
+		t.Errorf("after Do this thread is in %s, want %s", got, self)
 	}
 }
 
