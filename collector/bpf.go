@@ -130,26 +130,14 @@ var lostMaps = [...]string{"drops", "unattributed", "rcvbuf_grow", "memory_limit
 // attribution is on and a cgroup v2 hierarchy is found, otherwise every id gets the empty label. It is the one
 // place to switch to another naming source.
 func bpfCgroupNamer(cfg Config, logger *slog.Logger) func(uint64) string {
-	none := func(uint64) string { return "" }
-	sc := cfg.Sockets
-	if !sc.CgroupAttribution {
-		return none
+	r := cgroupResolver(cfg, logger)
+	if r == nil {
+		return func(uint64) string { return "" }
 	}
-	root := sc.CgroupRoot
-	if root == "" {
-		var err error
-		if root, err = findCgroup2Mount(cfg.ProcPath); err != nil {
-			logger.Warn("cannot find the cgroup v2 mount; the cgroup label stays empty", "err", err)
-		}
-	}
-	if root == "" {
-		return none
-	}
-	r := newCgroupResolver(root)
 	return func(id uint64) string {
 		if id == 0 {
 			return "" // TIME_WAIT and request sockets carry no cgroup
 		}
-		return r.name(id)
+		return r.Name(id)
 	}
 }

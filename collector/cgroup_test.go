@@ -1,11 +1,21 @@
 package collector
 
 import (
+	"bufio"
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sockbuf/sockbuf_exporter/attrib"
+	"github.com/sockbuf/sockbuf_exporter/internal/socktest"
+	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
+	"github.com/sockbuf/sockbuf_exporter/sockdiag"
 )
 
 // inode returns a path's inode number, which is what the kernel reports as the cgroup id of a cgroup v2
@@ -19,91 +29,130 @@ func inode(t *testing.T, path string) uint64 {
 	return st.Ino
 }
 
-func TestFindCgroup2Mount(t *testing.T) {
-	for _, tc := range []struct{ fixture, want string }{
-		{"mountinfo-hybrid", "/sys/fs/cgroup/unified"},
-		{"mountinfo-unified", "/sys/fs/cgroup"},
-		{"mountinfo-v1", ""},
-		{"mountinfo-escaped", "/mnt/my cgroups"},
-	} {
-		proc := t.TempDir()
-		if err := os.MkdirAll(filepath.Join(proc, "self"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		b, err := os.ReadFile(filepath.Join("testdata", "cgroup", tc.fixture))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(proc, "self", "mountinfo"), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		got, err := findCgroup2Mount(proc)
-		if err != nil || got != tc.want {
-			t.Errorf("%s: findCgroup2Mount = %q, %v; want %q", tc.fixture, got, err, tc.want)
+// badNames is a process in a namespace of its own, in a cgroup whose name is not valid UTF-8, with a comm that
+// is not either, holding a listener and both ends of a connection to it.
+type badNames struct {
+	ns     *testenv.NetNS
+	root   string // cgroup v2 mount
+	port   int    // the listener's
+	pid    int
+	cgroup string // the label the cgroup must get
+	comm   string // the label the process must get
+}
+
+// Any user with a delegated cgroup subtree can name a cgroup like this, and any process can set its comm so.
+const (
+	badCgroupName = "x\xff"
+	badComm       = "p\xfe"
+)
+
+// startBadNames starts the process of badNames; it ends with the test.
+func startBadNames(t *testing.T) *badNames {
+	t.Helper()
+	testenv.RequireRoot(t)
+	python := testenv.RequireBinary(t, "python3", "python3")
+	root, err := attrib.FindCgroup2Mount("/proc")
+	if err != nil || root == "" {
+		testenv.Missing(t, "no cgroup v2 hierarchy mounted: %v", err)
+	}
+	ns := testenv.NewNetNS(t)
+	parent := filepath.Join(root, fmt.Sprintf("sbtest-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "-")))
+	leaf := filepath.Join(parent, badCgroupName)
+	if err := os.MkdirAll(leaf, 0o755); err != nil {
+		testenv.Missing(t, "cannot create a cgroup: %v", err)
+	}
+	t.Cleanup(func() {
+		removeCgroup(t, leaf)
+		removeCgroup(t, parent)
+	})
+	cgfd, err := syscall.Open(leaf, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(cgfd)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	const script = `import socket, time
+open("/proc/self/comm", "wb").write(b"p\xfe")
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+c = socket.create_connection(s.getsockname()); a, _ = s.accept()
+print(s.getsockname()[1], flush=True)
+time.sleep(60)
+`
+	cmd := ns.Command(ctx, python, "-c", script)
+	// Born in the cgroup (CLONE_INTO_CGROUP), so that its sockets are charged to it from the start.
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cgfd}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		cancel()
+		testenv.Missing(t, "starting a process in cgroup %q: %v", leaf, err)
+	}
+	t.Cleanup(func() { cancel(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading the listener's port: %v", err)
+	}
+	port, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &badNames{ns: ns, root: root, port: port, pid: cmd.Process.Pid, cgroup: `x\xff`, comm: `p\xfe`}
+}
+
+// TestSocketsCollectorInvalidUTF8 checks that a cgroup and a process whose names are not valid UTF-8 do not fail
+// the sockets collector: they get escaped labels, and the other series are there.
+func TestSocketsCollectorInvalidUTF8(t *testing.T) {
+	b := startBadNames(t)
+	c := newBadNamesSockets(t, b, SocketsConfig{CgroupAttribution: true, ProcessAttribution: true, CgroupRoot: b.root})
+	m := gather(t, c) // fails the test if the registry rejects a label
+	p := strconv.Itoa(b.port)
+	for _, role := range []string{"server", "client"} {
+		k := `sockbuf_sockets{cgroup="` + b.cgroup + `",port="` + p + `",process="` + b.comm + `",role="` + role + `"}`
+		if m[k] != 1 {
+			t.Errorf("%s = %g, want 1; series: %v", k, m[k], gatherPrefix(m, "sockbuf_sockets{"))
 		}
 	}
-	if _, err := findCgroup2Mount(t.TempDir()); err == nil {
-		t.Error("findCgroup2Mount without mountinfo: no error")
+	if m[`sockbuf_listen_queue_limit{port="`+p+`"}`] == 0 {
+		t.Errorf("listener's series missing: %v", gatherPrefix(m, "sockbuf_listen_queue_limit"))
 	}
 }
 
-func TestCgroupResolver(t *testing.T) {
+// newBadNamesSockets returns a sockets collector dumping the namespace of b.
+func newBadNamesSockets(t *testing.T, b *badNames, sc SocketsConfig) *socketsCollector {
+	t.Helper()
+	nsf, err := os.Open(b.ns.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nsf.Close() })
+	c, err := newSocketsCollector(Config{ProcPath: "/proc", Sockets: withTestDefaults(sc)}, nil, func() (socketDumper, error) {
+		return sockdiag.Dial(&sockdiag.Config{NetNS: int(nsf.Fd())})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestSocketsCollectorCgroupPolicy checks that --collector.sockets.cgroup-label reaches the sockets collector:
+// a container's sockets carry its pod's directory under stable (the default) and its own under leaf.
+func TestSocketsCollectorCgroupPolicy(t *testing.T) {
 	root := t.TempDir()
-	mk := func(rel string) uint64 {
-		p := filepath.Join(root, rel)
-		if err := os.MkdirAll(p, 0o755); err != nil {
-			t.Fatal(err)
+	pod := "kubepods-burstable-pod0a1b_2c3d.slice"
+	dir := filepath.Join(root, "kubepods.slice", "kubepods-burstable.slice", pod, "cri-containerd-abc.scope")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for policy, want := range map[attrib.CgroupPolicy]string{attrib.CgroupStable: pod, attrib.CgroupLeaf: "cri-containerd-abc.scope"} {
+		d := &fakeDumper{socks: []socktest.Sock{socktest.Listen(80, 0, 10), {Local: 80, Remote: 1, Cgroup: inode(t, dir)}}}
+		c := newTestSockets(t, SocketsConfig{CgroupAttribution: true, CgroupRoot: root, CgroupLabel: policy}, d)
+		k := `sockbuf_sockets{cgroup="` + want + `",port="80",process="",role="server"}`
+		if m := gather(t, c); m[k] != 1 {
+			t.Errorf("%v: %s = %g, want 1; have %v", policy, k, m[k], gatherPrefix(m, "sockbuf_sockets{"))
 		}
-		return inode(t, p)
-	}
-	nginx := mk("system.slice/nginx.service")
-	slice := mk("system.slice")
-	if err := os.WriteFile(filepath.Join(root, "system.slice", "cgroup.procs"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Unix(1000, 0)
-	r := newCgroupResolver(root)
-	r.now = func() time.Time { return now }
-	for id, want := range map[uint64]string{nginx: "nginx.service", slice: "system.slice", inode(t, root): "/"} {
-		if got := r.name(id); got != want {
-			t.Errorf("name(%d) = %q, want %q", id, got, want)
-		}
-	}
-
-	// A cgroup created after the walk is found on a miss, but not more often than the interval allows.
-	late := mk("system.slice/late.service")
-	now = now.Add(time.Second)
-	if got := r.name(late); got != "" {
-		t.Errorf("new cgroup within the interval = %q, want \"\" (rate limited)", got)
-	}
-	now = now.Add(cgroupRefreshInterval)
-	if got := r.name(late); got != "late.service" {
-		t.Errorf("new cgroup after the interval: %q", got)
-	}
-	later := mk("later.scope")
-	now = now.Add(time.Second)
-	if got := r.name(later); got != "" {
-		t.Errorf("new cgroup within the interval = %q, want \"\" (rate limited)", got)
-	}
-	now = now.Add(cgroupRefreshInterval)
-	if got := r.name(later); got != "later.scope" {
-		t.Errorf("new cgroup after the interval = %q, want later.scope", got)
-	}
-
-	// A removed cgroup is forgotten at the next walk, so the cache does not grow without bound.
-	if err := os.Remove(filepath.Join(root, "system.slice", "late.service")); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.walk(); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := r.names[late]; ok {
-		t.Error("removed cgroup still cached after a walk")
-	}
-
-	// A hierarchy that vanished leaves every label empty but does not fail.
-	gone := newCgroupResolver(filepath.Join(root, "missing"))
-	if got := gone.name(nginx); got != "" {
-		t.Errorf("missing hierarchy: name = %q", got)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/sockbuf/sockbuf_exporter/internal/e2e"
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 	"github.com/sockbuf/sockbuf_exporter/internal/trafficgen"
+	"github.com/sockbuf/sockbuf_exporter/netns"
 )
 
 // nsPruneCalled reads a namespace's PruneCalled the way a person would: `ip netns exec NS cat /proc/net/netstat`.
@@ -254,7 +255,7 @@ func TestNetnsEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	selfIno, _ := parseNetnsLink(self)
+	selfIno, _ := netns.ParseLink(self)
 	for series := range m.Select("sockbuf_netns_tcp_prune_called_total", nil) {
 		if strings.Contains(series, fmt.Sprintf(`netns_inode="%d"`, selfIno)) {
 			t.Errorf("the exporter's own namespace is exported: %s", series)
@@ -289,8 +290,8 @@ func BenchmarkNetnsRealProc(b *testing.B) {
 			}
 			benchUpdate(b, c)
 			nc := c.(*netnsCollector)
-			b.ReportMetric(float64(len(nc.spaces)), "namespaces")
-			b.ReportMetric(float64(len(nc.pids)), "pids")
+			b.ReportMetric(float64(nc.ns.Namespaces()), "namespaces")
+			b.ReportMetric(float64(len(nc.ns.Pids())), "pids")
 		})
 	}
 }

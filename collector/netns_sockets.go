@@ -5,13 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sys/unix"
 
+	"github.com/sockbuf/sockbuf_exporter/netns"
 	"github.com/sockbuf/sockbuf_exporter/sockagg"
 	"github.com/sockbuf/sockbuf_exporter/sockdiag"
 )
@@ -19,8 +17,7 @@ import (
 // With --collector.netns.sockets the netns collector also dumps the TCP sockets of every namespace it exports
 // and sums them per namespace, with the sockets collector's per-group sum (sockagg.Stats.Add). inet_diag only
 // dumps the sockets of the netlink socket's own namespace, so each namespace gets a sock_diag client opened
-// inside it: sockdiag.Dial with the namespace's fd, which setns(2)s a locked thread there for the socket()
-// call. setns into another namespace needs CAP_SYS_ADMIN; without it the dial fails with EPERM.
+// inside it (netns.Dial). setns into another namespace needs CAP_SYS_ADMIN; without it the dial fails with EPERM.
 //
 // The client and the fd of /proc/<pid>/ns/net it was dialed with are kept across scrapes (the client dials
 // again through the fd after an aborted dump), one pair per exported namespace, and closed on the first scrape
@@ -136,63 +133,6 @@ func newNetnsSockets(fullRatio float64, dial func(pid int, ino uint64) (socketDu
 	return s
 }
 
-// dialNetns opens a sock_diag client in the network namespace ino of process pid, and keeps the namespace's fd
-// open for the client's life.
-func dialNetns(procPath string, pid int, ino uint64) (socketDumper, error) {
-	path := filepath.Join(procPath, strconv.Itoa(pid), "ns", "net")
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("opening %s: %w", path, err)
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("stat %s: %w", path, err)
-	}
-	if st.Ino != ino {
-		// The process exited and its pid went to a process of another namespace.
-		unix.Close(fd)
-		return nil, fmt.Errorf("%s is namespace %d now, not %d: %w", path, st.Ino, ino, unix.ENOENT)
-	}
-	cl, err := sockdiag.Dial(&sockdiag.Config{NetNS: fd})
-	if err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("entering network namespace %d (needs CAP_SYS_ADMIN): %w", ino, err)
-	}
-	return &nsClient{Client: cl, fd: fd}, nil
-}
-
-// openNetns opens the network namespace ino of process pid, for the bpf engine, with dialNetns's checks.
-func openNetns(procPath string, pid int, ino uint64) (*os.File, error) {
-	path := filepath.Join(procPath, strconv.Itoa(pid), "ns", "net")
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("stat %s: %w", path, err)
-	}
-	if st.Ino != ino {
-		f.Close()
-		return nil, fmt.Errorf("%s is namespace %d now, not %d: %w", path, st.Ino, ino, unix.ENOENT)
-	}
-	return f, nil
-}
-
-// nsClient is a sockdiag.Client with the namespace fd it dials through.
-type nsClient struct {
-	*sockdiag.Client
-	fd int
-}
-
-func (c *nsClient) Close() error {
-	err := c.Client.Close()
-	unix.Close(c.fd)
-	return err
-}
-
 // dumpReserve is the part of the time left to a scrape that the dumps leave to the rest of the collector
 // (closing clients, sending the metrics) and to the exporter, so that the collector returns before the
 // scrape's deadline and its output is kept: a tenth, at most maxDumpReserve.
@@ -205,7 +145,7 @@ const maxDumpReserve = 500 * time.Millisecond
 // update dumps the sockets of every namespace of spaces and sends their sums; namespaces not in spaces lose
 // their clients. When the scrape's deadline nears, it stops dumping and counts the namespaces left; it never
 // fails, so that the namespaces' counters are exported (see the file comment).
-func (s *netnsSockets) update(ctx context.Context, spaces []*netnsState, ch chan<- prometheus.Metric) {
+func (s *netnsSockets) update(ctx context.Context, spaces []*netns.Namespace, ch chan<- prometheus.Metric) {
 	if deadline, ok := ctx.Deadline(); ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, deadline.Add(-dumpReserve(time.Until(deadline))))
@@ -216,7 +156,7 @@ func (s *netnsSockets) update(ctx context.Context, spaces []*netnsState, ch chan
 	// namespaces an interrupted scrape did not reach would only make the next scrape dial them again.
 	s.gen++
 	for _, ns := range spaces {
-		if cl := s.clients[ns.ino]; cl != nil {
+		if cl := s.clients[ns.Ino]; cl != nil {
 			cl.gen = s.gen
 		}
 	}
@@ -253,14 +193,14 @@ func (s *netnsSockets) update(ctx context.Context, spaces []*netnsState, ch chan
 
 // dumpOne dumps one namespace and sends its sums, or counts the failure. It returns an error only when ctx
 // ended before the dump completed.
-func (s *netnsSockets) dumpOne(ctx context.Context, ns *netnsState, ch chan<- prometheus.Metric) error {
+func (s *netnsSockets) dumpOne(ctx context.Context, ns *netns.Namespace, ch chan<- prometheus.Metric) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("dumping the sockets of network namespaces: %w", err)
 	}
-	cl := s.clients[ns.ino]
+	cl := s.clients[ns.Ino]
 	if cl == nil {
 		cl = &netnsClient{}
-		s.clients[ns.ino] = cl
+		s.clients[ns.Ino] = cl
 	}
 	cl.gen = s.gen
 	var err error
@@ -268,7 +208,7 @@ func (s *netnsSockets) dumpOne(ctx context.Context, ns *netnsState, ch chan<- pr
 	case s.walker != nil:
 		err = s.walkOne(ctx, ns, cl)
 	case cl.d == nil:
-		cl.d, err = s.dial(ns.pid, ns.ino)
+		cl.d, err = s.dial(ns.Pid, ns.Ino)
 	}
 	if err == nil && s.walker == nil {
 		s.stats, s.attempt = sockagg.Stats{}, 0
@@ -276,7 +216,7 @@ func (s *netnsSockets) dumpOne(ctx context.Context, ns *netnsState, ch chan<- pr
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return fmt.Errorf("dumping the sockets of network namespace %s: %w", ns.name, err)
+			return fmt.Errorf("dumping the sockets of network namespace %s: %w", ns.Name, err)
 		}
 		s.errors++
 		level := slog.LevelDebug
@@ -285,13 +225,13 @@ func (s *netnsSockets) dumpOne(ctx context.Context, ns *netnsState, ch chan<- pr
 		}
 		cl.failing = true
 		s.logger.Log(ctx, level, "cannot dump the sockets of a network namespace; its socket metrics are left out",
-			"netns", ns.name, "netns_inode", ns.inode, "err", err)
+			"netns", ns.Name, "netns_inode", ns.Inode, "err", err)
 		return nil
 	}
 	cl.failing = false
-	ch <- prometheus.MustNewConstMetric(s.sockets, prometheus.GaugeValue, float64(s.stats.Sockets), ns.name, ns.inode)
-	ch <- prometheus.MustNewConstMetric(s.recvQueue, prometheus.GaugeValue, float64(s.stats.RecvQueue), ns.name, ns.inode)
-	ch <- prometheus.MustNewConstMetric(s.full, prometheus.GaugeValue, float64(s.stats.Full), ns.name, ns.inode)
+	ch <- prometheus.MustNewConstMetric(s.sockets, prometheus.GaugeValue, float64(s.stats.Sockets), ns.Name, ns.Inode)
+	ch <- prometheus.MustNewConstMetric(s.recvQueue, prometheus.GaugeValue, float64(s.stats.RecvQueue), ns.Name, ns.Inode)
+	ch <- prometheus.MustNewConstMetric(s.full, prometheus.GaugeValue, float64(s.stats.Full), ns.Name, ns.Inode)
 	return nil
 }
 

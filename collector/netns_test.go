@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/sys/unix"
+
+	"github.com/sockbuf/sockbuf_exporter/netns"
 )
 
 // The fixture testdata/netns/proc holds links "net:[INODE]" where /proc has namespace links, and
@@ -36,7 +38,7 @@ func fixtureNamedInode(path string, nsfs *unix.Stat_t) (uint64, bool) {
 	if err != nil {
 		return 0, false
 	}
-	return parseNetnsLink(l)
+	return netns.ParseLink(l)
 }
 
 // newFixtureNetns builds a collector on a fixture; max 0 stands for the flag's default, 100.
@@ -46,7 +48,7 @@ func newFixtureNetns(t testing.TB, proc, named string, max int) *netnsCollector 
 		max = 100
 	}
 	c := newNetnsCollector(Config{ProcPath: proc, Netns: NetnsConfig{MaxNamespaces: max, NamedDir: named}})
-	c.namedInode = fixtureNamedInode
+	c.ns.NamedInode = fixtureNamedInode
 	return c
 }
 
@@ -55,7 +57,7 @@ var netnsMetricNames = func() []string {
 	for _, f := range netnsFields {
 		names = append(names, f.spec.FullName())
 	}
-	return append(names, netnsNamespacesSpec.FullName(), netnsSkippedSpec.FullName())
+	return append(names, netnsNamespacesSpec.FullName(), netnsSkippedSpec.FullName(), netnsReadErrorsSpec.FullName())
 }()
 
 // The labels of the fixture's namespaces.
@@ -119,6 +121,7 @@ sockbuf_netns_tcp_memory_pressure_seconds_total{` + anonymous + `} 0
 sockbuf_netns_tcp_memory_pressure_seconds_total{` + cgroupfs + `} 0.12
 sockbuf_netns_namespaces 5
 sockbuf_netns_namespaces_skipped 0
+sockbuf_netns_read_errors_total 0
 `
 	// Capped at 2: the two with PruneCalled 50, the lower inode first; the others counted.
 	var capped strings.Builder
@@ -151,7 +154,7 @@ sockbuf_netns_namespaces_skipped 0
 
 func TestNetnsPermissionDenied(t *testing.T) {
 	c := newFixtureNetns(t, "testdata/netns/proc", "testdata/netns/run-netns", 0)
-	c.readlink = func(path string) (string, error) {
+	c.ns.Readlink = func(path string) (string, error) {
 		if strings.Contains(path, "/self") {
 			return os.Readlink(path)
 		}
@@ -164,7 +167,7 @@ func TestNetnsPermissionDenied(t *testing.T) {
 
 	// Some readable: the others are skipped without error.
 	c = newFixtureNetns(t, "testdata/netns/proc", "testdata/netns/run-netns", 0)
-	c.readlink = func(path string) (string, error) {
+	c.ns.Readlink = func(path string) (string, error) {
 		if strings.Contains(path, "/200/") || strings.Contains(path, "/400/") {
 			return "", &fs.PathError{Op: "readlink", Path: path, Err: fs.ErrPermission}
 		}
@@ -176,78 +179,6 @@ func TestNetnsPermissionDenied(t *testing.T) {
 	}
 	if v, ok := got[`sockbuf_netns_tcp_prune_called_total{netns="kubepods-burstable-pod0a1b_2c3d.slice",netns_inode="4026532100"}`]; ok {
 		t.Errorf("pod namespace exported through pid 201, which has no net files: %g", v)
-	}
-}
-
-// TestNetnsStatNamedInode checks the real stat of /run/netns entries against this process's namespace link, which
-// is on nsfs like a namespace bind mount, and a plain file, which is what a mount leaves behind.
-func TestNetnsStatNamedInode(t *testing.T) {
-	const self = "/proc/self/ns/net"
-	link, err := os.Readlink(self)
-	if err != nil {
-		t.Skipf("no %s: %v", self, err)
-	}
-	want, _ := parseNetnsLink(link)
-	var nsfs unix.Stat_t
-	if err := unix.Stat(self, &nsfs); err != nil {
-		t.Fatal(err)
-	}
-	if got, ok := statNamedInode(self, &nsfs); !ok || got != want {
-		t.Errorf("statNamedInode(%s) = %d, %v; want %d, true", self, got, ok, want)
-	}
-	plain := filepath.Join(t.TempDir(), "left-behind")
-	if err := os.WriteFile(plain, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := statNamedInode(plain, &nsfs); ok {
-		t.Errorf("statNamedInode(plain file) is a namespace")
-	}
-	if _, ok := statNamedInode(self, nil); ok {
-		t.Errorf("statNamedInode without nsfs's stat is a namespace")
-	}
-}
-
-func TestCgroupPathName(t *testing.T) {
-	for path, want := range map[string]string{
-		"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod0a1b_2c3d.slice/cri-containerd-aa.scope": "kubepods-burstable-pod0a1b_2c3d.slice",
-		"/kubepods.slice/kubepods-pod0a1b_2c3d.slice/cri-containerd-aa.scope":                                    "kubepods-pod0a1b_2c3d.slice",
-		"/kubepods.slice/kubepods-besteffort.slice":                                                              "kubepods-besteffort.slice",
-		"/kubepods/besteffort/pod0a1b-2c3d/0123abcd":                                                             "pod0a1b-2c3d",
-		"/../../kubepods/pod0a1b-2c3d/0123abcd":                                                                  "pod0a1b-2c3d",
-		"/system.slice/docker-0123abcd.scope":                                                                    "docker-0123abcd.scope",
-		"/system.slice/pod-manager.service":                                                                      "pod-manager.service",
-		"/machine.slice/libpod-0123.scope/container":                                                             "container",
-		"/":   "",
-		"":    "",
-		"/..": "",
-	} {
-		if got := cgroupPathName(path); got != want {
-			t.Errorf("cgroupPathName(%q) = %q, want %q", path, got, want)
-		}
-	}
-}
-
-func TestRandomNetnsName(t *testing.T) {
-	for name, want := range map[string]bool{
-		"cni-8d1c3f2e-1b9a-4c2e-9f0e-4a5b6c7d8e9f": true,
-		"8d1c3f2e-1b9a-4c2e-9f0e-4a5b6c7d8e9f":     true,
-		"blue":                                     false,
-		"8d1c3f2e-1b9a-4c2e-9f0e-4a5b6c7d8e9g":     false,
-		"test-8d1c3f2e":                            false,
-	} {
-		if got := randomNetnsName(name); got != want {
-			t.Errorf("randomNetnsName(%q) = %v, want %v", name, got, want)
-		}
-	}
-}
-
-func TestParseNetnsLink(t *testing.T) {
-	for link, want := range map[string]uint64{"net:[4026531840]": 4026531840, "net:[]": 0, "mnt:[4026531840]": 0,
-		"net:[12": 0, "net:[-1]": 0, "socket:[5]": 0} {
-		got, ok := parseNetnsLink(link)
-		if got != want || ok != (want != 0) {
-			t.Errorf("parseNetnsLink(%q) = %d, %v", link, got, ok)
-		}
 	}
 }
 
@@ -293,9 +224,9 @@ func TestNetnsCache(t *testing.T) {
 	proc := fakeNetnsProc(t, 40, 10) // pid 1 is self: 39 other processes, 9 other namespaces
 	c := newFixtureNetns(t, proc, t.TempDir(), 0)
 	var reads atomic.Int64
-	c.readlink = countingReadlink(&reads)
+	c.ns.Readlink = countingReadlink(&reads)
 	now := time.Unix(1e9, 0)
-	c.now = func() time.Time { return now }
+	c.ns.Now = func() time.Time { return now }
 
 	scrape := func() map[string]float64 {
 		t.Helper()
@@ -336,20 +267,20 @@ func TestNetnsCache(t *testing.T) {
 	if reads.Load() != 10+9 { // 9 chosen, then 14; then the 9 again
 		t.Errorf("scrape after an exit read %d links, want 19", reads.Load())
 	}
-	if c.spaces[4026531843].pid != 14 {
-		t.Errorf("namespace 3 read through pid %d, want 14", c.spaces[4026531843].pid)
+	if c.ns.Namespace(4026531843).Pid != 14 {
+		t.Errorf("namespace 3 read through pid %d, want 14", c.ns.Namespace(4026531843).Pid)
 	}
 	if got["sockbuf_netns_namespaces"] != 9 {
 		t.Errorf("namespaces = %g, want 9", got["sockbuf_netns_namespaces"])
 	}
 	// Pid 24's move is seen at the recheck, when every link is read again.
-	now = now.Add(netnsRecheckInterval)
+	now = now.Add(netns.RecheckInterval)
 	scrape()
 	if reads.Load() != 38+9 {
 		t.Errorf("recheck scrape read %d links, want 47", reads.Load())
 	}
-	if e := c.pids[24]; e.ino != 4026531845 {
-		t.Errorf("pid 24 cached in %d after the recheck, want 4026531845", e.ino)
+	if ino, _ := c.ns.PidNamespace(24); ino != 4026531845 {
+		t.Errorf("pid 24 cached in %d after the recheck, want 4026531845", ino)
 	}
 
 	// A namespace whose processes are all gone disappears.
@@ -359,8 +290,8 @@ func TestNetnsCache(t *testing.T) {
 		}
 	}
 	got = scrape()
-	if got["sockbuf_netns_namespaces"] != 8 || len(c.spaces) != 8 {
-		t.Errorf("after namespace 9 ended: %g namespaces exported, %d known; want 8", got["sockbuf_netns_namespaces"], len(c.spaces))
+	if got["sockbuf_netns_namespaces"] != 8 || c.ns.Namespaces() != 8 {
+		t.Errorf("after namespace 9 ended: %g namespaces exported, %d known; want 8", got["sockbuf_netns_namespaces"], c.ns.Namespaces())
 	}
 	if diff := cmp.Diff(map[string]bool{}, danglingPids(c)); diff != "" {
 		t.Errorf("cache holds gone pids (-want +got):\n%s", diff)
@@ -376,8 +307,12 @@ func TestNetnsNewNamespace(t *testing.T) {
 		gather(t, c)
 	}
 	chosen := map[uint64]int{}
-	for ino, ns := range c.spaces {
-		chosen[ino] = ns.pid
+	found, err := c.ns.Scan()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range found {
+		chosen[ns.Ino] = ns.Pid
 	}
 	for _, pid := range []string{"52", "51"} {
 		dir := filepath.Join(proc, pid)
@@ -390,12 +325,12 @@ func TestNetnsNewNamespace(t *testing.T) {
 	if got["sockbuf_netns_namespaces"] != 10 {
 		t.Errorf("namespaces = %g, want 10", got["sockbuf_netns_namespaces"])
 	}
-	if ns := c.spaces[4026532000]; ns == nil || ns.pid != 51 {
+	if ns := c.ns.Namespace(4026532000); ns == nil || ns.Pid != 51 {
 		t.Errorf("new namespace state %+v, want it read through pid 51", ns)
 	}
 	for ino, pid := range chosen {
-		if c.spaces[ino].pid != pid {
-			t.Errorf("namespace %d read through pid %d, was %d", ino, c.spaces[ino].pid, pid)
+		if c.ns.Namespace(ino).Pid != pid {
+			t.Errorf("namespace %d read through pid %d, was %d", ino, c.ns.Namespace(ino).Pid, pid)
 		}
 	}
 	if v := got[`sockbuf_netns_tcp_prune_called_total{netns="app-1.service",netns_inode="4026532000"}`]; v != 9 {
@@ -406,8 +341,8 @@ func TestNetnsNewNamespace(t *testing.T) {
 // danglingPids lists cached pids whose directory is gone.
 func danglingPids(c *netnsCollector) map[string]bool {
 	out := map[string]bool{}
-	for pid := range c.pids {
-		if _, err := os.Stat(filepath.Join(c.procPath, fmt.Sprint(pid))); err != nil {
+	for _, pid := range c.ns.Pids() {
+		if _, err := os.Stat(filepath.Join(c.ns.ProcPath(), fmt.Sprint(pid))); err != nil {
 			out[fmt.Sprint(pid)] = true
 		}
 	}
@@ -446,7 +381,7 @@ func TestNetnsPidReused(t *testing.T) {
 	c := newFixtureNetns(t, proc, t.TempDir(), 0)
 	const app1 = `sockbuf_netns_tcp_prune_called_total{netns="app-1.service",netns_inode="4026531841"}`
 	var swapped bool
-	c.readlink = func(path string) (string, error) {
+	c.ns.Readlink = func(path string) (string, error) {
 		link, err := os.Readlink(path)
 		if path == filepath.Join(proc, "2", "ns", "net") && !swapped {
 			// Right after the check: pid 2 exits and the pid goes to a process of namespace 4026531843,
@@ -467,11 +402,11 @@ func TestNetnsPidReused(t *testing.T) {
 	if v := got[app1]; v != 50 {
 		t.Errorf("next scrape: namespace 4026531841 prune = %g, want 50 read through another of its processes", v)
 	}
-	if pid := c.spaces[4026531841].pid; pid == 2 {
+	if pid := c.ns.Namespace(4026531841).Pid; pid == 2 {
 		t.Errorf("namespace 4026531841 still read through pid 2")
 	}
-	if e := c.pids[2]; e.ino != 4026531843 {
-		t.Errorf("pid 2 cached in namespace %d, want 4026531843", e.ino)
+	if ino, _ := c.ns.PidNamespace(2); ino != 4026531843 {
+		t.Errorf("pid 2 cached in namespace %d, want 4026531843", ino)
 	}
 }
 
@@ -513,53 +448,25 @@ func TestNetnsConfig(t *testing.T) {
 	}
 }
 
-// warmNetns returns a collector on a fake /proc of pids processes in spaces namespaces after enough scrapes
-// for every pid to be cached, and the exporter's namespace inode.
-func warmNetns(b *testing.B, pids, spaces int) (*netnsCollector, uint64) {
-	b.Helper()
-	c := newFixtureNetns(b, fakeNetnsProc(b, pids, spaces), b.TempDir(), 0)
-	for range 3 {
-		if err := c.Update(context.Background(), make(chan prometheus.Metric, 20*spaces)); err != nil {
-			b.Fatal(err)
+// TestNetnsGarbledNamespace checks that a namespace whose netstat cannot be parsed is left out and counted,
+// while every other namespace is exported, on every scrape.
+func TestNetnsGarbledNamespace(t *testing.T) {
+	proc := fakeNetnsProc(t, 40, 10) // namespace 4026531843 is read through pid 4, its lowest
+	if err := os.WriteFile(filepath.Join(proc, "4", "net", "netstat"), []byte("TcpExt: PruneCalled\nTcpExt: x y\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := newFixtureNetns(t, proc, t.TempDir(), 0)
+	for scrape := 1; scrape <= 2; scrape++ {
+		got := gather(t, c)
+		if n := len(gatherPrefix(got, "sockbuf_netns_tcp_prune_called_total{")); n != 8 {
+			t.Errorf("scrape %d: %d namespaces exported, want the 8 readable ones", scrape, n)
+		}
+		if v := got[`sockbuf_netns_read_errors_total`]; v != float64(scrape) {
+			t.Errorf("scrape %d: read errors = %g, want %d", scrape, v, scrape)
+		}
+		if _, ok := got[`sockbuf_netns_tcp_prune_called_total{netns="app-3.service",netns_inode="4026531843"}`]; ok {
+			t.Errorf("scrape %d: garbled namespace exported", scrape)
 		}
 	}
-	return c, 4026531840
-}
-
-// BenchmarkNetnsDiscover measures listing the processes of a steady-state scrape, every pid cached.
-func BenchmarkNetnsDiscover(b *testing.B) {
-	c, _ := warmNetns(b, 1000, 300)
-	for b.Loop() {
-		c.scrape++
-		if err := c.discover(); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// BenchmarkNetnsChoose measures choosing the process of every namespace when all of them keep theirs.
-func BenchmarkNetnsChoose(b *testing.B) {
-	c, self := warmNetns(b, 1000, 300)
-	for b.Loop() {
-		if found := c.choose(self); len(found) != 299 {
-			b.Fatalf("choose found %d namespaces, want 299", len(found))
-		}
-	}
-}
-
-// BenchmarkNetnsNamedNamespaces measures reading /run/netns with the real stat of its entries: files left
-// behind without their mount, so none is a namespace.
-func BenchmarkNetnsNamedNamespaces(b *testing.B) {
-	named := b.TempDir()
-	for i := range 50 {
-		if err := os.WriteFile(filepath.Join(named, fmt.Sprint("ns", i)), nil, 0o644); err != nil {
-			b.Fatal(err)
-		}
-	}
-	c := newNetnsCollector(Config{ProcPath: "/proc", Netns: NetnsConfig{MaxNamespaces: 1, NamedDir: named}})
-	for b.Loop() {
-		if got := c.namedNamespaces(); len(got) != 0 {
-			b.Fatalf("named namespaces from plain files: %v", got)
-		}
-	}
+	lintClean(t, c)
 }

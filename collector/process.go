@@ -1,86 +1,69 @@
 package collector
 
-import "github.com/sockbuf/sockbuf_exporter/procnet"
+import (
+	"context"
+	"log/slog"
+	"time"
 
-// Process attribution maps a socket's inode (idiag_inode) to the name (comm) of a process that holds it
-// open. The kernel has no cheaper way than readlink on every entry of every /proc/<pid>/fd, which is what
-// `ss -p` does too, so it is off by default. Its cost grows with the open file descriptors of the host; the
-// measured figure is in the help of the --collector.sockets.process flag (cmd/sockbuf_exporter), and
-// BenchmarkProcessScan measures it again.
+	"github.com/prometheus/client_golang/prometheus"
 
-// maxProcessNames bounds the interned process names; beyond it the table starts over (the indexes of the
-// names are only meaningful within a scrape).
-const maxProcessNames = 4096
+	"github.com/sockbuf/sockbuf_exporter/attrib"
+)
 
-// processNames interns process names so that a group key holds a small index, not a string. Index 0 is the
-// empty name: a socket no process holds (orphaned, TIME_WAIT) or one the scan could not see.
-type processNames struct {
-	names []string
-	index map[string]int32
+// Process attribution (--collector.sockets.process) for the sockets collector: attrib.ProcessScanner finds the
+// owners, incrementally; this file bounds its time and reports its failures. It never fails the collector:
+// a scan that fails or runs out of its share of the scrape's time leaves the sockets it did not resolve with
+// process="" and is counted.
+
+var processScanIncompleteSpec = spec("sockets", MetricSpec{
+	Name: "sockets_process_scans_incomplete_total", Type: Counter,
+	Help: "Scans of /proc/<pid>/fd for socket owners that failed or were cut short by their share of the scrape's time.",
+	Notes: "The sockets they did not resolve keep the owner found before, or get process=\"\", on that scrape; the " +
+		"collector itself succeeds. Rising: a host with very many descriptors that changed; raise scrape_timeout. " +
+		"Only with --collector.sockets.process.",
+	Source: "the exporter",
+})
+
+// processScanShare is the part of the time left to a scrape that the process scan may take before the dump.
+const processScanShare = 3
+
+type processAttribution struct {
+	scanner *attrib.ProcessScanner
+	logger  *slog.Logger
+	desc    *prometheus.Desc
+	failing bool // the last refresh failed: log the next failures at debug level
 }
 
-func newProcessNames() processNames {
-	return processNames{names: []string{""}, index: map[string]int32{"": 0}}
+func newProcessAttribution(procPath string, logger *slog.Logger) *processAttribution {
+	return &processAttribution{scanner: attrib.NewProcessScanner(procPath), logger: logger, desc: processScanIncompleteSpec.Desc()}
 }
 
-// intern returns the index of name, adding it if new; the lookup with a []byte does not allocate.
-func (p *processNames) intern(name []byte) int32 {
-	if i, ok := p.index[string(name)]; ok {
-		return i
+// refresh brings the scanner up to date before a dump, within a third of the time left to ctx (of
+// DefaultTimeout without a deadline).
+func (p *processAttribution) refresh(ctx context.Context) {
+	left := DefaultTimeout
+	if d, ok := ctx.Deadline(); ok {
+		left = time.Until(d)
 	}
-	s := string(name)
-	i := int32(len(p.names))
-	p.names = append(p.names, s)
-	p.index[s] = i
-	return i
-}
-
-func (p *processNames) name(i int32) string {
-	if i < 0 || int(i) >= len(p.names) {
-		return ""
-	}
-	return p.names[i]
-}
-
-// reset starts the table over when it grew too large (a host that runs many short-lived, differently named
-// processes). It must only be called between scrapes.
-func (p *processNames) reset() {
-	if len(p.names) <= maxProcessNames {
+	err := p.scanner.Refresh(time.Now().Add(left / processScanShare))
+	if err == nil {
+		p.failing = false
 		return
 	}
-	*p = newProcessNames()
+	level := slog.LevelWarn
+	if p.failing {
+		level = slog.LevelDebug
+	}
+	p.failing = true
+	p.logger.Log(ctx, level, "process scan for socket owners incomplete; unresolved sockets get process=\"\"", "err", err)
 }
 
-// parseSocketLink returns the inode of a /proc/<pid>/fd link target of the form "socket:[12345]".
-func parseSocketLink(b []byte) (uint32, bool) {
-	const prefix = "socket:["
-	if len(b) < len(prefix)+2 || string(b[:len(prefix)]) != prefix || b[len(b)-1] != ']' {
-		return 0, false
-	}
-	v, err := procnet.ParseUint(b[len(prefix) : len(b)-1])
-	if err != nil || v > 1<<32-1 {
-		return 0, false
-	}
-	return uint32(v), true
-}
+// Owner returns the process index of a socket inode.
+func (p *processAttribution) Owner(inode uint32) int32 { return p.scanner.Owner(inode) }
 
-// isDigits reports whether a /proc or /proc/<pid>/fd entry name is a number (a pid, a descriptor).
-func isDigits(name []byte) bool {
-	if len(name) == 0 {
-		return false
-	}
-	for _, c := range name {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
-}
+// Name returns a process name by index.
+func (p *processAttribution) Name(i int32) string { return p.scanner.Name(i) }
 
-// pidPath builds the NUL-terminated path "<pid>/<file>" into buf.
-func pidPath(buf []byte, pid []byte, file string) []byte {
-	buf = append(buf[:0], pid...)
-	buf = append(buf, '/')
-	buf = append(buf, file...)
-	return append(buf, 0)
+func (p *processAttribution) emit(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(p.desc, prometheus.CounterValue, float64(p.scanner.Incomplete()))
 }

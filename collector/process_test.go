@@ -1,116 +1,45 @@
-//go:build linux
-
 package collector
 
 import (
-	"os"
-	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
+
+	"github.com/sockbuf/sockbuf_exporter/internal/socktest"
 )
 
-func TestParseSocketLink(t *testing.T) {
-	for in, want := range map[string]uint32{
-		"socket:[12345]":      12345,
-		"socket:[0]":          0,
-		"socket:[4294967295]": 4294967295,
-	} {
-		if got, ok := parseSocketLink([]byte(in)); !ok || got != want {
-			t.Errorf("parseSocketLink(%q) = %d, %v; want %d", in, got, ok, want)
-		}
+// TestSocketsProcessInvalidUTF8 checks that with process attribution alone (no cgroup label) a comm that is
+// not valid UTF-8 gets an escaped label and does not fail the sockets collector.
+func TestSocketsProcessInvalidUTF8(t *testing.T) {
+	b := startBadNames(t)
+	c := newBadNamesSockets(t, b, SocketsConfig{ProcessAttribution: true})
+	m := gather(t, c)
+	k := `sockbuf_sockets{cgroup="",port="` + strconv.Itoa(b.port) + `",process="` + b.comm + `",role="server"}`
+	if m[k] != 1 {
+		t.Errorf("%s = %g, want 1; series: %v", k, m[k], gatherPrefix(m, "sockbuf_sockets{"))
 	}
-	for _, in := range []string{"socket:[]", "socket:[4294967296]", "socket:[12a]", "pipe:[123]", "/dev/null", "socket:[1"} {
-		if _, ok := parseSocketLink([]byte(in)); ok {
-			t.Errorf("parseSocketLink(%q) accepted", in)
+	for name := range m {
+		if strings.Contains(name, badComm) {
+			t.Errorf("unescaped comm in %q", name)
 		}
 	}
 }
 
-// fakeProc builds a /proc with processes whose fd links point at the given targets.
-func fakeProc(t *testing.T, procs map[string]struct {
-	comm  string
-	links []string
-}) string {
-	t.Helper()
-	root := t.TempDir()
-	for pid, p := range procs {
-		fd := filepath.Join(root, pid, "fd")
-		if err := os.MkdirAll(fd, 0o755); err != nil {
-			t.Fatal(err)
+// TestSocketsProcessScanFails checks that a process scan that cannot run (no /proc there) leaves process
+// empty and is counted, and that the sockets collector succeeds.
+func TestSocketsProcessScanFails(t *testing.T) {
+	d := &fakeDumper{socks: []socktest.Sock{
+		socktest.Listen(80, 0, 10),
+		{Local: 80, Remote: 1},
+	}}
+	c := newTestSockets(t, SocketsConfig{ProcessAttribution: true}, d) // ProcPath testdata/none
+	for scrape := 1; scrape <= 2; scrape++ {
+		m := gather(t, c)
+		if got := m[`sockbuf_sockets{cgroup="",port="80",process="",role="server"}`]; got != 1 {
+			t.Errorf("scrape %d: server sockets = %g, want 1", scrape, got)
 		}
-		if err := os.WriteFile(filepath.Join(root, pid, "comm"), []byte(p.comm+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		for i, l := range p.links {
-			if err := os.Symlink(l, filepath.Join(fd, string(rune('0'+i)))); err != nil {
-				t.Fatal(err)
-			}
+		if got := m[`sockbuf_sockets_process_scans_incomplete_total`]; got != float64(scrape) {
+			t.Errorf("scrape %d: incomplete scans = %g, want %d", scrape, got, scrape)
 		}
 	}
-	// Entries that are not processes.
-	if err := os.Symlink("1", filepath.Join(root, "self")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Join(root, "sys"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	// A process without an fd directory (a zombie, or one the exporter may not read).
-	if err := os.MkdirAll(filepath.Join(root, "99"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return root
-}
-
-func TestProcessScanner(t *testing.T) {
-	root := fakeProc(t, map[string]struct {
-		comm  string
-		links []string
-	}{
-		"1":   {"systemd", []string{"/dev/null", "anon_inode:[eventpoll]"}},
-		"100": {"nginx", []string{"/dev/null", "socket:[1001]", "socket:[1002]", "pipe:[5]"}},
-		"200": {"postgres", []string{"socket:[2001]"}},
-	})
-	p := newProcessScanner(root)
-	for range 2 { // the second scan reuses everything
-		if err := p.scan(); err != nil {
-			t.Fatal(err)
-		}
-		for ino, want := range map[uint32]string{1001: "nginx", 1002: "nginx", 2001: "postgres", 3: ""} {
-			if got := p.name(p.owner(ino)); got != want {
-				t.Errorf("owner of inode %d = %q, want %q", ino, got, want)
-			}
-		}
-		if len(p.owners) != 3 {
-			t.Errorf("%d socket owners, want 3", len(p.owners))
-		}
-	}
-	if err := newProcessScanner(filepath.Join(root, "missing")).scan(); err == nil {
-		t.Error("scan of a missing /proc: no error")
-	}
-}
-
-// BenchmarkProcessScan measures process attribution on this host's real /proc: the cost per scrape grows
-// with the number of open file descriptors, reported as ns/fd.
-func BenchmarkProcessScan(b *testing.B) {
-	p := newProcessScanner("/proc")
-	if err := p.scan(); err != nil {
-		b.Skip(err)
-	}
-	fds := countFDs(b)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		if err := p.scan(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(fds), "ns/fd")
-	b.ReportMetric(float64(len(p.owners)), "sockets")
-}
-
-func countFDs(b *testing.B) int {
-	pids, _ := filepath.Glob("/proc/[0-9]*/fd/*")
-	if len(pids) == 0 {
-		b.Skip("no readable /proc/<pid>/fd")
-	}
-	return len(pids)
 }

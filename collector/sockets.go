@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sockbuf/sockbuf_exporter/attrib"
 	"github.com/sockbuf/sockbuf_exporter/sockagg"
 	"github.com/sockbuf/sockbuf_exporter/sockdiag"
 )
@@ -52,12 +53,12 @@ type socketsCollector struct {
 	client  socketDumper
 	walker  socketWalker // the bpf engine; nil: the netlink dumps (sockets_engine.go)
 	agg     *sockagg.Aggregator
-	cgroups *cgroupResolver // nil without cgroup attribution
-	procs   *processScanner // nil without process attribution
-	attempt int             // Socket.Attempt of the dump in progress
-	hasDrop bool            // the kernel's skmeminfo has the drops field
-	hasWnd  bool            // the zero-window counts are right: tcp_info has tcpi_rcv_wnd (see sockets_window.go)
-	lookups bool            // full sockets are looked up for their window (no tcp_info in the dump)
+	cgroups *attrib.CgroupResolver // nil without cgroup attribution
+	procs   *processAttribution    // nil without process attribution
+	attempt int                    // Socket.Attempt of the dump in progress
+	hasDrop bool                   // the kernel's skmeminfo has the drops field
+	hasWnd  bool                   // the zero-window counts are right: tcp_info has tcpi_rcv_wnd (see sockets_window.go)
+	lookups bool                   // full sockets are looked up for their window (no tcp_info in the dump)
 
 	unchecked       int // full sockets whose window this scrape did not check
 	windowUnchecked *prometheus.Desc
@@ -107,22 +108,9 @@ func newSocketsCollector(cfg Config, logger *slog.Logger, dial func() (socketDum
 		c.agg.RecordFull(maxWindowLookups)
 	}
 	c.onListener, c.onSocket = c.listener, c.socket
-	if sc.CgroupAttribution {
-		root := sc.CgroupRoot
-		if root == "" {
-			root, err = findCgroup2Mount(cfg.ProcPath)
-			if err != nil {
-				logger.Warn("cannot find the cgroup v2 mount; the cgroup label stays empty", "err", err)
-			}
-		}
-		if root == "" {
-			logger.Info("no cgroup v2 hierarchy mounted; the cgroup label stays empty")
-		} else {
-			c.cgroups = newCgroupResolver(root)
-		}
-	}
+	c.cgroups = cgroupResolver(cfg, logger)
 	if sc.ProcessAttribution {
-		c.procs = newProcessScanner(cfg.ProcPath)
+		c.procs = newProcessAttribution(cfg.ProcPath, logger)
 	}
 	return c, nil
 }
@@ -145,9 +133,7 @@ func (c *socketsCollector) Update(ctx context.Context, ch chan<- prometheus.Metr
 	}
 
 	if c.procs != nil {
-		if err := c.procs.scan(); err != nil {
-			return fmt.Errorf("scanning processes for socket owners: %w", err)
-		}
+		c.procs.refresh(ctx) // never fails the collector
 	}
 	c.agg.Begin()
 	c.attempt = 0
@@ -166,11 +152,11 @@ func (c *socketsCollector) Update(ctx context.Context, ch chan<- prometheus.Metr
 	}
 	var cgroupName func(uint64) string
 	if c.cgroups != nil {
-		cgroupName = c.cgroups.name
+		cgroupName = c.cgroups.Name
 	}
 	var processName func(int32) string
 	if c.procs != nil {
-		processName = c.procs.name
+		processName = c.procs.Name
 	}
 	if c.lookups {
 		c.checkWindows(ctx)
@@ -223,7 +209,7 @@ func (c *socketsCollector) socket(s *sockdiag.Socket) error {
 	}
 	var proc int32
 	if c.procs != nil {
-		proc = c.procs.owner(s.Inode)
+		proc = c.procs.Owner(s.Inode)
 	}
 	c.agg.Add(s, proc)
 	return nil
@@ -282,9 +268,33 @@ func (c *socketsCollector) emit(ch chan<- prometheus.Metric) {
 	gauge(c.folded, uint64(a.Folded()), nil)
 	ch <- prometheus.MustNewConstMetric(c.dumpRetries, prometheus.CounterValue, float64(c.retries))
 	ch <- prometheus.MustNewConstMetric(c.dumpInconsistent, prometheus.CounterValue, float64(c.inconsistent))
+	if c.procs != nil {
+		c.procs.emit(ch)
+	}
 }
 
 // groupLabelValues are the values of groupLabelNames, built once per group and scrape.
 func groupLabelValues(l sockagg.Labels) []string {
 	return []string{l.Role.String(), l.PortLabel(), l.Cgroup, l.Process}
+}
+
+// cgroupResolver names cgroup ids for the sockets and bpf collectors alike, with --collector.sockets.cgroup-label's
+// policy: nil without cgroup attribution or without a cgroup v2 hierarchy (every group then has cgroup="").
+func cgroupResolver(cfg Config, logger *slog.Logger) *attrib.CgroupResolver {
+	sc := cfg.Sockets
+	if !sc.CgroupAttribution {
+		return nil
+	}
+	root := sc.CgroupRoot
+	if root == "" {
+		var err error
+		if root, err = attrib.FindCgroup2Mount(cfg.ProcPath); err != nil {
+			logger.Warn("cannot find the cgroup v2 mount; the cgroup label stays empty", "err", err)
+		}
+	}
+	if root == "" {
+		logger.Info("no cgroup v2 hierarchy mounted; the cgroup label stays empty")
+		return nil
+	}
+	return attrib.NewCgroupResolver(root, sc.CgroupLabel)
 }

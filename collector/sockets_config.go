@@ -1,6 +1,10 @@
 package collector
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/sockbuf/sockbuf_exporter/attrib"
+)
 
 // SocketsConfig configures the per-socket collector (sockets.go).
 type SocketsConfig struct {
@@ -16,6 +20,9 @@ type SocketsConfig struct {
 	CgroupAttribution bool
 	// ProcessAttribution labels groups with the owning process name, from a scan of /proc/*/fd.
 	ProcessAttribution bool
+	// CgroupLabel is how a cgroup becomes the cgroup label, here and in the netns collector's netns label;
+	// the zero value is attrib.CgroupStable.
+	CgroupLabel attrib.CgroupPolicy
 	// CgroupRoot is where the cgroup v2 hierarchy is mounted; empty means find it in /proc/self/mountinfo.
 	CgroupRoot string
 	// Engine reads the sockets: EngineNetlink (inet_diag dumps), EngineBPF (the iter/tcp BPF iterator, which

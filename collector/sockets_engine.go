@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/sockbuf/sockbuf_exporter/bpf/sockiter"
+	"github.com/sockbuf/sockbuf_exporter/netns"
 	"github.com/sockbuf/sockbuf_exporter/sockagg"
 	"github.com/sockbuf/sockbuf_exporter/sockdiag"
 )
@@ -159,7 +160,7 @@ func (c *socketsCollector) walk(ctx context.Context) error {
 	}
 	var cgroupName func(uint64) string
 	if c.cgroups != nil {
-		cgroupName = c.cgroups.name
+		cgroupName = c.cgroups.Name
 	}
 	a.Finish(cgroupName, nil)
 	return nil
@@ -209,9 +210,9 @@ func (s *netnsSockets) useEngine(cfg SocketsConfig, open func(sockiter.Options) 
 }
 
 // walkOne sums the sockets of one namespace with the bpf engine, opening the namespace on first use.
-func (s *netnsSockets) walkOne(ctx context.Context, ns *netnsState, cl *netnsClient) error {
+func (s *netnsSockets) walkOne(ctx context.Context, ns *netns.Namespace, cl *netnsClient) error {
 	if cl.nsf == nil {
-		f, err := s.openNS(ns.pid, ns.ino)
+		f, err := s.openNS(ns.Pid, ns.Ino)
 		if err != nil {
 			return err
 		}
@@ -219,7 +220,7 @@ func (s *netnsSockets) walkOne(ctx context.Context, ns *netnsState, cl *netnsCli
 	}
 	r, err := s.walker.WalkNetNS(ctx, int(cl.nsf.Fd()))
 	if err != nil {
-		return fmt.Errorf("walking the sockets of network namespace %d (setns needs CAP_SYS_ADMIN): %w", ns.ino, err)
+		return fmt.Errorf("walking the sockets of network namespace %d (setns needs CAP_SYS_ADMIN): %w", ns.Ino, err)
 	}
 	s.stats = sockagg.Stats{}
 	add := func(g *sockiter.Stats) {

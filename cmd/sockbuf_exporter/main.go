@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
+	"github.com/sockbuf/sockbuf_exporter/attrib"
 	"github.com/sockbuf/sockbuf_exporter/collector"
 	"github.com/sockbuf/sockbuf_exporter/metricshandler"
 )
@@ -50,7 +51,8 @@ func main() {
 		states        = app.Flag("collector.sockets.states", "Comma-separated TCP states to dump, ss names (established,syn-sent,syn-recv,fin-wait-1,fin-wait-2,time-wait,closed,close-wait,last-ack,closing) or all. Empty: every state that holds memory (not time-wait or syn-recv). LISTEN sockets are always dumped.").Default("").String()
 		tcpInfo       = app.Flag("collector.sockets.tcp-info", "Ask the kernel for tcp_info with each socket, for sockbuf_rcv_window_zero_sockets with the netlink engine (kernel 6.2+; the bpf engine always has it); makes the dump slower (see the README's benchmarks).").Default("false").Bool()
 		cgroupAttr    = app.Flag("collector.sockets.cgroup", "Label socket groups with the owning cgroup v2's directory name (e.g. nginx.service), from the cgroup id in each inet_diag reply and a cached walk of the hierarchy.").Default("true").Bool()
-		processAttr   = app.Flag("collector.sockets.process", "Label socket groups with the owning process name (comm), found by reading the /proc/<pid>/fd links of the host's processes; its cost grows with the host's open descriptors (see the README's benchmarks). Needs root or CAP_SYS_PTRACE to see other users' processes.").Default("false").Bool()
+		processAttr   = app.Flag("collector.sockets.process", "Label socket groups with the owning process name (comm), found by reading the /proc/<pid>/fd links of the host's processes: all of them on the first scrape and every 5 minutes, in between only those of processes whose descriptor count changed, when a socket is new. A scan that fails or runs out of time leaves process empty (sockbuf_sockets_process_scans_incomplete_total). Needs root or CAP_SYS_PTRACE to see other users' processes.").Default("false").Bool()
+		cgroupLabel   = app.Flag("collector.sockets.cgroup-label", "How a cgroup becomes the cgroup label (and the netns collector's netns label): stable, the Kubernetes pod's directory (kubepods-…-pod<uid>.slice, pod<uid>) or the systemd service unit on the path, else the cgroup's own directory, so that a restarted container keeps its series; leaf, always the cgroup's own directory (cri-containerd-<id>.scope), which changes on every container restart. See docs/cardinality.md.").Default("stable").Enum("stable", "leaf")
 		cgroupRoot    = app.Flag("collector.sockets.cgroup-root", "Mount point of the cgroup v2 hierarchy. Empty: found in /proc/self/mountinfo (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts). Set it when /sys/fs/cgroup is not visible, e.g. under `ip netns exec`, which remounts /sys.").Default("").String()
 		engine        = app.Flag("collector.sockets.engine", "How the sockets collector reads the sockets: netlink (inet_diag dumps), bpf (an iter/tcp BPF iterator that sums per group in the kernel, adding sockbuf_rcvbuf_locked_* and always sockbuf_rcv_window_zero_sockets; needs BTF and CAP_BPF+CAP_PERFMON, no --collector.sockets.process) or auto (bpf when it loads and --collector.sockets.process is off, else netlink; the log says which and why). Also used by --collector.netns.sockets.").Default(collector.EngineAuto).Enum(collector.EngineAuto, collector.EngineBPF, collector.EngineNetlink)
 		netnsMax      = app.Flag("collector.netns.max-namespaces", "Most network namespaces the netns collector exports (at least 1), those with the most PruneCalled; the rest are counted in sockbuf_netns_namespaces_skipped.").Default("100").Int()
@@ -102,6 +104,7 @@ func main() {
 			ProcessAttribution: *processAttr,
 			CgroupRoot:         *cgroupRoot,
 			Engine:             *engine,
+			CgroupLabel:        cgroupPolicy(*cgroupLabel),
 		},
 		Netns: collector.NetnsConfig{MaxNamespaces: *netnsMax, NamedDir: *netnsNamed, Sockets: *netnsSockets},
 		BPF:   collector.BPFConfig{OwnNetNS: *bpfOwnNetNS, MapEntries: *bpfMapEntries},
@@ -172,4 +175,10 @@ func main() {
 		logger.Error("closing collectors", "err", err)
 		os.Exit(1)
 	}
+}
+
+// cgroupPolicy maps --collector.sockets.cgroup-label, which kingpin has checked, to its policy.
+func cgroupPolicy(s string) attrib.CgroupPolicy {
+	p, _ := attrib.ParseCgroupPolicy(s)
+	return p
 }
