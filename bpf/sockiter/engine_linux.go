@@ -9,13 +9,14 @@ import (
 	"io"
 	"math"
 	"os"
-	"runtime"
 	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
+
+	"github.com/sockbuf/sockbuf_exporter/netns"
 )
 
 // objects are the loaded programs and maps, without bpf2go's Variables: assigning those would mmap .rodata,
@@ -276,44 +277,18 @@ func (e *Engine) openIter(nsFD int) (io.ReadCloser, error) {
 		}
 		return rd, nil
 	}
-	// The iterator takes the network namespace of the thread that creates it (bpf_iter_init_seq_net), so
-	// it is created on a goroutine of its own, locked to a thread that joins the namespace and leaves it
-	// again. A thread that cannot leave stays locked, and dies with that goroutine instead of serving others.
-	type opened struct {
-		rd  io.ReadCloser
-		err error
+	// The iterator takes the network namespace of the thread that creates it (bpf_iter_init_seq_net), so it
+	// is created inside the namespace by netns.Do, on a locked thread that is never the thread group leader
+	// (a setns there would make /proc/net files opened meanwhile by other goroutines show this namespace).
+	var rd io.ReadCloser
+	err := netns.Do(nsFD, func() (err error) {
+		rd, err = e.iter.Open()
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sockiter: opening the iterator in a network namespace: %w", err)
 	}
-	c := make(chan opened, 1)
-	go func() {
-		runtime.LockOSThread()
-		self, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			c <- opened{err: fmt.Errorf("sockiter: opening own network namespace: %w", err)}
-			return
-		}
-		defer self.Close()
-		if err := unix.Setns(nsFD, unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			c <- opened{err: fmt.Errorf("sockiter: entering network namespace: %w", err)}
-			return
-		}
-		rd, err := e.iter.Open()
-		if berr := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); berr != nil {
-			if rd != nil {
-				rd.Close()
-			}
-			c <- opened{err: fmt.Errorf("sockiter: returning to own network namespace: %w", berr)}
-			return
-		}
-		runtime.UnlockOSThread()
-		if err != nil {
-			err = fmt.Errorf("sockiter: opening the iterator: %w", err)
-		}
-		c <- opened{rd, err}
-	}()
-	o := <-c
-	return o.rd, o.err
+	return rd, nil
 }
 
 // ProgramStats reports how often the kernel ran the program and for how long in all, when BPF run-time
