@@ -100,6 +100,8 @@ type Exporter struct {
 
 	successDesc  *prometheus.Desc
 	durationDesc *prometheus.Desc
+
+	cache familyCache // see Gatherer
 }
 
 // New builds the named collectors. A collector that cannot be built is an error: the operator asked for it.
@@ -195,6 +197,14 @@ func (s scoped) Collect(ch chan<- prometheus.Metric) { s.e.CollectContext(s.ctx,
 // CollectContext runs every collector concurrently (or joins a run in progress) and forwards the output of
 // those that finish before ctx ends; the others are reported as failed, with the time they had run.
 func (e *Exporter) CollectContext(ctx context.Context, ch chan<- prometheus.Metric) {
+	for _, r := range e.results(ctx) {
+		e.report(ch, r)
+	}
+}
+
+// results waits for every collector's result (see flight), sorted by collector name so that logs and
+// output do not depend on which finished first.
+func (e *Exporter) results(ctx context.Context) []result {
 	results := make(chan result, len(e.names))
 	for _, name := range e.names {
 		go func(name string) {
@@ -207,11 +217,8 @@ func (e *Exporter) CollectContext(ctx context.Context, ch chan<- prometheus.Metr
 	for range e.names {
 		got = append(got, <-results)
 	}
-	// Sorted, so that logs and output do not depend on which finished first.
 	sort.Slice(got, func(i, j int) bool { return got[i].name < got[j].name })
-	for _, r := range got {
-		e.report(ch, r)
-	}
+	return got
 }
 
 func (e *Exporter) report(ch chan<- prometheus.Metric, r result) {

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 )
 
 type fakeCollector struct {
@@ -270,5 +271,34 @@ func TestScrapeEndedSaysWhy(t *testing.T) {
 	cancel()
 	if err := scrapeEnded(ctx); !strings.Contains(err.Error(), "client went away") {
 		t.Errorf("cancelled: %v", err)
+	}
+}
+
+// TestGathererSharesFamilies: scrapes that get the same runs get the same families, built once; a scrape
+// that gets another run gets new ones.
+func TestGathererSharesFamilies(t *testing.T) {
+	var runs atomic.Int32
+	e := NewExporter(map[string]Collector{"c": fakeCollector{update: func(ch chan<- prometheus.Metric) error {
+		ch <- prometheus.MustNewConstMetric(fakeDesc, prometheus.GaugeValue, float64(runs.Add(1)))
+		return nil
+	}}}, time.Hour, discardLogger())
+	gather := func() []*dto.MetricFamily {
+		fams, err := e.Gatherer(context.Background()).Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fams
+	}
+	first, second := gather(), gather()
+	if len(first) == 0 || &first[0] != &second[0] {
+		t.Errorf("two scrapes of the same run built their families twice")
+	}
+	e.flights["c"].maxAge = 0
+	third := gather()
+	if &third[0] == &first[0] {
+		t.Errorf("a scrape of a new run got the old run's families")
+	}
+	if n := runs.Load(); n != 2 {
+		t.Errorf("%d runs, want 2", n)
 	}
 }

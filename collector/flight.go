@@ -47,6 +47,7 @@ type result struct {
 	metrics  []prometheus.Metric
 	err      error
 	duration time.Duration
+	run      *run // the finished run it comes from; nil for a scrape that stopped waiting
 }
 
 // result returns the result of a run that is in progress, or fresh enough, or of a new one, or a failure
@@ -57,7 +58,7 @@ func (f *flight) result(ctx context.Context) result {
 	if r == nil {
 		if l := f.last; l != nil && f.maxAge > 0 && time.Since(l.end) < f.maxAge {
 			f.mu.Unlock()
-			return result{metrics: l.metrics, err: l.err, duration: l.duration}
+			return result{metrics: l.metrics, err: l.err, duration: l.duration, run: l}
 		}
 		r = &run{done: make(chan struct{}), start: time.Now()}
 		f.cur = r
@@ -72,7 +73,7 @@ func (f *flight) result(ctx context.Context) result {
 	}
 	select {
 	case <-r.done:
-		return result{metrics: r.metrics, err: r.err, duration: r.duration}
+		return result{metrics: r.metrics, err: r.err, duration: r.duration, run: r}
 	case <-ctx.Done():
 		return result{err: scrapeEnded(ctx), duration: time.Since(r.start)}
 	}

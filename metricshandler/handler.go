@@ -17,9 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Scoper gives a prometheus.Collector whose collection stops when ctx ends (collector.Exporter).
+// Scoper gives the metrics of one scrape that stops when ctx ends (collector.Exporter).
 type Scoper interface {
-	WithContext(ctx context.Context) prometheus.Collector
+	Gatherer(ctx context.Context) prometheus.Gatherer
 }
 
 // Opts configures the handler.
@@ -55,9 +55,7 @@ func New(e Scoper, base prometheus.Gatherer, opts Opts, logger *slog.Logger) htt
 			ctx, cancel = context.WithTimeout(ctx, d)
 			defer cancel()
 		}
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(e.WithContext(ctx))
-		h := promhttp.HandlerFor(prometheus.Gatherers{base, reg}, promhttp.HandlerOpts{
+		h := promhttp.HandlerFor(prometheus.Gatherers{base, e.Gatherer(ctx)}, promhttp.HandlerOpts{
 			ErrorLog:      errorLog,
 			ErrorHandling: promhttp.ContinueOnError,
 			// Compressed here instead, at gzip's fastest level: promhttp's default level spends more CPU

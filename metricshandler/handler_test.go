@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sockbuf/sockbuf_exporter/collector"
 )
@@ -104,11 +105,11 @@ type blockingScoper struct {
 	release chan struct{}
 }
 
-func (b blockingScoper) WithContext(context.Context) prometheus.Collector { return b }
-func (b blockingScoper) Describe(chan<- *prometheus.Desc)                 {}
-func (b blockingScoper) Collect(chan<- prometheus.Metric) {
+func (b blockingScoper) Gatherer(context.Context) prometheus.Gatherer { return b }
+func (b blockingScoper) Gather() ([]*dto.MetricFamily, error) {
 	b.entered <- struct{}{}
 	<-b.release
+	return nil, nil
 }
 
 func TestHandlerLimitsParallelScrapes(t *testing.T) {
