@@ -207,7 +207,7 @@ func TestDropReasonsExistInKernel(t *testing.T) {
 	}
 	_, section, _ := strings.Cut(string(b), "## Drop reasons of the bpf collector")
 	section, _, _ = strings.Cut(section, "\n## ")
-	row := regexp.MustCompile("(?m)^\\| ([^|]+)\\|")
+	row := regexp.MustCompile(`(?m)^\| ([^|]+)\|`)
 	name := regexp.MustCompile("`([a-z0-9_]+)`")
 	rows := 0
 	for _, m := range row.FindAllStringSubmatch(section, -1) {
