@@ -145,8 +145,8 @@ func DefaultConfig() Config {
 		ExporterDown:       Threshold{For: "5m"},
 		CollectorFailing:   Threshold{For: "15m"},
 		// proto_mem = TcpExt TCPRcvQDrop + TCPOFODrop, tcp_ofo_queue_prune ~ OfoPruned, socket_backlog =
-		// TCPBacklogDrop (bpf/drops/doc.go); socket_rcvbuff is the generic "receive buffer full" reason, not
-		// used by TCP on 6.18 but loss for lack of room wherever a kernel uses it.
+		// TCPBacklogDrop (bpf/drops/doc.go); socket_rcvbuff is the generic "receive buffer full" reason of
+		// datagram sockets (TCP's receive path says proto_mem), loss for lack of room should TCP use it.
 		LossReasons:     []string{"proto_mem", "tcp_ofo_queue_prune", "socket_backlog", "socket_rcvbuff"},
 		ServiceDataLost: Threshold{Value: 0, For: "5m"},
 		PinnedDataLost:  Threshold{Value: 0, For: "5m"},
