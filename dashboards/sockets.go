@@ -3,6 +3,8 @@ package dashboards
 //lint:file-ignore SA1019 Grafana imports and provisions the classic (v1) dashboard JSON on every supported version; dashboardv2 needs Grafana 12 with a feature flag.
 
 import (
+	"strings"
+
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/table"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
@@ -21,8 +23,8 @@ func Sockets() *dashboard.DashboardBuilder {
 	full := m("sockbuf_rcvbuf_full_sockets")
 	recvq := m("sockbuf_recv_queue_bytes")
 	top := func(n, expr string) string { return "topk(" + n + ", " + expr + ")" }
-	return base("sockbuf-sockets", "sockbuf / Sockets",
-		"Per-socket receive-buffer state from the exporter's sockets collector, aggregated by role, port, cgroup and process. Generated from dashboards/*.go; do not edit in Grafana.").
+	return bpfRows(base("sockbuf-sockets", "sockbuf / Sockets",
+		"Which groups of sockets lost data and why (bpf collector), then the per-socket receive-buffer state from the sockets collector, aggregated by role, port, cgroup and process. Generated from dashboards/*.go; do not edit in Grafana.")).
 		WithRow(row("Who is not reading")).
 		WithPanel(ranked("Groups ranked by full sockets",
 			"Red: the group has sockets whose receive buffer is full (rmem_alloc ≥ full-ratio × rcvbuf): the owning application is not reading fast enough.",
@@ -54,7 +56,7 @@ func Sockets() *dashboard.DashboardBuilder {
 			"short", neverRed(), 12,
 			q("sum by (le) ("+m("sockbuf_rcvbuf_size_bytes_bucket")+")", "{{le}}"))).
 		WithPanel(graph("Socket drops by group",
-			"Never red: sk_drops of the group's sockets. It counts data dropped for lack of room, but also the window probes a full socket discards by design and duplicate retransmissions, so it rises under healthy flow control. Read it only when the host dashboard's data-lost panel is red, to find the group.",
+			"Never red: sk_drops of the group's sockets. It counts data dropped for lack of room, but also the window probes a full socket discards by design and duplicate retransmissions, so it rises under healthy flow control. Read it only when the host dashboard's data-lost panel is red, to find the group; with --collector.bpf the panels at the top tell loss from probes by drop reason.",
 			"pps", neverRed(), 24,
 			q(top("10", rate("sockbuf_socket_drops_total")), groupLegend))).
 		WithRow(row("Listeners")).
@@ -90,6 +92,41 @@ func Sockets() *dashboard.DashboardBuilder {
 			"Never red: how many sockets each group holds, for scale when reading the other panels.",
 			"short", neverRed(), 8,
 			q(top("10", m("sockbuf_sockets")), groupLegend)))
+}
+
+// bpfRows puts the bpf collector's per-group drop counts first: harm first, by the kernel's own drop reason,
+// split into data lost for lack of room (the reasons the per-service alerts count, rules.Config.LossReasons)
+// and the drops that are not loss (window probes, duplicates), plus pinned receivers and buffer growth.
+// Without --collector.bpf these panels are empty and the host dashboard's data-lost panel with "Socket drops
+// by group" below are what is left.
+func bpfRows(d *dashboard.DashboardBuilder) *dashboard.DashboardBuilder {
+	rc := rules.DefaultConfig()
+	loss := `reason=~"` + strings.Join(rc.LossReasons, "|") + `"`
+	notLoss := `reason!~"` + strings.Join(rc.LossReasons, "|") + `"`
+	const drops = "sockbuf_tcp_receive_drops_total"
+	byGroup := func(by string, extra ...string) string {
+		return "topk(10, sum by (instance, role, port, cgroup" + by + ") (rate(" + m(drops, extra...) + "[$__rate_interval])))"
+	}
+	const legend = "{{instance}} {{role}} :{{port}} {{cgroup}}"
+	return d.WithRow(row("Who lost data, and why (bpf collector)")).
+		WithPanel(graph("Data lost by group and reason",
+			"Red: the kernel threw away received data of this group for lack of room — proto_mem (over rcvbuf after pruning, or refused by tcp_mem/memcg), tcp_ofo_queue_prune, socket_backlog — counted at each drop by its drop reason (SockbufServiceReceiveDataDropped, SockbufPinnedReceiversDropping). Window probes and duplicates are not here. Needs --collector.bpf; without it use the host dashboard's data-lost panel.",
+			"pps", redAbove(alertLine(rc.ServiceDataLost.Value)), 12,
+			q(byGroup(", reason", loss), legend+" {{reason}}")).
+			Links(runbooks("SockbufServiceReceiveDataDropped", "SockbufPinnedReceiversDropping"))).
+		WithPanel(graph("Pinned receivers dropping",
+			"Red: sockets whose application set SO_RCVBUF (rcvbuf_locked=\"true\": autotuning off, the buffer cannot grow) lose data for lack of room (SockbufPinnedReceiversDropping). Fix: stop setting SO_RCVBUF; the line falls to 0 and the group's buffers start to grow. Needs --collector.bpf.",
+			"pps", redAbove(alertLine(rc.PinnedDataLost.Value)), 12,
+			q(byGroup("", loss, `rcvbuf_locked="true"`), legend)).
+			Links(runbooks("SockbufPinnedReceiversDropping"))).
+		WithPanel(graph("Drops that are not loss, by group and reason",
+			"Never red: drops of the group's sockets for every other reason — tcp_old_sequence (zero-window probes a closed window discards by design), tcp_old_data and tcp_ofomerge (duplicates of data already received), tcp_zerowindow (data sent into a closed window: a slow reader, see the zero-window panels). Flow control and retransmissions, not lost data. Needs --collector.bpf.",
+			"pps", neverRed(), 12,
+			q(byGroup(", reason", notLoss), legend+" {{reason}}"))).
+		WithPanel(graph("Receive-buffer growth by group",
+			"Never red: how often autotuning (tcp_rcv_space_adjust) wanted a larger receive buffer for the group's sockets. Rising with rcvbuf_locked=\"false\": buffers grow with the reader, as they should. With rcvbuf_locked=\"true\" the growth was wanted and refused: the pin holds the buffer down. Needs --collector.bpf and Linux 6.17+.",
+			"ops", neverRed(), 12,
+			q("topk(10, sum by (instance, role, port, cgroup, rcvbuf_locked) (rate("+m("sockbuf_tcp_rcvbuf_grow_total")+"[$__rate_interval])))", legend+" locked={{rcvbuf_locked}}")))
 }
 
 // netnsFull ranks the other network namespaces (pods, containers) by their full sockets, with their unread

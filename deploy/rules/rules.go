@@ -10,6 +10,7 @@ package rules
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -88,6 +89,19 @@ type Config struct {
 	SoftnetDrops Threshold
 	// Value unused: the target has not been scraped successfully.
 	ExporterDown Threshold
+
+	// With the bpf collector (--collector.bpf), data loss per service (role, port, cgroup) from
+	// sockbuf_tcp_receive_drops_total, counting only LossReasons: the kernel's drop reasons that are data
+	// thrown away for lack of receive-buffer room. docs/harm.md says why each other reason (window probes,
+	// duplicates, segments beyond the window, zero-window drops) is left out. The loss is split by
+	// rcvbuf_locked into two alerts with different fixes, so each lost packet pages once: ServiceDataLost on
+	// sockets whose buffer autotuning manages, PinnedDataLost on sockets whose SO_RCVBUF the application set.
+	// While either sees loss on a target, the host-wide alerts on the same kernel counters (data dropped,
+	// backlog drops, per-namespace data dropped) stay silent there; where the bpf metrics are absent they
+	// fire as before.
+	LossReasons     []string
+	ServiceDataLost Threshold
+	PinnedDataLost  Threshold
 	// Value unused: a collector has reported failure on every scrape.
 	CollectorFailing Threshold
 }
@@ -130,6 +144,12 @@ func DefaultConfig() Config {
 		SoftnetDrops:       Threshold{Value: 0, For: "10m"},
 		ExporterDown:       Threshold{For: "5m"},
 		CollectorFailing:   Threshold{For: "15m"},
+		// proto_mem = TcpExt TCPRcvQDrop + TCPOFODrop, tcp_ofo_queue_prune ~ OfoPruned, socket_backlog =
+		// TCPBacklogDrop (bpf/drops/doc.go); socket_rcvbuff is the generic "receive buffer full" reason of
+		// datagram sockets (TCP's receive path says proto_mem), loss for lack of room should TCP use it.
+		LossReasons:     []string{"proto_mem", "tcp_ofo_queue_prune", "socket_backlog", "socket_rcvbuff"},
+		ServiceDataLost: Threshold{Value: 0, For: "5m"},
+		PinnedDataLost:  Threshold{Value: 0, For: "5m"},
 	}
 }
 
@@ -145,7 +165,8 @@ func QuickConfig() Config {
 	}
 	for _, th := range []*Threshold{&c.DataLost, &c.BacklogDrops, &c.CollapseRatio, &c.ZeroWindows, &c.FullSockets,
 		&c.MemoryPressure, &c.MemoryNearMax, &c.PressureEpisodes, &c.PressureTime, &c.AbortOnMemory,
-		&c.ListenOverflows, &c.ListenQueueFull, &c.SoftnetDrops, &c.ExporterDown, &c.CollectorFailing} {
+		&c.ListenOverflows, &c.ListenQueueFull, &c.SoftnetDrops, &c.ExporterDown, &c.CollectorFailing,
+		&c.ServiceDataLost, &c.PinnedDataLost} {
 		th.For = sixtieth(th.For)
 	}
 	return c
@@ -213,6 +234,33 @@ func (b builder) withNetns(fn, host, netns, window string) string {
 	h := fn + "(" + b.sel(host) + "[" + window + "])"
 	n := "sum without (netns, netns_inode) (" + fn + "(" + b.sel(netns) + "[" + window + "]))"
 	return h + " + (" + n + " or " + h + " * 0)"
+}
+
+// bpfDrops is the bpf collector's counter of receive-path drops by drop reason and socket group.
+const bpfDrops = "sockbuf_tcp_receive_drops_total"
+
+// lossRate returns the per-second rate of bpfDrops of the given reasons, with extra matchers.
+func (b builder) lossRate(reasons []string, extra ...string) string {
+	m := append([]string{`reason=~"` + strings.Join(reasons, "|") + `"`}, extra...)
+	return "rate(" + b.sel(bpfDrops, m...) + "[" + b.c.RateWindow + "])"
+}
+
+// unlessBPFSees keeps a host-wide alert silent on a target while the bpf collector attributes loss of the
+// matching drop reasons there (those of them in LossReasons), where the per-service alerts page for it. It
+// is an inhibition written into the expression, so that it needs no Alertmanager configuration and promtool
+// tests it; when the bpf metrics are absent (collector off, no privileges, kernel without kfree_skb's rx_sk)
+// or do not show the loss, the clause removes nothing.
+func (b builder) unlessBPFSees(reasons []string, extra ...string) string {
+	var r []string
+	for _, x := range reasons {
+		if slices.Contains(b.c.LossReasons, x) {
+			r = append(r, x)
+		}
+	}
+	if len(r) == 0 {
+		return ""
+	}
+	return " unless on (job, instance) (sum by (job, instance) (" + b.lossRate(r, extra...) + ") > 0)"
 }
 
 // num formats a threshold the way a person would write it in PromQL.
@@ -333,11 +381,11 @@ func Alerting(c Config) RuleFile {
 	lost := b.rate("sockbuf_tcp_rcvq_drop_total") + " + " + b.rate("sockbuf_tcp_ofo_drop_total") + " + " + b.rate("sockbuf_tcp_ofo_pruned_total")
 	host := []Rule{
 		b.alert("SockbufTCPReceiveDataDropped", "critical",
-			lost+" > "+num(c.DataLost.Value), c.DataLost,
+			lost+" > "+num(c.DataLost.Value)+b.unlessBPFSees([]string{"proto_mem", "tcp_ofo_queue_prune"}), c.DataLost,
 			"TCP data already received is being thrown away on "+on+".",
-			"The kernel on "+on+" threw away received data {{ $value | humanize }} times per second over the last "+w+" for lack of receive memory (TcpExt TCPRcvQDrop + TCPOFODrop segments, OfoPruned purges): senders must retransmit them. Usually sockets whose SO_RCVBUF is pinned too small for small segments; sockbuf_socket_drops_total shows which group."),
+			"The kernel on "+on+" threw away received data {{ $value | humanize }} times per second over the last "+w+" for lack of receive memory (TcpExt TCPRcvQDrop + TCPOFODrop segments, OfoPruned purges): senders must retransmit them. Usually sockets whose SO_RCVBUF is pinned too small for small segments; sockbuf_socket_drops_total shows which group. With --collector.bpf, SockbufServiceReceiveDataDropped and SockbufPinnedReceiversDropping name the service instead and this alert stays silent."),
 		b.alert("SockbufTCPBacklogDrops", "warning",
-			b.rate("sockbuf_tcp_backlog_drop_total")+" > "+num(c.BacklogDrops.Value), c.BacklogDrops,
+			b.rate("sockbuf_tcp_backlog_drop_total")+" > "+num(c.BacklogDrops.Value)+b.unlessBPFSees([]string{"socket_backlog"}), c.BacklogDrops,
 			"TCP segments are dropped at busy sockets' backlogs on "+on+".",
 			"On "+on+" the kernel dropped {{ $value | humanize }} segments per second over the last "+w+" because their socket was held by a system call and its backlog was full (TcpExt TCPBacklogDrop): senders must retransmit them."),
 		b.alert("SockbufTCPReceiveQueueCollapsing", "warning",
@@ -394,9 +442,25 @@ func Alerting(c Config) RuleFile {
 	netnsLost := b.rate("sockbuf_netns_tcp_rcvq_drop_total") + " + " + b.rate("sockbuf_netns_tcp_ofo_pruned_total")
 	netns := []Rule{
 		b.alert("SockbufNetnsReceiveDataDropped", "critical",
-			"sum without (netns_inode) ("+netnsLost+") > "+num(c.DataLost.Value), c.DataLost,
+			"sum without (netns_inode) ("+netnsLost+") > "+num(c.DataLost.Value)+b.unlessBPFSees([]string{"proto_mem", "tcp_ofo_queue_prune"}, `role="unknown"`), c.DataLost,
 			"TCP data already received is being thrown away in network namespace {{ $labels.netns }} on "+on+".",
 			"In network namespace {{ $labels.netns }} on "+on+" the kernel threw away received data {{ $value | humanize }} times per second over the last "+w+" for lack of receive memory (TcpExt TCPRcvQDrop segments + OfoPruned purges of that namespace: a pod or container whose counters the host's do not include)."),
+	}
+
+	// Per service, with the bpf collector: the loss reasons only (no window probes, duplicates or
+	// zero-window drops), split by rcvbuf_locked so that each lost packet pages once, with its own fix.
+	svc := `{{ $labels.role }} port {{ $labels.port }}{{ with $labels.cgroup }} in cgroup {{ . }}{{ end }}`
+	reasons := strings.Join(c.LossReasons, ", ")
+	perService := "sum without (reason, rcvbuf_locked) ("
+	bpf := []Rule{
+		b.alert("SockbufServiceReceiveDataDropped", "critical",
+			perService+b.lossRate(c.LossReasons, `rcvbuf_locked!="true"`)+") > "+num(c.ServiceDataLost.Value), c.ServiceDataLost,
+			"TCP data already received is being thrown away for "+svc+" on "+on+".",
+			"The kernel on "+on+" threw away {{ $value | humanize }} received packets per second of "+svc+" over the last "+w+" for lack of receive-buffer room, on sockets whose buffer autotuning manages (bpf drop reasons "+reasons+"; window probes and duplicates excluded): senders must retransmit them. The application does not read fast enough, tcp_rmem's max is reached, or TCP memory is short."),
+		b.alert("SockbufPinnedReceiversDropping", "critical",
+			perService+b.lossRate(c.LossReasons, `rcvbuf_locked="true"`)+") > "+num(c.PinnedDataLost.Value), c.PinnedDataLost,
+			"Receivers with a pinned SO_RCVBUF are dropping data for "+svc+" on "+on+".",
+			"The kernel on "+on+" threw away {{ $value | humanize }} received packets per second of "+svc+" over the last "+w+" for lack of receive-buffer room on sockets whose application set SO_RCVBUF (rcvbuf_locked=\"true\", bpf drop reasons "+reasons+"): the pin switches autotuning off, so the buffer cannot grow. Stop setting SO_RCVBUF."),
 	}
 
 	exporter := []Rule{
@@ -414,6 +478,7 @@ func Alerting(c Config) RuleFile {
 		{Name: "sockbuf.host", Rules: host},
 		{Name: "sockbuf.sockets", Rules: sockets},
 		{Name: "sockbuf.netns", Rules: netns},
+		{Name: "sockbuf.bpf", Rules: bpf},
 		{Name: "sockbuf.exporter", Rules: exporter},
 	}}
 }

@@ -8,9 +8,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf/btf"
 	"gopkg.in/yaml.v3"
 
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
@@ -178,4 +180,48 @@ func TestQuickConfig(t *testing.T) {
 		}
 	}
 	promtool(t, "check", "rules", filepath.Join(dir, "alerts.yml"), filepath.Join(dir, "recording.yml"))
+}
+
+// TestDropReasonsExistInKernel checks every drop reason the rules count as loss (LossReasons), and every
+// reason docs/harm.md classifies, against the running kernel's enum skb_drop_reason: a misspelt reason would
+// silently select nothing.
+func TestDropReasonsExistInKernel(t *testing.T) {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		testenv.Missing(t, "reading the kernel's BTF: %v", err)
+	}
+	var enum *btf.Enum
+	if err := spec.TypeByName("skb_drop_reason", &enum); err != nil {
+		testenv.Missing(t, "the kernel's BTF has no enum skb_drop_reason: %v", err)
+	}
+	known := map[string]bool{}
+	for _, v := range enum.Values {
+		if r, ok := strings.CutPrefix(v.Name, "SKB_DROP_REASON_"); ok {
+			known[strings.ToLower(r)] = true
+		}
+	}
+	want := append([]string{}, DefaultConfig().LossReasons...)
+	b, err := os.ReadFile("../../docs/harm.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(b), "## Drop reasons of the bpf collector")
+	section, _, _ = strings.Cut(section, "\n## ")
+	row := regexp.MustCompile(`(?m)^\| ([^|]+)\|`)
+	name := regexp.MustCompile("`([a-z0-9_]+)`")
+	rows := 0
+	for _, m := range row.FindAllStringSubmatch(section, -1) {
+		for _, n := range name.FindAllStringSubmatch(m[1], -1) {
+			want = append(want, n[1])
+			rows++
+		}
+	}
+	if rows < 10 {
+		t.Fatalf("found %d reasons in docs/harm.md's drop-reason table; the parsing is broken", rows)
+	}
+	for _, r := range want {
+		if !known[r] {
+			t.Errorf("drop reason %q is not in this kernel's enum skb_drop_reason (%d values)", r, len(enum.Values))
+		}
+	}
 }
