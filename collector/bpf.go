@@ -78,8 +78,9 @@ var (
 		Help: "Packets of TCP sockets the kernel dropped on the receive path, by the kernel's drop reason (skb:kfree_skb with enum skb_drop_reason).",
 		Notes: "reason is the kernel's name without SKB_DROP_REASON_, in lower case, read from the running kernel's " +
 			"BTF. Data lost for lack of buffer room: proto_mem (= TcpExt TCPRcvQDrop + TCPOFODrop), " +
-			"tcp_ofo_queue_prune (out-of-order data pruned, OfoPruned), socket_backlog (TCPBacklogDrop), " +
-			"tcp_zerowindow (TCPZeroWindowDrop). Not data loss: tcp_old_sequence (mostly zero-window probes a " +
+			"tcp_ofo_queue_prune (out-of-order data pruned, OfoPruned), socket_backlog (TCPBacklogDrop). Flow control, " +
+			"not loss: tcp_zerowindow (TCPZeroWindowDrop, data the peer sent into a closed window; it sends it again). " +
+			"Not data loss either: tcp_old_sequence (mostly zero-window probes a " +
 			"receiver with a closed window discards by design), tcp_old_data (retransmissions of data already " +
 			"received), tcp_ofomerge (duplicates of data already held), tcp_invalid_sequence. " + bpfGroupNotes +
 			"Linux 6.11+ (kfree_skb's rx_sk argument); on older kernels every drop is unattributed.",
