@@ -22,16 +22,24 @@ type gatherer struct {
 	ctx context.Context
 }
 
-// familyCache holds the families of the last set of runs.
+// familyCache holds the families of the last set of runs; gen counts the sets.
 type familyCache struct {
 	mu   sync.Mutex
 	runs []*run
 	fams []*dto.MetricFamily
+	gen  uint64
 }
 
 func (g gatherer) Gather() ([]*dto.MetricFamily, error) {
-	e := g.e
-	results := e.results(g.ctx)
+	fams, _, err := g.e.GatherShared(g.ctx)
+	return fams, err
+}
+
+// GatherShared is Gatherer's Gather that also says which families it returned: gen is the same, and not 0,
+// for scrapes that got the same runs of every collector and so the same families; 0 for families of this
+// scrape alone (a collector it stopped waiting for).
+func (e *Exporter) GatherShared(ctx context.Context) (fams []*dto.MetricFamily, gen uint64, err error) {
+	results := e.results(ctx)
 	runs := make([]*run, len(results))
 	cacheable := true
 	for i, r := range results {
@@ -41,23 +49,24 @@ func (g gatherer) Gather() ([]*dto.MetricFamily, error) {
 	if cacheable {
 		e.cache.mu.Lock()
 		hit := slices.Equal(runs, e.cache.runs)
-		fams := e.cache.fams
+		fams, gen := e.cache.fams, e.cache.gen
 		e.cache.mu.Unlock()
 		if hit {
-			return fams, nil
+			return fams, gen, nil
 		}
 	}
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(replay{e: e, results: results}); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	fams, err := reg.Gather()
+	fams, err = reg.Gather()
 	if err == nil && cacheable {
 		e.cache.mu.Lock()
-		e.cache.runs, e.cache.fams = runs, fams
+		e.cache.gen++
+		e.cache.runs, e.cache.fams, gen = runs, fams, e.cache.gen
 		e.cache.mu.Unlock()
 	}
-	return fams, err
+	return fams, gen, err
 }
 
 // replay sends the metrics of results, and each collector's success and duration, as CollectContext does.

@@ -15,11 +15,14 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 )
 
-// Scoper gives the metrics of one scrape that stops when ctx ends (collector.Exporter).
+// Scoper gives the metric families of one scrape that stops when ctx ends (collector.Exporter). gen is the
+// same, and not 0, for scrapes that got the very same families (concurrent scrapes sharing every
+// collector's run); 0 when the families are this scrape's own.
 type Scoper interface {
-	Gatherer(ctx context.Context) prometheus.Gatherer
+	GatherShared(ctx context.Context) (fams []*dto.MetricFamily, gen uint64, err error)
 }
 
 // Opts configures the handler.
@@ -30,15 +33,18 @@ type Opts struct {
 	TimeoutOffset time.Duration
 }
 
-// New serves the exporter's metrics plus those of base (build info, Go runtime, process). Each request gets
-// its own registry so that its collectors stop at the deadline Prometheus announces in the
-// X-Prometheus-Scrape-Timeout-Seconds header.
+// New serves the exporter's metrics plus those of base (build info, Go runtime, process). Each request's
+// collectors stop at the deadline Prometheus announces in the X-Prometheus-Scrape-Timeout-Seconds header.
+// Requests that get the very same families (a burst of concurrent scrapes sharing every collector's run)
+// get the very same answer too, encoded (and compressed) once: its base metrics are those of the first of
+// them, milliseconds older than the others'.
 func New(e Scoper, base prometheus.Gatherer, opts Opts, logger *slog.Logger) http.Handler {
 	var inflight chan struct{}
 	if opts.MaxRequests > 0 {
 		inflight = make(chan struct{}, opts.MaxRequests)
 	}
 	errorLog := slog.NewLogLogger(logger.Handler(), slog.LevelError) // safe for concurrent use
+	bodies := &bodyCache{}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if inflight != nil {
 			select {
@@ -55,25 +61,39 @@ func New(e Scoper, base prometheus.Gatherer, opts Opts, logger *slog.Logger) htt
 			ctx, cancel = context.WithTimeout(ctx, d)
 			defer cancel()
 		}
-		h := promhttp.HandlerFor(prometheus.Gatherers{base, e.Gatherer(ctx)}, promhttp.HandlerOpts{
+		fams, gen, err := e.GatherShared(ctx)
+		gz := acceptsGzip(r.Header.Get("Accept-Encoding"))
+		key := bodyKey{gen: gen, accept: r.Header.Get("Accept"), gzip: gz}
+		if gen != 0 {
+			if b, ok := bodies.get(key); ok {
+				b.writeTo(w)
+				return
+			}
+		}
+		h := promhttp.HandlerFor(prometheus.Gatherers{base, fixedGatherer{fams, err}}, promhttp.HandlerOpts{
 			ErrorLog:      errorLog,
 			ErrorHandling: promhttp.ContinueOnError,
 			// Compressed here instead, at gzip's fastest level: promhttp's default level spends more CPU
 			// on a scrape's 20 KB than the collectors do, for a body a few percent smaller.
 			DisableCompression: true,
 		})
-		if !acceptsGzip(r.Header.Get("Accept-Encoding")) {
-			h.ServeHTTP(w, r)
-			return
+		b := &body{header: http.Header{}, status: http.StatusOK}
+		if gz {
+			zw := gzipWriters.Get().(*gzip.Writer)
+			zw.Reset(&b.buf)
+			b.header.Set("Content-Encoding", "gzip")
+			b.header.Add("Vary", "Accept-Encoding")
+			h.ServeHTTP(gzipResponseWriter{ResponseWriter: b, gz: zw}, r)
+			if err := zw.Close(); err != nil {
+				logger.Debug("finishing gzip response", "err", err)
+			}
+			gzipWriters.Put(zw)
+		} else {
+			h.ServeHTTP(b, r)
 		}
-		gz := gzipWriters.Get().(*gzip.Writer)
-		defer gzipWriters.Put(gz)
-		gz.Reset(w)
-		w.Header().Set("Content-Encoding", "gzip")
-		w.Header().Add("Vary", "Accept-Encoding")
-		h.ServeHTTP(gzipResponseWriter{ResponseWriter: w, gz: gz}, r)
-		if err := gz.Close(); err != nil {
-			logger.Debug("finishing gzip response", "err", err)
+		b.writeTo(w)
+		if gen != 0 && b.status == http.StatusOK {
+			bodies.put(key, b)
 		}
 	})
 }

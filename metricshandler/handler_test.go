@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -105,11 +106,10 @@ type blockingScoper struct {
 	release chan struct{}
 }
 
-func (b blockingScoper) Gatherer(context.Context) prometheus.Gatherer { return b }
-func (b blockingScoper) Gather() ([]*dto.MetricFamily, error) {
+func (b blockingScoper) GatherShared(context.Context) ([]*dto.MetricFamily, uint64, error) {
 	b.entered <- struct{}{}
 	<-b.release
-	return nil, nil
+	return nil, 0, nil
 }
 
 func TestHandlerLimitsParallelScrapes(t *testing.T) {
@@ -178,5 +178,39 @@ func TestHandlerGzip(t *testing.T) {
 		if !strings.Contains(string(body), "sockbuf_fake_value 1") {
 			t.Errorf("Accept-Encoding %q: body lacks the metric:\n%s", enc, body)
 		}
+	}
+}
+
+// countingGatherer counts its Gather calls.
+type countingGatherer struct{ n *atomic.Int32 }
+
+func (c countingGatherer) Gather() ([]*dto.MetricFamily, error) {
+	c.n.Add(1)
+	return nil, nil
+}
+
+// TestSharedRunsShareTheAnswer: scrapes that get the same runs of every collector get one answer, encoded
+// once per format; a scrape of a new run is encoded anew.
+func TestSharedRunsShareTheAnswer(t *testing.T) {
+	var base atomic.Int32
+	e := collector.NewExporter(map[string]collector.Collector{"good": emits(1)}, time.Hour, discardLogger())
+	h := New(e, countingGatherer{&base}, Opts{}, discardLogger())
+	get := func(enc string) string {
+		req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+		req.Header.Set("Accept-Encoding", enc)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("status %d", rec.Code)
+		}
+		return rec.Header().Get("Content-Encoding") + "|" + rec.Body.String()
+	}
+	plain, again := get(""), get("")
+	zipped, zippedAgain := get("gzip"), get("gzip")
+	if plain != again || zipped != zippedAgain || !strings.HasPrefix(zipped, "gzip|") {
+		t.Errorf("answers of one run differ")
+	}
+	if n := base.Load(); n != 2 {
+		t.Errorf("the base registry was gathered %d times for 4 scrapes of one run in 2 encodings, want 2", n)
 	}
 }
