@@ -1,0 +1,377 @@
+package main
+
+// End-to-end tests of `sockbuf_exporter diagnose` (issue 14): for every cause that a network namespace can
+// produce safely, real traffic inside a namespace the test creates, then the built binary run there as
+// `sockbuf_exporter diagnose --format=json`, and a check of the first finding's cause and scope. The
+// namespace-local findings are checked; the host-wide ones (softnet_backlog, tcp_mem_pressure,
+// cgroup_memory_pressure) are skipped over when picking the first finding, because other processes of this
+// shared machine move softnet_stat and TCP memory at any time (and the 1-byte loads of these tests overflow
+// loopback's per-CPU backlog themselves). Those causes are proven by TestDiagnoseHostWideFromProcfsTree.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sockbuf/sockbuf_exporter/internal/e2e"
+	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
+	"github.com/sockbuf/sockbuf_exporter/internal/trafficgen"
+)
+
+// report is the JSON contract of docs/diagnose.md, decoded strictly.
+type report struct {
+	WindowSeconds *float64  `json:"window_seconds"`
+	Findings      []finding `json:"findings"`
+}
+
+type finding struct {
+	Cause      string   `json:"cause"`
+	Confidence string   `json:"confidence"`
+	Scope      *scope   `json:"scope"`
+	Evidence   []string `json:"evidence"`
+	Fix        []string `json:"fix"`
+	Verify     *string  `json:"verify"`
+}
+
+type scope struct {
+	Role    *string `json:"role"`
+	Port    *string `json:"port"`
+	Cgroup  *string `json:"cgroup"`
+	Process *string `json:"process"`
+}
+
+// hostWide are the causes about the whole machine, which the namespace tests do not control.
+var hostWide = map[string]bool{"softnet_backlog": true, "tcp_mem_pressure": true, "cgroup_memory_pressure": true}
+
+// decodeReport parses the JSON contract and checks its shape: every key present, findings a list, every
+// confidence one of the three, evidence and fix lists.
+func decodeReport(t *testing.T, body []byte) report {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	var r report
+	if err := dec.Decode(&r); err != nil {
+		t.Fatalf("decoding the report: %v\n%s", err, body)
+	}
+	if r.WindowSeconds == nil || r.Findings == nil {
+		t.Fatalf("report lacks window_seconds or findings (must be a list, even empty):\n%s", body)
+	}
+	for i, f := range r.Findings {
+		if f.Cause == "" || f.Scope == nil || f.Scope.Role == nil || f.Scope.Port == nil || f.Scope.Cgroup == nil ||
+			f.Scope.Process == nil || f.Evidence == nil || f.Fix == nil || f.Verify == nil {
+			t.Errorf("finding %d lacks a key of the contract:\n%s", i, body)
+		}
+		switch f.Confidence {
+		case "high", "medium", "low":
+		default:
+			t.Errorf("finding %d: confidence %q", i, f.Confidence)
+		}
+	}
+	return r
+}
+
+// diagnoseIn runs the built binary's diagnose command inside ns for d and returns its report; it must exit 0.
+func diagnoseIn(t *testing.T, ns *testenv.NetNS, d time.Duration, extra ...string) report {
+	t.Helper()
+	bin := e2e.BuildExporter(t)
+	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := ns.Command(ctx, bin, append([]string{"diagnose", "--format=json", "--duration=" + d.String()}, extra...)...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("sockbuf_exporter diagnose: %v\nstderr: %s\nstdout: %s", err, stderr.String(), stdout.String())
+	}
+	t.Logf("diagnose --format=json:\n%s", stdout.String())
+	return decodeReport(t, stdout.Bytes())
+}
+
+// firstLocal is the most harmful finding about the namespace (not about the whole host).
+func firstLocal(r report) (finding, bool) {
+	for _, f := range r.Findings {
+		if !hostWide[f.Cause] {
+			return f, true
+		}
+	}
+	return finding{}, false
+}
+
+// wantFirst checks the first namespace finding's cause, role and port.
+func wantFirst(t *testing.T, r report, cause, role string, port int) {
+	t.Helper()
+	f, ok := firstLocal(r)
+	if !ok {
+		t.Fatalf("no namespace finding; want %s for %s port %d", cause, role, port)
+	}
+	if f.Cause != cause || *f.Scope.Role != role || *f.Scope.Port != strconv.Itoa(port) {
+		t.Fatalf("first finding: %s (%s) for role %q port %q; want %s for role %q port %d",
+			f.Cause, f.Confidence, *f.Scope.Role, *f.Scope.Port, cause, role, port)
+	}
+}
+
+// background runs traffic inside ns on a goroutine of its own until the test ends (or the traffic's own
+// bounds end it). fn sets its sockets up, calls ready with the port that names the group, then drives the
+// traffic until ctx ends. background returns that port.
+func background(t *testing.T, ns *testenv.NetNS, fn func(ctx context.Context, ready func(port int)) error) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	portc := make(chan int, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- ns.Do(func() error { return fn(ctx, func(p int) { portc <- p }) })
+	}()
+	var port int
+	select {
+	case port = <-portc:
+	case err := <-done:
+		cancel()
+		t.Fatalf("traffic ended before it started: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("traffic not set up within 30s")
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("traffic: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("traffic did not stop within 30s")
+		}
+	})
+	return port
+}
+
+// pruneLoad is trafficgen's 1-byte load on a listener with opts, until ctx ends.
+func pruneLoad(opts trafficgen.Options) func(ctx context.Context, ready func(int)) error {
+	return func(ctx context.Context, ready func(int)) error {
+		opts.Duration = time.Minute
+		l, err := trafficgen.NewLoad(ctx, opts)
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		ready(l.Port())
+		_, err = l.Run(ctx)
+		return err
+	}
+}
+
+// TestDiagnosePinned: a listener with SO_RCVBUF 8 KiB locked before listen() (accepted sockets inherit
+// it), 1-byte writes, a server that never reads: the kernel collapses and drops, the buffer never grows.
+func TestDiagnosePinned(t *testing.T) {
+	e2e.Require(t)
+	ns := testenv.NewNetNS(t)
+	port := background(t, ns, pruneLoad(trafficgen.Options{Renew: time.Second}))
+	time.Sleep(300 * time.Millisecond)
+	wantFirst(t, diagnoseIn(t, ns, 3*time.Second), "rcvbuf_pinned", "server", port)
+}
+
+// hostRmemMax reads net.core.rmem_max, which a network namespace only reads (the host's value).
+func hostRmemMax(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/net/core/rmem_max")
+	if err != nil {
+		testenv.Missing(t, "reading net.core.rmem_max: %v", err)
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("net.core.rmem_max: %v", err)
+	}
+	return v
+}
+
+// TestDiagnoseCappedByRmemMax: the listener asks SO_RCVBUF for twice net.core.rmem_max and gets
+// 2 × rmem_max (the host's value: the sysctl is read-only in a namespace, and is not changed here); 1-byte
+// writes on a few connections overflow even that.
+func TestDiagnoseCappedByRmemMax(t *testing.T) {
+	e2e.Require(t)
+	rm := hostRmemMax(t)
+	if rm > 16<<20 {
+		testenv.Missing(t, "net.core.rmem_max is %d: 1-byte writes would take too long to overflow 2 × that", rm)
+	}
+	ns := testenv.NewNetNS(t)
+	port := background(t, ns, pruneLoad(trafficgen.Options{RcvBuf: 2 * rm, Conns: 4}))
+	time.Sleep(500 * time.Millisecond)
+	wantFirst(t, diagnoseIn(t, ns, 4*time.Second), "rcvbuf_capped_by_rmem_max", "server", port)
+}
+
+// connected opens a listener (rcvbuf as trafficgen.ListenConfig.RcvBuf) and n connections to it, all in the
+// calling thread's namespace, and waits until the server accepted them.
+func connected(ctx context.Context, n, rcvbuf int) (*trafficgen.Server, *trafficgen.Clients, error) {
+	srv, err := trafficgen.Listen(trafficgen.ListenConfig{RcvBuf: rcvbuf})
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, err := trafficgen.Dial(ctx, srv.Addr(), n, trafficgen.DialConfig{})
+	if err != nil {
+		srv.Close()
+		return nil, nil, err
+	}
+	if err := srv.WaitAccepted(n, 10*time.Second); err != nil {
+		cl.Close()
+		srv.Close()
+		return nil, nil, err
+	}
+	return srv, cl, nil
+}
+
+// writeUntil writes chunk to every connection in turn until ctx ends; a write that finds the connection's
+// buffers full gives up after a millisecond and the next connection is tried.
+func writeUntil(ctx context.Context, conns []*net.TCPConn, chunk []byte) error {
+	for ctx.Err() == nil {
+		for _, c := range conns {
+			c.SetWriteDeadline(time.Now().Add(time.Millisecond))
+			if _, err := c.Write(chunk); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// readUntil reads every connection until ctx ends, pausing pause between rounds (0: as fast as it can).
+func readUntil(ctx context.Context, conns []*net.TCPConn, pause time.Duration) {
+	buf := make([]byte, 1<<20)
+	for ctx.Err() == nil {
+		for _, c := range conns {
+			for {
+				c.SetReadDeadline(time.Now().Add(time.Millisecond))
+				if n, err := c.Read(buf); err != nil || n == 0 {
+					break
+				}
+			}
+		}
+		if pause > 0 {
+			time.Sleep(pause)
+		}
+	}
+}
+
+// TestDiagnoseSlowReaderServer: clients upload, the server never reads (a paused reader, issue 10's 4th
+// observation): its autotuned buffers fill, its windows close, nothing is collapsed or lost.
+func TestDiagnoseSlowReaderServer(t *testing.T) {
+	e2e.Require(t)
+	ns := testenv.NewNetNS(t)
+	port := background(t, ns, func(ctx context.Context, ready func(int)) error {
+		srv, cl, err := connected(ctx, 8, 0)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		defer cl.Close()
+		ready(srv.Port())
+		return writeUntil(ctx, cl.Conns, make([]byte, 64<<10))
+	})
+	time.Sleep(500 * time.Millisecond)
+	wantFirst(t, diagnoseIn(t, ns, 3*time.Second), "slow_reader", "server", port)
+}
+
+// TestDiagnoseSlowReaderClient: the server sends, the clients never read (issue 10's slow client): the
+// client sockets fill and advertise zero windows; the group is the clients of the server's port.
+func TestDiagnoseSlowReaderClient(t *testing.T) {
+	e2e.Require(t)
+	ns := testenv.NewNetNS(t)
+	port := background(t, ns, func(ctx context.Context, ready func(int)) error {
+		srv, cl, err := connected(ctx, 8, 0)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		defer cl.Close()
+		ready(srv.Port())
+		return writeUntil(ctx, srv.Conns(), make([]byte, 64<<10))
+	})
+	time.Sleep(500 * time.Millisecond)
+	wantFirst(t, diagnoseIn(t, ns, 3*time.Second), "slow_reader", "client", port)
+}
+
+// TestDiagnoseTCPRmemMaxLow: net.ipv4.tcp_rmem (per namespace) with its max at its default, 64 KiB, so
+// autotuned sockets start at the max; 1-byte writes from many clients to a server that does read, in rounds
+// 20ms apart: the queues overflow their buffers between rounds (collapse, drops) while the windows stay open.
+func TestDiagnoseTCPRmemMaxLow(t *testing.T) {
+	e2e.Require(t)
+	ns := testenv.NewNetNS(t)
+	ns.MustRun(t, "sh", "-c", "echo '4096 65536 65536' > /proc/sys/net/ipv4/tcp_rmem")
+	port := background(t, ns, func(ctx context.Context, ready func(int)) error {
+		l, err := trafficgen.NewLoad(ctx, trafficgen.Options{RcvBuf: -1, Duration: time.Minute})
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		rctx, stop := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() { readUntil(rctx, l.Server().Conns(), 20*time.Millisecond) })
+		defer wg.Wait()
+		defer stop()
+		ready(l.Port())
+		_, err = l.Run(ctx)
+		return err
+	})
+	time.Sleep(500 * time.Millisecond)
+	wantFirst(t, diagnoseIn(t, ns, 3*time.Second), "tcp_rmem_max_low", "server", port)
+}
+
+// TestDiagnoseAcceptQueueOverflow: a listener with backlog 8 that never accepts, its queue full, and new
+// connections knocking every 100ms: ListenOverflows rises and the listener is seen full.
+func TestDiagnoseAcceptQueueOverflow(t *testing.T) {
+	e2e.Require(t)
+	ns := testenv.NewNetNS(t)
+	port := background(t, ns, func(ctx context.Context, ready func(int)) error {
+		b, err := trafficgen.FullAcceptQueue(ctx, "127.0.0.1:0", 8, 4)
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		ready(b.Server.Port())
+		for ctx.Err() == nil {
+			// Each attempt's SYN is dropped at the full queue (ListenOverflows) until the dial times out.
+			if c, err := net.DialTimeout("tcp", b.Server.Addr(), 100*time.Millisecond); err == nil {
+				c.Close()
+			}
+		}
+		return nil
+	})
+	time.Sleep(300 * time.Millisecond)
+	wantFirst(t, diagnoseIn(t, ns, 3*time.Second), "accept_queue_overflow", "server", port)
+}
+
+// TestDiagnoseHealthy: heavy traffic that the kernel handles without harm — 16 connections uploading in
+// 64 KiB writes to a server that reads as fast as it can, autotuned buffers — must give no finding about
+// the namespace but growth_only.
+func TestDiagnoseHealthy(t *testing.T) {
+	e2e.Require(t)
+	ns := testenv.NewNetNS(t)
+	background(t, ns, func(ctx context.Context, ready func(int)) error {
+		srv, cl, err := connected(ctx, 16, 0)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		defer cl.Close()
+		rctx, stop := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() { readUntil(rctx, srv.Conns(), 0) })
+		defer wg.Wait()
+		defer stop()
+		ready(srv.Port())
+		return writeUntil(ctx, cl.Conns, make([]byte, 64<<10))
+	})
+	time.Sleep(300 * time.Millisecond)
+	r := diagnoseIn(t, ns, 3*time.Second)
+	for _, f := range r.Findings {
+		if !hostWide[f.Cause] && f.Cause != "growth_only" {
+			t.Errorf("healthy traffic gave %s (%s) for %s/%s: %s", f.Cause, f.Confidence, *f.Scope.Role, *f.Scope.Port, strings.Join(f.Evidence, "; "))
+		}
+	}
+}
