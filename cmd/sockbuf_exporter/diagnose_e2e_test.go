@@ -407,7 +407,6 @@ func TestDiagnoseGrowthOnly(t *testing.T) {
 	}
 }
 
-
 // TestDiagnoseHostWideFromProcfsTree proves the host-wide causes that cannot be produced on a shared
 // machine without harming everything else on it — TCP memory over net.ipv4.tcp_mem pressure, and the
 // per-CPU input queues overflowing (softnet_stat dropped) — with a --path.procfs tree the test writes: the
