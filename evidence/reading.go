@@ -3,6 +3,7 @@ package evidence
 import (
 	"time"
 
+	"github.com/sockbuf/sockbuf_exporter/bpf/drops"
 	"github.com/sockbuf/sockbuf_exporter/diagnose"
 	"github.com/sockbuf/sockbuf_exporter/procnet"
 )
@@ -32,6 +33,9 @@ type Reading struct {
 	TCPInfo bool
 	// DropsKnown: the kernel sent sk_drops in skmeminfo.
 	DropsKnown bool
+
+	// BPF is the drop tracer's counters since it was opened, when Config.Tracer is set and could be read.
+	BPF *drops.Snapshot
 
 	// Errors says what could not be read, for the report's text.
 	Errors []string

@@ -32,6 +32,10 @@ type Config struct {
 	Dial func() (*sockdiag.Client, error)
 	// DumpTimeout bounds each socket dump; 0 means 30s.
 	DumpTimeout time.Duration
+	// Tracer, when set, adds the bpf drop tracer's counts to every reading; TracerNetNS is the inode number
+	// of the namespace the readings are of (drops.OwnNetNS), for its listening ports.
+	Tracer      Tracer
+	TracerNetNS uint32
 	// HostNetns says whether the readings are of the host's network namespace; nil finds out by comparing
 	// the calling thread's namespace with that of pid 1 under ProcPath.
 	HostNetns *bool
@@ -131,11 +135,14 @@ func (s *Sampler) Sample(ctx context.Context) error {
 	} else {
 		r.SoftnetOK = true
 	}
-	if err := s.dumpSockets(ctx, &r); err != nil {
+	ports, err := s.dumpSockets(ctx, &r)
+	if err != nil {
 		if ctx.Err() != nil {
 			return err
 		}
 		fail("dumping sockets", err)
+	} else if s.cfg.Tracer != nil {
+		s.readTracer(&r, ports)
 	}
 	if !r.NetstatOK && !r.SockstatOK && !r.SysctlOK && !r.SoftnetOK && !r.Sockets {
 		return fmt.Errorf("nothing could be read: %v", errors.New(joinErrors(r.Errors)))
@@ -179,7 +186,16 @@ func (s *Sampler) Evidence(window time.Duration) *diagnose.Evidence {
 	if window > 0 {
 		since = time.Now().Add(-window)
 	}
-	return Build(s.Readings(since), s.host)
+	ev := Build(s.Readings(since), s.host)
+	if t := s.cfg.Tracer; t != nil {
+		growth, limits := true, true
+		for _, m := range t.Missing() {
+			growth = growth && m != "tcp_rcvbuf_grow"
+			limits = limits && m != "sock_exceed_buf_limit"
+		}
+		buildBPF(ev, s.Readings(since), t.Attributed(), growth, limits)
+	}
+	return ev
 }
 
 // Run takes a reading every interval until ctx ends, logging failures at most once per kind of failure in a

@@ -35,11 +35,11 @@ type groupAcc struct {
 
 // dumpSockets takes the two dumps of a reading: the listeners first (their ports decide each socket's role),
 // then every other socket with skmeminfo (and tcp_info when configured).
-func (s *Sampler) dumpSockets(ctx context.Context, r *Reading) error {
+func (s *Sampler) dumpSockets(ctx context.Context, r *Reading) (listeningPorts []uint16, err error) {
 	if s.client == nil {
 		c, err := s.cfg.Dial()
 		if err != nil {
-			return fmt.Errorf("opening sock_diag: %w", err)
+			return nil, fmt.Errorf("opening sock_diag: %w", err)
 		}
 		s.client = c
 	}
@@ -49,7 +49,7 @@ func (s *Sampler) dumpSockets(ctx context.Context, r *Reading) error {
 	var listening [65536 / 64]uint64
 	listeners := map[uint16]diagnose.ListenSample{}
 	attempt := 0
-	_, err := s.client.DumpContext(ctx, sockdiag.Request{Family: sockdiag.FamilyUnspec, States: 1 << sockdiag.StateListen},
+	_, err = s.client.DumpContext(ctx, sockdiag.Request{Family: sockdiag.FamilyUnspec, States: 1 << sockdiag.StateListen},
 		func(sk *sockdiag.Socket) error {
 			if sk.Attempt != attempt { // the kernel restarted the dump: start over
 				attempt = sk.Attempt
@@ -68,7 +68,7 @@ func (s *Sampler) dumpSockets(ctx context.Context, r *Reading) error {
 			return nil
 		})
 	if err != nil {
-		return fmt.Errorf("dumping LISTEN sockets: %w", err)
+		return nil, fmt.Errorf("dumping LISTEN sockets: %w", err)
 	}
 
 	ext := sockdiag.ExtSKMemInfo
@@ -120,7 +120,7 @@ func (s *Sampler) dumpSockets(ctx context.Context, r *Reading) error {
 			return nil
 		})
 	if err != nil {
-		return fmt.Errorf("dumping TCP sockets: %w", err)
+		return nil, fmt.Errorf("dumping TCP sockets: %w", err)
 	}
 	s.drops.commit()
 	// tcp_info counts as read when asked for and the kernel sent tcpi_rcv_wnd (6.2+), or when there was no
@@ -129,7 +129,10 @@ func (s *Sampler) dumpSockets(ctx context.Context, r *Reading) error {
 	r.TCPInfo = s.cfg.TCPInfo && (sawRcvWnd || sockets == 0)
 	r.Groups = foldGroups(groups, s.cfg.MaxGroups)
 	r.Listeners = foldListeners(listeners, s.cfg.MaxGroups)
-	return nil
+	for p := range listeners {
+		listeningPorts = append(listeningPorts, p)
+	}
+	return listeningPorts, nil
 }
 
 // fuller orders listeners of one port: the fuller accept queue, then the longer one.

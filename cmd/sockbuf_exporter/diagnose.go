@@ -14,6 +14,7 @@ import (
 
 	"github.com/alecthomas/kingpin/v2"
 
+	"github.com/sockbuf/sockbuf_exporter/bpf/drops"
 	"github.com/sockbuf/sockbuf_exporter/diagnose"
 	"github.com/sockbuf/sockbuf_exporter/evidence"
 )
@@ -23,6 +24,7 @@ type diagnoseFlags struct {
 	cmd      *kingpin.CmdClause
 	duration *time.Duration
 	format   *string
+	bpf      *bool
 
 	interval *time.Duration // the exporter's background sampler; 0 disables /diagnose
 	window   *time.Duration
@@ -36,6 +38,7 @@ func addDiagnose(app *kingpin.Application) *diagnoseFlags {
 		"Watch this network namespace for --duration, then name what is wrong with TCP receive buffers, where, what to change and the PromQL that shows it helped; exit 0 with the findings printed, 1 on an internal error.")}
 	f.duration = f.cmd.Flag("duration", "How long to watch; readings are taken about every tenth of it (at least 100ms, at most 2s apart).").Default("10s").Duration()
 	f.format = f.cmd.Flag("format", "Output: text for a person, json for the contract of docs/diagnose.md.").Default("text").Enum("text", "json")
+	f.bpf = f.cmd.Flag("bpf", "Load the bpf drop tracer for the run (needs CAP_BPF and CAP_PERFMON, and the kernel's BTF), to count every receive drop by reason and socket group and tell pinned sockets apart; without it the findings say what they could not tell.").Default("true").Bool()
 	f.interval = app.Flag("diagnose.interval", "How often the exporter takes a reading (counters, sysctls, two socket dumps) for /diagnose; 0 disables /diagnose.").Default("15s").Duration()
 	f.window = app.Flag("diagnose.window", "The window /diagnose diagnoses: the readings of this last stretch of time, kept in memory.").Default("5m").Duration()
 	f.tcpInfo = app.Flag("diagnose.tcp-info", "Ask for tcp_info in the readings of /diagnose and the diagnose command, to tell a slow reader by its zero windows (kernel 6.2+; slower dumps).").Default("true").Bool()
@@ -53,6 +56,14 @@ func runDiagnose(f *diagnoseFlags, cfg evidence.Config, stdout, stderr io.Writer
 	d := max(*f.duration, 0)
 	interval := min(max(d/10, 100*time.Millisecond), 2*time.Second)
 	cfg.Readings = int(d/interval) + 2
+	if *f.bpf {
+		if t, ns, err := openTracer(); err != nil {
+			fmt.Fprintf(stderr, "sockbuf_exporter diagnose: going on without the bpf drop tracer: %v\n", err)
+		} else {
+			defer t.Close()
+			cfg.Tracer, cfg.TracerNetNS = t, ns
+		}
+	}
 	s := evidence.New(cfg)
 	defer s.Close()
 
@@ -87,6 +98,19 @@ func runDiagnose(f *diagnoseFlags, cfg evidence.Config, stdout, stderr io.Writer
 		return 1
 	}
 	return 0
+}
+
+// openTracer loads the bpf drop tracer, counting this network namespace's drops only.
+func openTracer() (*drops.Tracer, uint32, error) {
+	ns, err := drops.OwnNetNS()
+	if err != nil {
+		return nil, 0, err
+	}
+	t, err := drops.Open(drops.Options{NetNS: ns})
+	if err != nil {
+		return nil, 0, err
+	}
+	return t, ns, nil
 }
 
 func writeReport(w io.Writer, rep diagnose.Report, format string) error {

@@ -82,6 +82,13 @@ func decodeReport(t *testing.T, body []byte) report {
 // diagnoseIn runs the built binary's diagnose command inside ns for d and returns its report; it must exit 0.
 func diagnoseIn(t *testing.T, ns *testenv.NetNS, d time.Duration, extra ...string) report {
 	t.Helper()
+	r, _ := diagnoseErr(t, ns, d, extra...)
+	return r
+}
+
+// diagnoseErr is diagnoseIn that also returns what the command wrote on stderr.
+func diagnoseErr(t *testing.T, ns *testenv.NetNS, d time.Duration, extra ...string) (report, string) {
+	t.Helper()
 	bin := e2e.BuildExporter(t)
 	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
 	defer cancel()
@@ -92,7 +99,7 @@ func diagnoseIn(t *testing.T, ns *testenv.NetNS, d time.Duration, extra ...strin
 		t.Fatalf("sockbuf_exporter diagnose: %v\nstderr: %s\nstdout: %s", err, stderr.String(), stdout.String())
 	}
 	t.Logf("diagnose --format=json:\n%s", stdout.String())
-	return decodeReport(t, stdout.Bytes())
+	return decodeReport(t, stdout.Bytes()), stderr.String()
 }
 
 // firstLocal is the most harmful finding about the namespace (not about the whole host).
@@ -170,12 +177,26 @@ func pruneLoad(opts trafficgen.Options) func(ctx context.Context, ready func(int
 
 // TestDiagnosePinned: a listener with SO_RCVBUF 8 KiB locked before listen() (accepted sockets inherit
 // it), 1-byte writes, a server that never reads: the kernel collapses and drops, the buffer never grows.
+// Without the bpf tracer pinning is inferred from the rcvbuf that never grows; with it, it is read from the
+// drops' rcvbuf_locked, at high confidence.
 func TestDiagnosePinned(t *testing.T) {
 	e2e.Require(t)
 	ns := testenv.NewNetNS(t)
 	port := background(t, ns, pruneLoad(trafficgen.Options{Renew: time.Second}))
 	time.Sleep(300 * time.Millisecond)
-	wantFirst(t, diagnoseIn(t, ns, 3*time.Second), "rcvbuf_pinned", "server", port)
+	t.Run("without bpf", func(t *testing.T) {
+		wantFirst(t, diagnoseIn(t, ns, 3*time.Second, "--no-bpf"), "rcvbuf_pinned", "server", port)
+	})
+	t.Run("with bpf", func(t *testing.T) {
+		r, stderr := diagnoseErr(t, ns, 3*time.Second)
+		if strings.Contains(stderr, "without the bpf drop tracer") {
+			testenv.Missing(t, "bpf drop tracer: %s", stderr)
+		}
+		wantFirst(t, r, "rcvbuf_pinned", "server", port)
+		if f, _ := firstLocal(r); f.Confidence != "high" || !strings.Contains(strings.Join(f.Evidence, "\n"), "rcvbuf_locked=true") {
+			t.Errorf("with bpf: confidence %s, evidence %q; want high, from drops on rcvbuf_locked=true sockets", f.Confidence, f.Evidence)
+		}
+	})
 }
 
 // hostRmemMax reads net.core.rmem_max, which a network namespace only reads (the host's value).
