@@ -198,8 +198,23 @@ func (s *Sampler) Evidence(window time.Duration) *diagnose.Evidence {
 	return ev
 }
 
-// Run takes a reading every interval until ctx ends, logging failures at most once per kind of failure in a
-// row.
+// Problems lists, once each, what the readings taken at or after since could not read.
+func (s *Sampler) Problems(since time.Time) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range s.Readings(since) {
+		for _, e := range r.Errors {
+			if !seen[e] {
+				seen[e] = true
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}
+
+// Run takes a reading every interval until ctx ends, logging a failure, or a source it could not read, when
+// it differs from the reading before's.
 func (s *Sampler) Run(ctx context.Context, interval time.Duration, logger *slog.Logger) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -208,13 +223,16 @@ func (s *Sampler) Run(ctx context.Context, interval time.Duration, logger *slog.
 	defer t.Stop()
 	last := ""
 	for {
+		start := time.Now()
 		err := s.Sample(ctx)
 		msg := ""
 		if err != nil {
 			msg = err.Error()
+		} else if p := s.Problems(start); len(p) > 0 {
+			msg = joinErrors(p)
 		}
 		if msg != last && msg != "" && ctx.Err() == nil {
-			logger.Warn("diagnose: taking a reading failed", "err", err)
+			logger.Warn("diagnose: a reading is incomplete", "err", msg)
 		}
 		last = msg
 		select {

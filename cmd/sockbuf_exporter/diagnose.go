@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -92,7 +93,17 @@ func runDiagnose(f *diagnoseFlags, cfg evidence.Config, stdout, stderr io.Writer
 			break
 		}
 	}
-	rep := diagnose.Diagnose(s.Evidence(0))
+	for _, p := range s.Problems(time.Time{}) {
+		fmt.Fprintln(stderr, "sockbuf_exporter diagnose: warning:", p)
+	}
+	ev := s.Evidence(0)
+	if !ev.Sources.Netstat || ev.Samples < 2 {
+		// Without the TCP counters or two socket dumps nearly every rule is blind: an empty report would
+		// read as "all is well".
+		fmt.Fprintln(stderr, "sockbuf_exporter diagnose: cannot diagnose without the TCP counters (--path.procfs) and two socket dumps")
+		return 1
+	}
+	rep := diagnose.Diagnose(ev)
 	if err := writeReport(stdout, rep, *f.format); err != nil {
 		fmt.Fprintln(stderr, "sockbuf_exporter diagnose: writing the report:", err)
 		return 1
@@ -122,7 +133,7 @@ func writeReport(w io.Writer, rep diagnose.Report, format string) error {
 
 // diagnoseHandler serves /diagnose from the background sampler's readings of the last window: text, or the
 // JSON contract with ?format=json. Until two readings exist there is no window to diagnose: 503.
-func diagnoseHandler(s *evidence.Sampler, window time.Duration, logger *slog.Logger) http.Handler {
+func diagnoseHandler(s *evidence.Sampler, window, interval time.Duration, logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		format := r.URL.Query().Get("format")
 		switch format {
@@ -135,7 +146,7 @@ func diagnoseHandler(s *evidence.Sampler, window time.Duration, logger *slog.Log
 		}
 		ev := s.Evidence(window)
 		if ev.Samples < 2 {
-			w.Header().Set("Retry-After", "15")
+			w.Header().Set("Retry-After", strconv.Itoa(int(max(interval, time.Second)/time.Second)))
 			http.Error(w, "not enough readings yet: /diagnose needs two socket dumps in the window (--diagnose.interval apart)", http.StatusServiceUnavailable)
 			return
 		}
@@ -154,6 +165,10 @@ func diagnoseHandler(s *evidence.Sampler, window time.Duration, logger *slog.Log
 	})
 }
 
+// maxReadings bounds the memory of /diagnose's readings (each at most --collector.sockets.max-groups groups
+// and listening ports).
+const maxReadings = 2000
+
 // startDiagnoseSampler starts the background sampler of /diagnose, sized for the window, and returns it (nil
 // when disabled).
 func startDiagnoseSampler(f *diagnoseFlags, cfg evidence.Config, logger *slog.Logger) *evidence.Sampler {
@@ -161,6 +176,11 @@ func startDiagnoseSampler(f *diagnoseFlags, cfg evidence.Config, logger *slog.Lo
 		return nil
 	}
 	cfg.Readings = int(*f.window / *f.interval) + 2
+	if cfg.Readings > maxReadings {
+		logger.Warn("diagnose: --diagnose.window holds too many readings at this --diagnose.interval; keeping the last ones only",
+			"readings", cfg.Readings, "kept", maxReadings)
+		cfg.Readings = maxReadings
+	}
 	s := evidence.New(cfg)
 	go s.Run(context.Background(), *f.interval, logger)
 	return s

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -506,5 +507,25 @@ func TestDiagnoseHostWideFromProcfsTree(t *testing.T) {
 	}
 	if len(r.Findings) == 0 || r.Findings[0].Cause != "softnet_backlog" {
 		t.Errorf("first finding is not softnet_backlog (packets lost) but %v", r.Findings)
+	}
+}
+
+// TestDiagnoseInternalError: a procfs path without the TCP counters leaves nothing to diagnose; the command
+// says so and exits 1 instead of printing an empty, reassuring report.
+func TestDiagnoseInternalError(t *testing.T) {
+	e2e.Require(t)
+	ns := testenv.NewNetNS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := ns.Command(ctx, e2e.BuildExporter(t), "diagnose", "--duration=300ms", "--no-bpf", "--format=json", "--path.procfs="+t.TempDir())
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("exit: %v; want status 1\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
+	}
+	if stdout.Len() != 0 || !strings.Contains(stderr.String(), "cannot diagnose") || !strings.Contains(stderr.String(), "netstat") {
+		t.Errorf("stdout %q, stderr %q; want no report and the reason, naming the file", stdout.String(), stderr.String())
 	}
 }

@@ -118,7 +118,7 @@ func main() {
 	}, logger))
 	links := []web.LandingLinks{{Address: *metricsPath, Text: "Metrics"}}
 	if s := startDiagnoseSampler(diag, samplerConfig(*procPath, *fullRatio, *maxGroups, *diag.tcpInfo), logger); s != nil {
-		http.Handle("/diagnose", diagnoseHandler(s, *diag.window, logger))
+		http.Handle("/diagnose", diagnoseHandler(s, *diag.window, *diag.interval, logger))
 		links = append(links, web.LandingLinks{Address: "/diagnose", Text: "Diagnose (why is this host pruning?)"})
 	}
 	if *metricsPath != "/" {
