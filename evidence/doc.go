@@ -2,9 +2,8 @@
 // namespace (the TcpExt and Tcp counters, sockstat, the receive-buffer sysctls and softnet_stat through
 // procnet; a LISTEN dump and a dump of every other TCP socket with skmeminfo and tcp_info through sockdiag,
 // folded per socket group with diagnose.GroupSample.Add; the bpf/drops tracer's counts when given one) and
-// turns the readings of a window into a
-// diagnose.Evidence. It parses nothing itself and opens no netlink socket of its own kind: procnet and
-// sockdiag do the reading.
+// turns the readings of a window into a diagnose.Evidence. It parses nothing itself and opens no netlink
+// socket of its own kind: procnet and sockdiag do the reading.
 //
 // A Sampler keeps the last readings in a ring of fixed size, so its memory is bounded by the ring's length
 // times the group cap (Config.MaxGroups groups and listeners per reading, the rest folded into port
