@@ -194,8 +194,23 @@ func TestDiagnosePinned(t *testing.T) {
 			testenv.Missing(t, "bpf drop tracer: %s", stderr)
 		}
 		wantFirst(t, r, "rcvbuf_pinned", "server", port)
-		if f, _ := firstLocal(r); f.Confidence != "high" || !strings.Contains(strings.Join(f.Evidence, "\n"), "rcvbuf_locked=true") {
-			t.Errorf("with bpf: confidence %s, evidence %q; want high, from drops on rcvbuf_locked=true sockets", f.Confidence, f.Evidence)
+		// The 1-byte load always collapses but drops only on some sets of connections: when it dropped in the
+		// window, bpf saw the drops on locked sockets and the finding is sure; when it only collapsed, bpf saw
+		// no drop and pinning is inferred as without it.
+		f, _ := firstLocal(r)
+		ev := strings.Join(f.Evidence, "\n")
+		switch {
+		case strings.Contains(ev, "rcvbuf_locked=true"):
+			if f.Confidence != "high" {
+				t.Errorf("bpf saw drops on locked sockets, confidence %s; want high", f.Confidence)
+			}
+		case strings.Contains(ev, "bpf saw no drop"):
+			t.Logf("the kernel collapsed but dropped nothing in this window; confidence %s", f.Confidence)
+			if f.Confidence != "medium" {
+				t.Errorf("confidence %s; want medium", f.Confidence)
+			}
+		default:
+			t.Errorf("with bpf, the evidence names neither the drops on locked sockets nor their absence: %q", f.Evidence)
 		}
 	})
 }
