@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -170,6 +171,9 @@ func pruneLoad(opts trafficgen.Options) func(ctx context.Context, ready func(int
 			return err
 		}
 		defer l.Close()
+		if err := warmUp(ctx, l, "TCPRcvCollapsed"); err != nil {
+			return err
+		}
 		ready(l.Port())
 		_, err = l.Run(ctx)
 		return err
@@ -264,28 +268,60 @@ func connected(ctx context.Context, n, rcvbuf int) (*trafficgen.Server, *traffic
 	return srv, cl, nil
 }
 
-// writeUntil writes chunk to every connection in turn until ctx ends; a write that finds the connection's
-// buffers full gives up after a millisecond and the next connection is tried.
-func writeUntil(ctx context.Context, conns []*net.TCPConn, chunk []byte) error {
+// writeUntil writes chunk to every connection in turn until ctx ends, or until until (when not nil) says so
+// after a round; a write that finds the connection's buffers full gives up after a millisecond and the next
+// connection is tried.
+func writeUntil(ctx context.Context, conns []*net.TCPConn, chunk []byte, until func(full bool) bool) error {
 	for ctx.Err() == nil {
+		full := true // every write of the round found its buffers full
 		for _, c := range conns {
 			c.SetWriteDeadline(time.Now().Add(time.Millisecond))
-			if _, err := c.Write(chunk); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			n, err := c.Write(chunk)
+			if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 				return err
 			}
+			full = full && n < len(chunk)
+		}
+		if until != nil && until(full) {
+			return nil
 		}
 	}
-	return nil
+	return ctx.Err()
 }
 
-// readUntil reads every connection until ctx ends, pausing pause between rounds (0: as fast as it can).
-func readUntil(ctx context.Context, conns []*net.TCPConn, pause time.Duration) {
+// filled stops writeUntil once a round found every connection full, or after 10s.
+func filled() func(bool) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	return func(full bool) bool { return full || time.Now().After(deadline) }
+}
+
+// warmUp runs a trafficgen load until the namespace's counter moved (or 10s passed), so that the diagnosis
+// starts on a namespace where the harm is happening, however slowly a loaded machine set it up. It must run
+// on the namespace's thread (it reads /proc/thread-self/net).
+func warmUp(ctx context.Context, l *trafficgen.Load, counter string) error {
+	base, err := trafficgen.ReadNetstat()
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err = l.RunUntil(wctx, trafficgen.Moved(base, counter))
+	return err
+}
+
+// readUntil reads every connection until ctx ends, pausing pause between rounds (0: as fast as it can), and
+// adds what it read to total when not nil.
+func readUntil(ctx context.Context, conns []*net.TCPConn, pause time.Duration, total *atomic.Int64) {
 	buf := make([]byte, 1<<20)
 	for ctx.Err() == nil {
 		for _, c := range conns {
 			for {
 				c.SetReadDeadline(time.Now().Add(time.Millisecond))
-				if n, err := c.Read(buf); err != nil || n == 0 {
+				n, err := c.Read(buf)
+				if total != nil {
+					total.Add(int64(n))
+				}
+				if err != nil || n == 0 {
 					break
 				}
 			}
@@ -308,10 +344,13 @@ func TestDiagnoseSlowReaderServer(t *testing.T) {
 		}
 		defer srv.Close()
 		defer cl.Close()
+		chunk := make([]byte, 64<<10)
+		if err := writeUntil(ctx, cl.Conns, chunk, filled()); err != nil {
+			return err
+		}
 		ready(srv.Port())
-		return writeUntil(ctx, cl.Conns, make([]byte, 64<<10))
+		return writeUntil(ctx, cl.Conns, chunk, nil)
 	})
-	time.Sleep(500 * time.Millisecond)
 	wantFirst(t, diagnoseIn(t, ns, 3*time.Second), "slow_reader", "server", port)
 }
 
@@ -327,10 +366,13 @@ func TestDiagnoseSlowReaderClient(t *testing.T) {
 		}
 		defer srv.Close()
 		defer cl.Close()
+		chunk := make([]byte, 64<<10)
+		if err := writeUntil(ctx, srv.Conns(), chunk, filled()); err != nil {
+			return err
+		}
 		ready(srv.Port())
-		return writeUntil(ctx, srv.Conns(), make([]byte, 64<<10))
+		return writeUntil(ctx, srv.Conns(), chunk, nil)
 	})
-	time.Sleep(500 * time.Millisecond)
 	wantFirst(t, diagnoseIn(t, ns, 3*time.Second), "slow_reader", "client", port)
 }
 
@@ -349,9 +391,12 @@ func TestDiagnoseTCPRmemMaxLow(t *testing.T) {
 		defer l.Close()
 		rctx, stop := context.WithCancel(ctx)
 		var wg sync.WaitGroup
-		wg.Go(func() { readUntil(rctx, l.Server().Conns(), 20*time.Millisecond) })
+		wg.Go(func() { readUntil(rctx, l.Server().Conns(), 20*time.Millisecond, nil) })
 		defer wg.Wait()
 		defer stop()
+		if err := warmUp(ctx, l, "TCPRcvCollapsed"); err != nil {
+			return err
+		}
 		ready(l.Port())
 		_, err = l.Run(ctx)
 		return err
@@ -390,6 +435,7 @@ func TestDiagnoseAcceptQueueOverflow(t *testing.T) {
 func TestDiagnoseHealthy(t *testing.T) {
 	e2e.Require(t)
 	ns := testenv.NewNetNS(t)
+	var read atomic.Int64
 	background(t, ns, func(ctx context.Context, ready func(int)) error {
 		srv, cl, err := connected(ctx, 16, 0)
 		if err != nil {
@@ -399,14 +445,20 @@ func TestDiagnoseHealthy(t *testing.T) {
 		defer cl.Close()
 		rctx, stop := context.WithCancel(ctx)
 		var wg sync.WaitGroup
-		wg.Go(func() { readUntil(rctx, srv.Conns(), 0) })
+		wg.Go(func() { readUntil(rctx, srv.Conns(), 0, &read) })
 		defer wg.Wait()
 		defer stop()
 		ready(srv.Port())
-		return writeUntil(ctx, cl.Conns, make([]byte, 64<<10))
+		return writeUntil(ctx, cl.Conns, make([]byte, 64<<10), nil)
 	})
 	time.Sleep(300 * time.Millisecond)
+	before := read.Load()
 	r := diagnoseIn(t, ns, 3*time.Second)
+	moved := read.Load() - before
+	t.Logf("the server read %d MiB during the run", moved>>20)
+	if moved < 100<<20 {
+		t.Errorf("the server read only %d bytes during the run: not heavy traffic", moved)
+	}
 	for _, f := range r.Findings {
 		if !hostWide[f.Cause] && f.Cause != "growth_only" {
 			t.Errorf("healthy traffic gave %s (%s) for %s/%s: %s", f.Cause, f.Confidence, *f.Scope.Role, *f.Scope.Port, strings.Join(f.Evidence, "; "))
@@ -417,24 +469,41 @@ func TestDiagnoseHealthy(t *testing.T) {
 // TestDiagnoseGrowthOnly: issue 10's first observation, the healthy kind of PruneCalled. A server streams
 // in small writes to clients that read as fast as they can, with autotuned buffers: small segments cost
 // more truesize than the window allows for, the queue reaches rcvbuf between reads, and tcp_prune_queue
-// counts PruneCalled, then tcp_clamp_window grows the buffer and nothing is collapsed or lost.
+// counts PruneCalled, then tcp_clamp_window grows the buffer and nothing is collapsed or lost. Buffers stop
+// growing once they are large enough, so fresh connections replace them every 300ms.
 func TestDiagnoseGrowthOnly(t *testing.T) {
 	e2e.Require(t)
 	ns := testenv.NewNetNS(t)
 	background(t, ns, func(ctx context.Context, ready func(int)) error {
-		srv, cl, err := connected(ctx, 4, 0)
+		base, err := trafficgen.ReadNetstat()
 		if err != nil {
 			return err
 		}
-		defer srv.Close()
-		defer cl.Close()
-		rctx, stop := context.WithCancel(ctx)
-		var wg sync.WaitGroup
-		wg.Go(func() { readUntil(rctx, cl.Conns, 0) })
-		defer wg.Wait()
-		defer stop()
-		ready(srv.Port())
-		return writeUntil(ctx, srv.Conns(), make([]byte, 230))
+		moved, deadline := trafficgen.Moved(base, "PruneCalled"), time.Now().Add(10*time.Second)
+		chunk := make([]byte, 230)
+		for first := true; ctx.Err() == nil; {
+			srv, cl, err := connected(ctx, 4, 0)
+			if err != nil {
+				return err
+			}
+			rctx, stop := context.WithCancel(ctx)
+			var wg sync.WaitGroup
+			wg.Go(func() { readUntil(rctx, cl.Conns, 0, nil) })
+			round := time.Now().Add(300 * time.Millisecond)
+			err = writeUntil(ctx, srv.Conns(), chunk, func(bool) bool { return time.Now().After(round) })
+			if first && (moved() || time.Now().After(deadline)) {
+				first = false
+				ready(srv.Port())
+			}
+			stop()
+			wg.Wait()
+			cl.Close()
+			srv.Close()
+			if err != nil {
+				return err
+			}
+		}
+		return ctx.Err()
 	})
 	time.Sleep(300 * time.Millisecond)
 	r := diagnoseIn(t, ns, 3*time.Second)
