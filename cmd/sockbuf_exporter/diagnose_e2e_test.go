@@ -6,7 +6,7 @@ package main
 // namespace-local findings are checked; the host-wide ones (softnet_backlog, tcp_mem_pressure,
 // cgroup_memory_pressure) are skipped over when picking the first finding, because other processes of this
 // shared machine move softnet_stat and TCP memory at any time (and the 1-byte loads of these tests overflow
-// loopback's per-CPU backlog themselves). Those causes are proven by TestDiagnoseHostWideFromProcfsTree.
+// loopback's per-CPU backlog themselves). Those causes are proven by TestDiagnoseFromProcfsTree.
 
 import (
 	"bytes"
@@ -513,13 +513,15 @@ func TestDiagnoseGrowthOnly(t *testing.T) {
 	}
 }
 
-// TestDiagnoseHostWideFromProcfsTree proves the host-wide causes that cannot be produced on a shared
-// machine without harming everything else on it — TCP memory over net.ipv4.tcp_mem pressure, and the
-// per-CPU input queues overflowing (softnet_stat dropped) — with a --path.procfs tree the test writes: the
-// real binary reads it as it reads /proc, while the test raises CPU 0's dropped column during the run.
-// cgroup_memory_pressure needs cgroup memory files the collection does not read yet; it is proven by the
-// rule's table tests in package diagnose only.
-func TestDiagnoseHostWideFromProcfsTree(t *testing.T) {
+// TestDiagnoseFromProcfsTree proves the host-wide causes that cannot be produced on a shared machine without
+// harming everything else on it — TCP memory over net.ipv4.tcp_mem pressure, and the per-CPU input queues
+// overflowing (softnet_stat dropped) — with a --path.procfs tree the test writes: the real binary reads it as
+// it reads /proc, while the test raises CPU 0's dropped column during the run. backlog_drops is proven the
+// same way, with TcpExt TCPBacklogDrop rising: no traffic tried here (pinned small buffers read continuously
+// under 1-byte segments) made tcp_add_backlog drop in a namespace, since it coalesces small segments in the
+// backlog. cgroup_memory_pressure needs cgroup memory files the collection does not read yet; it is proven
+// by the rule's table tests in package diagnose only.
+func TestDiagnoseFromProcfsTree(t *testing.T) {
 	e2e.Require(t)
 	root := t.TempDir()
 	write := func(path, content string) {
@@ -540,7 +542,8 @@ func TestDiagnoseHostWideFromProcfsTree(t *testing.T) {
 		}
 		write(path, string(b))
 	}
-	copyProc("net/netstat")
+	netstatHead := "TcpExt: PruneCalled TCPRcvCollapsed TCPBacklogDrop ListenOverflows\nTcpExt: 0 0 "
+	write("net/netstat", netstatHead+"0000000000 0\n")
 	copyProc("net/snmp")
 	for _, s := range []string{"core/rmem_max", "core/rmem_default", "ipv4/tcp_rmem", "core/somaxconn"} {
 		copyProc("sys/net/" + s)
@@ -551,19 +554,29 @@ func TestDiagnoseHostWideFromProcfsTree(t *testing.T) {
 	row := "00001000 00000010 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 %08x 00000000 00000000\n"
 	write("net/softnet_stat", fmt.Sprintf(row, 0)+fmt.Sprintf(row, 1))
 
-	// CPU 0's dropped column (the second, 9 bytes in) rises by 16 every 50ms, written in place so that the
-	// descriptor the binary keeps open sees it.
+	// CPU 0's dropped column (the second, 9 bytes in) and TCPBacklogDrop rise by 16 every 50ms, written in
+	// place (fixed width) so that the descriptors the binary keeps open see them.
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		f, err := os.OpenFile(root+"/net/softnet_stat", os.O_WRONLY, 0)
+		softnet, err := os.OpenFile(root+"/net/softnet_stat", os.O_WRONLY, 0)
 		if err != nil {
 			t.Error(err)
 			return
 		}
-		defer f.Close()
+		defer softnet.Close()
+		netstat, err := os.OpenFile(root+"/net/netstat", os.O_WRONLY, 0)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer netstat.Close()
 		for v := 0x10; ctx.Err() == nil && v < 0xffffff; v += 16 {
-			if _, err := f.WriteAt([]byte(fmt.Sprintf("%08x", v)), 9); err != nil {
+			if _, err := softnet.WriteAt([]byte(fmt.Sprintf("%08x", v)), 9); err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := netstat.WriteAt([]byte(fmt.Sprintf("%010d", v)), int64(len(netstatHead))); err != nil {
 				t.Error(err)
 				return
 			}
@@ -574,7 +587,7 @@ func TestDiagnoseHostWideFromProcfsTree(t *testing.T) {
 	defer cancel()
 
 	ns := testenv.NewNetNS(t)
-	r := diagnoseIn(t, ns, time.Second, "--path.procfs="+root)
+	r := diagnoseIn(t, ns, time.Second, "--no-bpf", "--path.procfs="+root)
 	got := map[string]finding{}
 	for _, f := range r.Findings {
 		got[f.Cause] = f
@@ -588,6 +601,9 @@ func TestDiagnoseHostWideFromProcfsTree(t *testing.T) {
 		if f.Confidence != "high" || *f.Scope.Role+*f.Scope.Port+*f.Scope.Cgroup+*f.Scope.Process != "" {
 			t.Errorf("%s: confidence %s, scope %+v; want high for the whole host", cause, f.Confidence, f.Scope)
 		}
+	}
+	if f, ok := got["backlog_drops"]; !ok || f.Confidence != "medium" || *f.Scope.Role+*f.Scope.Port != "" {
+		t.Errorf("backlog_drops: %+v; want medium for the namespace (without bpf it cannot be split by group)", f)
 	}
 	if len(r.Findings) == 0 || r.Findings[0].Cause != "softnet_backlog" {
 		t.Errorf("first finding is not softnet_backlog (packets lost) but %v", r.Findings)
