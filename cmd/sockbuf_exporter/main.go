@@ -117,7 +117,7 @@ func main() {
 		MaxRequests: *maxRequests, TimeoutOffset: *timeoutOffset,
 	}, logger))
 	links := []web.LandingLinks{{Address: *metricsPath, Text: "Metrics"}}
-	if s := startDiagnoseSampler(diag, samplerConfig(*procPath, *fullRatio, *maxGroups, *diag.tcpInfo), logger); s != nil {
+	if s := startDiagnoseSampler(diag, samplerConfig(*procPath, *fullRatio, *maxGroups, *diag.tcpInfo), logger); s != nil && *metricsPath != "/diagnose" {
 		http.Handle("/diagnose", diagnoseHandler(s, *diag.window, *diag.interval, logger))
 		links = append(links, web.LandingLinks{Address: "/diagnose", Text: "Diagnose (why is this host pruning?)"})
 	}
