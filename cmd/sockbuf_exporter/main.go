@@ -117,7 +117,10 @@ func main() {
 		MaxRequests: *maxRequests, TimeoutOffset: *timeoutOffset,
 	}, logger))
 	links := []web.LandingLinks{{Address: *metricsPath, Text: "Metrics"}}
-	if s := startDiagnoseSampler(diag, samplerConfig(*procPath, *fullRatio, *maxGroups, *diag.tcpInfo), logger); s != nil && *metricsPath != "/diagnose" {
+	if *metricsPath == "/diagnose" {
+		*diag.interval = 0 // the metrics own the path
+	}
+	if s := startDiagnoseSampler(diag, samplerConfig(*procPath, *fullRatio, *maxGroups, *diag.tcpInfo), logger); s != nil {
 		http.Handle("/diagnose", diagnoseHandler(s, *diag.window, *diag.interval, logger))
 		links = append(links, web.LandingLinks{Address: "/diagnose", Text: "Diagnose (why is this host pruning?)"})
 	}
