@@ -62,6 +62,7 @@ func main() {
 		netnsNamed    = app.Flag("collector.netns.named-dir", "Where `ip netns add` bind-mounts named network namespaces, whose names the netns collector uses; /host/run/netns in a container that mounts the host's there.").Default("/run/netns").String()
 	)
 	toolkitFlags := kingpinflag.AddFlags(app, defaultPort)
+	diag := addDiagnose(app)
 
 	enabled := map[string]*bool{}
 	for _, c := range collector.Available() {
@@ -83,8 +84,11 @@ func main() {
 	}
 	app.Version(version.Print("sockbuf_exporter"))
 	app.HelpFlag.Short('h')
-	kingpin.MustParse(app.Parse(os.Args[1:]))
+	command := kingpin.MustParse(app.Parse(os.Args[1:]))
 	logger := promslog.New(logConfig)
+	if command == diag.cmd.FullCommand() {
+		os.Exit(runDiagnose(diag, samplerConfig(*procPath, *fullRatio, *maxGroups, *diag.tcpInfo), os.Stdout, os.Stderr))
+	}
 
 	var names []string
 	for name, on := range enabled {
@@ -129,12 +133,20 @@ func main() {
 	http.Handle(*metricsPath, metricshandler.New(exporter, base, metricshandler.Opts{
 		MaxRequests: *maxRequests, TimeoutOffset: *timeoutOffset,
 	}, logger))
+	links := []web.LandingLinks{{Address: *metricsPath, Text: "Metrics"}}
+	if *metricsPath == "/diagnose" {
+		*diag.interval = 0 // the metrics own the path
+	}
+	if s := startDiagnoseSampler(diag, samplerConfig(*procPath, *fullRatio, *maxGroups, *diag.tcpInfo), logger); s != nil {
+		http.Handle("/diagnose", diagnoseHandler(s, *diag.window, *diag.interval, logger))
+		links = append(links, web.LandingLinks{Address: "/diagnose", Text: "Diagnose (why is this host pruning?)"})
+	}
 	if *metricsPath != "/" {
 		landing, err := web.NewLandingPage(web.LandingConfig{
 			Name:        "sockbuf_exporter",
 			Description: "Where and why Linux drops TCP data for lack of receive-buffer room",
 			Version:     version.Info(),
-			Links:       []web.LandingLinks{{Address: *metricsPath, Text: "Metrics"}},
+			Links:       links,
 		})
 		if err != nil {
 			logger.Error("building landing page", "err", err)

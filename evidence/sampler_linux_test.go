@@ -1,0 +1,90 @@
+package evidence
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/sockbuf/sockbuf_exporter/diagnose"
+	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
+	"github.com/sockbuf/sockbuf_exporter/internal/trafficgen"
+)
+
+// TestSamplerSockets takes two readings of a namespace with 5 connections holding 3000 unread bytes each on
+// the server side, and a listener whose accept queue is full, and checks the groups and listeners against
+// them. The sockets are dumped in the test thread's namespace (the /proc files are the process's, not
+// checked here: the end-to-end tests of cmd/sockbuf_exporter run the binary inside the namespace).
+func TestSamplerSockets(t *testing.T) {
+	ns := testenv.NewNetNS(t)
+	const conns, unread = 5, 3000
+	var port, blPort int
+	var ev *diagnose.Evidence
+	err := ns.Do(func() error {
+		ctx := context.Background()
+		c, err := trafficgen.Unread(ctx, trafficgen.UnreadConfig{Conns: conns, Bytes: unread})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		port = c.Servers[0].Port()
+		b, err := trafficgen.FullAcceptQueue(ctx, "127.0.0.1:0", 2, 0)
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		blPort = b.Server.Port()
+		s := New(Config{TCPInfo: true, Readings: 2})
+		defer s.Close()
+		for range 3 { // a ring of 2 keeps the last two
+			if err := s.Sample(ctx); err != nil {
+				return err
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		ev = s.Evidence(0)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Samples != 2 || !ev.Sources.Sockets || !ev.Sources.TCPInfo {
+		t.Fatalf("samples %d, sources %+v", ev.Samples, ev.Sources)
+	}
+	byKey := map[diagnose.GroupKey]diagnose.Group{}
+	for _, g := range ev.Groups {
+		byKey[g.Key] = g
+	}
+	srv := byKey[diagnose.GroupKey{Role: "server", Port: strconv.Itoa(port)}]
+	if len(srv.Samples) != 2 {
+		t.Fatalf("server group of port %d: %+v (groups %+v)", port, srv, ev.Groups)
+	}
+	for _, s := range srv.Samples {
+		if s.Sockets != conns || s.RecvQ != conns*unread || s.Rcvbuf == 0 || s.RcvbufMin > s.RcvbufMax || !s.ZeroWindow.Known || s.ZeroWindow.V != 0 {
+			t.Errorf("server sample %+v; want %d sockets holding %d bytes, open windows", s, conns, conns*unread)
+		}
+		if !s.AtTCPRmemMax.Known && ev.Sources.Sysctl {
+			t.Errorf("AtTCPRmemMax unknown with sysctls read")
+		}
+	}
+	if cl := byKey[diagnose.GroupKey{Role: "client", Port: strconv.Itoa(port)}]; len(cl.Samples) != 2 || cl.Samples[0].Sockets != conns || cl.Samples[0].RecvQ != 0 {
+		t.Errorf("client group: %+v", cl)
+	}
+	if srv.SocketDrops != diagnose.Val(0) {
+		t.Errorf("server drops %+v; want known 0", srv.SocketDrops)
+	}
+	found := false
+	for _, l := range ev.Listeners {
+		if l.Port == strconv.Itoa(blPort) {
+			found = true
+			for _, s := range l.Samples {
+				if s.Limit != 2 || s.Length != 3 {
+					t.Errorf("backlogged listener sample %+v; want 3 waiting over limit 2", s)
+				}
+			}
+		}
+	}
+	if !found {
+		t.Errorf("listener on %d not seen: %+v", blPort, ev.Listeners)
+	}
+}

@@ -1,0 +1,285 @@
+package evidence
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"syscall"
+
+	"github.com/sockbuf/sockbuf_exporter/diagnose"
+	"github.com/sockbuf/sockbuf_exporter/sockdiag"
+)
+
+// The socket groups' roles and the port of the groups folded beyond the cap, as the sockets collector labels
+// them.
+const (
+	roleServer = "server"
+	roleClient = "client"
+	portOther  = "other"
+)
+
+// groupKey is a group while a dump streams: role and port, before the port becomes a string.
+type groupKey struct {
+	server bool
+	port   uint16
+}
+
+type groupAcc struct {
+	sample diagnose.GroupSample
+	drops  uint64
+}
+
+// dumpSockets takes the two dumps of a reading: the listeners first (their ports decide each socket's role),
+// then every other socket with skmeminfo (and tcp_info when configured).
+func (s *Sampler) dumpSockets(ctx context.Context, r *Reading) (listeningPorts []uint16, err error) {
+	if s.client == nil {
+		c, err := s.cfg.Dial()
+		if err != nil {
+			return nil, fmt.Errorf("opening sock_diag: %w", err)
+		}
+		s.client = c
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.DumpTimeout)
+	defer cancel()
+
+	var listening [65536 / 64]uint64
+	listeners := map[uint16]diagnose.ListenSample{}
+	attempt := 0
+	_, err = s.client.DumpContext(ctx, sockdiag.Request{Family: sockdiag.FamilyUnspec, States: 1 << sockdiag.StateListen},
+		func(sk *sockdiag.Socket) error {
+			if sk.Attempt != attempt { // the kernel restarted the dump: start over
+				attempt = sk.Attempt
+				clear(listening[:])
+				clear(listeners)
+			}
+			if !sk.IsListen() {
+				return nil
+			}
+			p := sk.Src.Port()
+			listening[p/64] |= 1 << (p % 64)
+			this := diagnose.ListenSample{Length: uint64(sk.AcceptQueue()), Limit: uint64(sk.AcceptQueueLimit())}
+			if prev, ok := listeners[p]; !ok || fuller(this, prev) {
+				listeners[p] = this
+			}
+			return nil
+		})
+	if err != nil {
+		return nil, fmt.Errorf("dumping LISTEN sockets: %w", err)
+	}
+
+	ext := sockdiag.ExtSKMemInfo
+	if s.cfg.TCPInfo {
+		ext |= sockdiag.ExtInfo
+	}
+	opts := diagnose.SampleOptions{FullRatio: s.cfg.FullRatio, Sysctl: sysctlOf(&r.Sysctls)}
+	groups := map[groupKey]*groupAcc{}
+	attempt = 0
+	s.drops.begin()
+	sawRcvWnd, sockets, dropsKnown := false, 0, false
+	_, err = s.client.DumpContext(ctx, sockdiag.Request{Family: sockdiag.FamilyUnspec,
+		States: sockdiag.DefaultStates &^ (1 << sockdiag.StateListen), Extensions: ext},
+		func(sk *sockdiag.Socket) error {
+			if sk.Attempt != attempt {
+				attempt = sk.Attempt
+				clear(groups)
+				s.drops.restart()
+			}
+			if sk.IsListen() {
+				return nil
+			}
+			k := groupKey{port: sk.Dst.Port()}
+			if lp := sk.Src.Port(); listening[lp/64]&(1<<(lp%64)) != 0 {
+				k = groupKey{server: true, port: lp}
+			}
+			g := groups[k]
+			if g == nil {
+				g = &groupAcc{}
+				groups[k] = g
+			}
+			rd := diagnose.SocketReading{RecvQ: uint64(sk.RecvQueue())}
+			if sk.HasSKMemInfo {
+				rd.RmemAlloc, rd.Rcvbuf = uint64(sk.SKMemInfo.RmemAlloc), uint64(sk.SKMemInfo.Rcvbuf)
+				if sk.SKMemInfoHasDrops() {
+					dropsKnown = true
+					g.drops += s.drops.observe(sk.Cookie, sk.SKMemInfo.Drops)
+				}
+			}
+			sockets++
+			if sk.HasRcvWnd() {
+				sawRcvWnd = true
+				rd.ZeroWindow = sk.State == sockdiag.StateEstablished && sk.TCPInfo.RcvWnd == 0
+			}
+			// Add's options are per dump, but whether tcp_info came is known per socket: a socket without
+			// it adds no zero-window count, which is what Add does with TCPInfo false.
+			opts.TCPInfo = sk.HasRcvWnd()
+			g.sample.Add(rd, &opts)
+			return nil
+		})
+	if err != nil {
+		return nil, fmt.Errorf("dumping TCP sockets: %w", err)
+	}
+	s.drops.commit()
+	// tcp_info counts as read when asked for and the kernel sent tcpi_rcv_wnd (6.2+), or when there was no
+	// socket to send it with.
+	r.Sockets, r.DropsKnown = true, dropsKnown || sockets == 0
+	r.TCPInfo = s.cfg.TCPInfo && (sawRcvWnd || sockets == 0)
+	r.Groups = foldGroups(groups, s.cfg.MaxGroups)
+	r.Listeners = foldListeners(listeners, s.cfg.MaxGroups)
+	for p := range listeners {
+		listeningPorts = append(listeningPorts, p)
+	}
+	return listeningPorts, nil
+}
+
+// fuller orders listeners of one port: the fuller accept queue, then the longer one.
+func fuller(a, b diagnose.ListenSample) bool {
+	fill := func(l diagnose.ListenSample) float64 {
+		if l.Limit == 0 {
+			if l.Length == 0 {
+				return 0
+			}
+			return 2
+		}
+		return float64(l.Length) / float64(l.Limit)
+	}
+	return cmp.Or(cmp.Compare(fill(a), fill(b)), cmp.Compare(a.Length, b.Length)) > 0
+}
+
+// foldGroups keeps the max groups with the most full sockets (then the most unread bytes, then the most
+// sockets) and folds the rest into port "other", one group per role, so that a reading's size is bounded.
+func foldGroups(groups map[groupKey]*groupAcc, maxGroups int) []GroupReading {
+	out := make([]GroupReading, 0, len(groups))
+	for k, g := range groups {
+		role := roleClient
+		if k.server {
+			role = roleServer
+		}
+		out = append(out, GroupReading{Key: diagnose.GroupKey{Role: role, Port: strconv.Itoa(int(k.port))}, Sample: g.sample, Drops: g.drops})
+	}
+	slices.SortFunc(out, func(x, y GroupReading) int {
+		return cmp.Or(-cmp.Compare(x.Sample.Full, y.Sample.Full), -cmp.Compare(x.Sample.RecvQ, y.Sample.RecvQ),
+			-cmp.Compare(x.Sample.Sockets, y.Sample.Sockets), cmp.Compare(x.Key.Role, y.Key.Role), cmp.Compare(x.Key.Port, y.Key.Port))
+	})
+	if len(out) <= maxGroups {
+		return out
+	}
+	keep := maxGroups - 2 // room for both roles' "other"
+	others := map[string]*GroupReading{}
+	for _, g := range out[keep:] {
+		o := others[g.Key.Role]
+		if o == nil {
+			o = &GroupReading{Key: diagnose.GroupKey{Role: g.Key.Role, Port: portOther}}
+			others[g.Key.Role] = o
+		}
+		mergeSample(&o.Sample, &g.Sample)
+		o.Drops += g.Drops
+	}
+	out = out[:keep]
+	for _, role := range []string{roleServer, roleClient} {
+		if o := others[role]; o != nil {
+			out = append(out, *o)
+		}
+	}
+	return out
+}
+
+// mergeSample adds b's sums into a, as if b's sockets had been added to a.
+func mergeSample(a, b *diagnose.GroupSample) {
+	if b.Sockets == 0 {
+		return
+	}
+	if a.Sockets == 0 || b.RcvbufMin < a.RcvbufMin {
+		a.RcvbufMin = b.RcvbufMin
+	}
+	a.RcvbufMax = max(a.RcvbufMax, b.RcvbufMax)
+	a.Sockets += b.Sockets
+	a.Full += b.Full
+	a.RecvQ += b.RecvQ
+	a.RmemAlloc += b.RmemAlloc
+	a.Rcvbuf += b.Rcvbuf
+	for _, p := range []struct{ a, b *diagnose.Value }{
+		{&a.ZeroWindow, &b.ZeroWindow}, {&a.Locked, &b.Locked}, {&a.AtTCPRmemMax, &b.AtTCPRmemMax}, {&a.AtRmemMaxCap, &b.AtRmemMaxCap},
+	} {
+		if p.b.Known {
+			p.a.Known = true
+			p.a.V += p.b.V
+		}
+	}
+}
+
+// foldListeners keeps the max fullest listening ports; the fullest of the rest is port "other".
+func foldListeners(ls map[uint16]diagnose.ListenSample, maxPorts int) []ListenerReading {
+	type pl struct {
+		port uint16
+		s    diagnose.ListenSample
+	}
+	all := make([]pl, 0, len(ls))
+	for p, s := range ls {
+		all = append(all, pl{p, s})
+	}
+	slices.SortFunc(all, func(x, y pl) int {
+		if fuller(x.s, y.s) {
+			return -1
+		}
+		if fuller(y.s, x.s) {
+			return 1
+		}
+		return cmp.Compare(x.port, y.port)
+	})
+	out := make([]ListenerReading, 0, min(len(all), maxPorts))
+	for i, l := range all {
+		if i == maxPorts-1 && len(all) > maxPorts {
+			out = append(out, ListenerReading{Port: portOther, Sample: l.s}) // sorted: the fullest of the rest
+			break
+		}
+		out = append(out, ListenerReading{Port: strconv.Itoa(int(l.port)), Sample: l.s})
+	}
+	return out
+}
+
+// maxTrackedDroppers bounds the per-socket drops memory; only sockets that have dropped are tracked.
+const maxTrackedDroppers = 1 << 16
+
+// dropTracker turns per-socket sk_drops into increases between readings, keyed by the socket cookie (never
+// reused while the kernel runs). A socket not seen before contributes all its drops: it was born after the
+// reading before (or dropped nothing then, as only sockets with drops are tracked).
+type dropTracker struct {
+	last, cur map[uint64]uint32
+}
+
+func (d *dropTracker) init() { d.last, d.cur = map[uint64]uint32{}, map[uint64]uint32{} }
+
+func (d *dropTracker) begin() { clear(d.cur) }
+
+func (d *dropTracker) restart() { clear(d.cur) }
+
+func (d *dropTracker) observe(cookie uint64, drops uint32) uint64 {
+	if drops == 0 || (len(d.cur) >= maxTrackedDroppers) {
+		return 0
+	}
+	d.cur[cookie] = drops
+	prev, ok := d.last[cookie]
+	if ok && drops >= prev {
+		return uint64(drops - prev)
+	}
+	return uint64(drops)
+}
+
+// commit makes this dump's values the baseline; sockets not seen have closed.
+func (d *dropTracker) commit() { d.last, d.cur = d.cur, d.last }
+
+// isHostNetns compares the calling thread's network namespace with pid 1's.
+func isHostNetns(procPath string) bool {
+	own, err1 := os.Stat("/proc/thread-self/ns/net")
+	init, err2 := os.Stat(filepath.Join(procPath, "1", "ns", "net"))
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	a, ok1 := own.Sys().(*syscall.Stat_t)
+	b, ok2 := init.Sys().(*syscall.Stat_t)
+	return ok1 && ok2 && a.Ino == b.Ino && a.Dev == b.Dev
+}
