@@ -187,7 +187,7 @@ func ruleUnattributedOverflow(a *analysis, found []Finding) []Finding {
 		Cause: CauseUnattributedOverflow, Confidence: Low, Harm: harm, Weight: weight,
 		Evidence: ev,
 		Fix: []string{
-			"Run diagnose again with a longer --duration and the bpf collector (--collector.bpf, with CAP_BPF and CAP_PERFMON), which counts every receive drop by socket group and tells pinned sockets apart.",
+			"Run diagnose again with a longer --duration and with CAP_BPF and CAP_PERFMON, so that it loads its drop tracer (it does unless --no-bpf; on the running exporter, --collector.bpf), which counts every receive drop by socket group and tells pinned sockets apart.",
 			"Meanwhile find the groups that fill up: topk(10, max_over_time(sockbuf_rcvbuf_full_sockets[15m])).",
 		},
 		Verify: harmQuery,
