@@ -131,7 +131,7 @@ var lostMaps = [...]string{"drops", "unattributed", "rcvbuf_grow", "memory_limit
 // attribution is on and a cgroup v2 hierarchy is found, otherwise every id gets the empty label. It is the one
 // place to switch to another naming source.
 func bpfCgroupNamer(cfg Config, logger *slog.Logger) func(uint64) string {
-	r := cgroupResolver(cfg, logger)
+	r := CgroupResolver(cfg, logger)
 	if r == nil {
 		return func(uint64) string { return "" }
 	}

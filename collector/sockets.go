@@ -108,7 +108,7 @@ func newSocketsCollector(cfg Config, logger *slog.Logger, dial func() (socketDum
 		c.agg.RecordFull(maxWindowLookups)
 	}
 	c.onListener, c.onSocket = c.listener, c.socket
-	c.cgroups = cgroupResolver(cfg, logger)
+	c.cgroups = CgroupResolver(cfg, logger)
 	if sc.ProcessAttribution {
 		c.procs = newProcessAttribution(cfg.ProcPath, logger)
 	}
@@ -278,9 +278,9 @@ func groupLabelValues(l sockagg.Labels) []string {
 	return []string{l.Role.String(), l.PortLabel(), l.Cgroup, l.Process}
 }
 
-// cgroupResolver names cgroup ids for the sockets and bpf collectors alike, with --collector.sockets.cgroup-label's
+// CgroupResolver names cgroup ids for the sockets and bpf collectors (and diagnose's evidence) alike, with --collector.sockets.cgroup-label's
 // policy: nil without cgroup attribution or without a cgroup v2 hierarchy (every group then has cgroup="").
-func cgroupResolver(cfg Config, logger *slog.Logger) *attrib.CgroupResolver {
+func CgroupResolver(cfg Config, logger *slog.Logger) *attrib.CgroupResolver {
 	sc := cfg.Sockets
 	if !sc.CgroupAttribution {
 		return nil

@@ -34,13 +34,14 @@ func (s *Sampler) readTracer(r *Reading, ports []uint16) {
 	r.BPF = &snap
 }
 
-// Keys of the bpf counters as the evidence holds them: groups are not split by cgroup, so neither are these.
+// Keys of the bpf counters as the evidence holds them: by cgroup name when the socket groups are
+// (Config.CgroupName), so that diagnose matches them to their group.
 type dropKey struct {
-	reason, role, port string
-	locked             bool
+	reason, role, port, cgroup string
+	locked                     bool
 }
 
-type growKey struct{ role, port string }
+type growKey struct{ role, port, cgroup string }
 
 func portStr(r drops.Role, p uint16) string {
 	if r == drops.RoleUnknown {
@@ -50,16 +51,22 @@ func portStr(r drops.Role, p uint16) string {
 }
 
 // sums folds a snapshot into the evidence's keys.
-func sums(s *drops.Snapshot) (d map[dropKey]uint64, u map[string]uint64, g map[growKey]uint64, l map[string]uint64) {
+func sums(s *drops.Snapshot, cgroupName func(uint64) string) (d map[dropKey]uint64, u map[string]uint64, g map[growKey]uint64, l map[string]uint64) {
 	d, u, g, l = map[dropKey]uint64{}, map[string]uint64{}, map[growKey]uint64{}, map[string]uint64{}
+	name := func(id uint64) string {
+		if cgroupName == nil || id == 0 {
+			return ""
+		}
+		return cgroupName(id)
+	}
 	for _, x := range s.Drops {
-		d[dropKey{x.Reason, x.Role.String(), portStr(x.Role, x.Port), x.RcvbufLocked}] += x.Packets
+		d[dropKey{x.Reason, x.Role.String(), portStr(x.Role, x.Port), name(x.CgroupID), x.RcvbufLocked}] += x.Packets
 	}
 	for _, x := range s.Unattributed {
 		u[x.Reason] += x.Packets
 	}
 	for _, x := range s.RcvbufGrow {
-		g[growKey{x.Role.String(), portStr(x.Role, x.Port)}] += x.Count
+		g[growKey{x.Role.String(), portStr(x.Role, x.Port), name(x.CgroupID)}] += x.Count
 	}
 	for _, x := range s.MemoryLimit {
 		l[x.Kind.String()] += x.Count
@@ -80,26 +87,27 @@ func increase[K comparable](first, last map[K]uint64) map[K]uint64 {
 }
 
 // buildBPF fills ev.BPF from the first and the last reading with tracer counters.
-func buildBPF(ev *diagnose.Evidence, readings []Reading, attributed, growth, limits bool) {
+func buildBPF(ev *diagnose.Evidence, readings []Reading, attributed, growth, limits bool, cgroupName func(uint64) string) {
 	a, b, ok := ends(readings, func(r *Reading) bool { return r.BPF != nil })
 	if !ok {
 		return
 	}
-	d1, u1, g1, l1 := sums(a.BPF)
-	d2, u2, g2, l2 := sums(b.BPF)
+	d1, u1, g1, l1 := sums(a.BPF, cgroupName)
+	d2, u2, g2, l2 := sums(b.BPF, cgroupName)
 	out := &diagnose.BPF{Unattributed: increase(u1, u2)}
 	for k, n := range increase(d1, d2) {
-		out.Drops = append(out.Drops, diagnose.ReceiveDrops{Role: k.role, Port: k.port, Reason: k.reason, RcvbufLocked: k.locked, Count: n})
+		out.Drops = append(out.Drops, diagnose.ReceiveDrops{Role: k.role, Port: k.port, Cgroup: k.cgroup, Reason: k.reason, RcvbufLocked: k.locked, Count: n})
 	}
 	slices.SortFunc(out.Drops, func(x, y diagnose.ReceiveDrops) int {
-		return cmp.Or(cmp.Compare(x.Role, y.Role), cmp.Compare(x.Port, y.Port), cmp.Compare(x.Reason, y.Reason))
+		return cmp.Or(cmp.Compare(x.Role, y.Role), cmp.Compare(x.Port, y.Port), cmp.Compare(x.Cgroup, y.Cgroup), cmp.Compare(x.Reason, y.Reason),
+			cmp.Compare(btoi(x.RcvbufLocked), btoi(y.RcvbufLocked)))
 	})
 	if growth {
 		for k, n := range increase(g1, g2) {
-			out.Growth = append(out.Growth, diagnose.RcvbufGrowth{Role: k.role, Port: k.port, Count: n})
+			out.Growth = append(out.Growth, diagnose.RcvbufGrowth{Role: k.role, Port: k.port, Cgroup: k.cgroup, Count: n})
 		}
 		slices.SortFunc(out.Growth, func(x, y diagnose.RcvbufGrowth) int {
-			return cmp.Or(cmp.Compare(x.Role, y.Role), cmp.Compare(x.Port, y.Port))
+			return cmp.Or(cmp.Compare(x.Role, y.Role), cmp.Compare(x.Port, y.Port), cmp.Compare(x.Cgroup, y.Cgroup))
 		})
 	}
 	if limits {
@@ -112,4 +120,11 @@ func buildBPF(ev *diagnose.Evidence, readings []Reading, attributed, growth, lim
 	ev.Sources.BPFDrops = attributed
 	ev.Sources.BPFGrowth = growth
 	ev.Sources.BPFLimits = limits
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

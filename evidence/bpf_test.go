@@ -35,7 +35,7 @@ func TestBuildBPF(t *testing.T) {
 	}
 	readings := []Reading{{Time: t0, BPF: first}, {Time: t0.Add(time.Second)}, {Time: t0.Add(2 * time.Second), BPF: last}}
 	ev := Build(readings, false)
-	buildBPF(ev, readings, true, true, false)
+	buildBPF(ev, readings, true, true, false, nil)
 	want := &diagnose.BPF{
 		Drops: []diagnose.ReceiveDrops{
 			{Role: "server", Port: "80", Reason: "proto_mem", RcvbufLocked: true, Count: 7},
@@ -52,7 +52,7 @@ func TestBuildBPF(t *testing.T) {
 	}
 
 	ev = Build(readings[:2], false)
-	buildBPF(ev, readings[:2], true, true, true)
+	buildBPF(ev, readings[:2], true, true, true, nil)
 	if ev.BPF != nil || ev.Sources.BPFDrops {
 		t.Errorf("one reading with counters gave %+v", ev.BPF)
 	}

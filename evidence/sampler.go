@@ -36,6 +36,9 @@ type Config struct {
 	// of the namespace the readings are of (drops.OwnNetNS), for its listening ports.
 	Tracer      Tracer
 	TracerNetNS uint32
+	// CgroupName, when set, splits the socket groups (and the bpf counts) by the sockets' cgroup, named as the
+	// sockets collector names them (attrib.CgroupResolver.Name), so that findings name the cgroup too.
+	CgroupName func(id uint64) string
 	// HostNetns says whether the readings are of the host's network namespace; nil finds out by comparing
 	// the calling thread's namespace with that of pid 1 under ProcPath.
 	HostNetns *bool
@@ -193,7 +196,7 @@ func (s *Sampler) Evidence(window time.Duration) *diagnose.Evidence {
 			growth = growth && m != "tcp_rcvbuf_grow"
 			limits = limits && m != "sock_exceed_buf_limit"
 		}
-		buildBPF(ev, s.Readings(since), t.Attributed(), growth, limits)
+		buildBPF(ev, s.Readings(since), t.Attributed(), growth, limits, s.cfg.CgroupName)
 	}
 	return ev
 }

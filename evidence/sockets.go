@@ -26,6 +26,7 @@ const (
 type groupKey struct {
 	server bool
 	port   uint16
+	cgroup uint64 // the socket's cgroup id, with Config.CgroupName; 0 otherwise
 }
 
 type groupAcc struct {
@@ -95,6 +96,9 @@ func (s *Sampler) dumpSockets(ctx context.Context, r *Reading) (listeningPorts [
 			if lp := sk.Src.Port(); listening[lp/64]&(1<<(lp%64)) != 0 {
 				k = groupKey{server: true, port: lp}
 			}
+			if s.cfg.CgroupName != nil && sk.HasCgroupID {
+				k.cgroup = sk.CgroupID
+			}
 			g := groups[k]
 			if g == nil {
 				g = &groupAcc{}
@@ -127,7 +131,7 @@ func (s *Sampler) dumpSockets(ctx context.Context, r *Reading) (listeningPorts [
 	// socket to send it with.
 	r.Sockets, r.DropsKnown = true, dropsKnown || sockets == 0
 	r.TCPInfo = s.cfg.TCPInfo && (sawRcvWnd || sockets == 0)
-	r.Groups = foldGroups(groups, s.cfg.MaxGroups)
+	r.Groups = foldGroups(groups, s.cfg.MaxGroups, s.cfg.CgroupName)
 	r.Listeners = foldListeners(listeners, s.cfg.MaxGroups)
 	for p := range listeners {
 		listeningPorts = append(listeningPorts, p)
@@ -151,18 +155,31 @@ func fuller(a, b diagnose.ListenSample) bool {
 
 // foldGroups keeps the max groups with the most full sockets (then the most unread bytes, then the most
 // sockets) and folds the rest into port "other", one group per role, so that a reading's size is bounded.
-func foldGroups(groups map[groupKey]*groupAcc, maxGroups int) []GroupReading {
+func foldGroups(groups map[groupKey]*groupAcc, maxGroups int, cgroupName func(uint64) string) []GroupReading {
 	out := make([]GroupReading, 0, len(groups))
+	byKey := make(map[diagnose.GroupKey]int, len(groups))
 	for k, g := range groups {
 		role := roleClient
 		if k.server {
 			role = roleServer
 		}
-		out = append(out, GroupReading{Key: diagnose.GroupKey{Role: role, Port: strconv.Itoa(int(k.port))}, Sample: g.sample, Drops: g.drops})
+		key := diagnose.GroupKey{Role: role, Port: strconv.Itoa(int(k.port))}
+		if k.cgroup != 0 && cgroupName != nil {
+			key.Cgroup = cgroupName(k.cgroup)
+		}
+		// Two cgroup ids can get one name (the stable policy names a pod, not each container): one group.
+		if i, ok := byKey[key]; ok {
+			mergeSample(&out[i].Sample, &g.sample)
+			out[i].Drops += g.drops
+			continue
+		}
+		byKey[key] = len(out)
+		out = append(out, GroupReading{Key: key, Sample: g.sample, Drops: g.drops})
 	}
 	slices.SortFunc(out, func(x, y GroupReading) int {
 		return cmp.Or(-cmp.Compare(x.Sample.Full, y.Sample.Full), -cmp.Compare(x.Sample.RecvQ, y.Sample.RecvQ),
-			-cmp.Compare(x.Sample.Sockets, y.Sample.Sockets), cmp.Compare(x.Key.Role, y.Key.Role), cmp.Compare(x.Key.Port, y.Key.Port))
+			-cmp.Compare(x.Sample.Sockets, y.Sample.Sockets), cmp.Compare(x.Key.Role, y.Key.Role), cmp.Compare(x.Key.Port, y.Key.Port),
+			cmp.Compare(x.Key.Cgroup, y.Key.Cgroup))
 	})
 	if len(out) <= maxGroups {
 		return out

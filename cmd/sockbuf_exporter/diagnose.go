@@ -16,6 +16,7 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/sockbuf/sockbuf_exporter/bpf/drops"
+	"github.com/sockbuf/sockbuf_exporter/collector"
 	"github.com/sockbuf/sockbuf_exporter/diagnose"
 	"github.com/sockbuf/sockbuf_exporter/evidence"
 )
@@ -46,9 +47,14 @@ func addDiagnose(app *kingpin.Application) *diagnoseFlags {
 	return f
 }
 
-// samplerConfig is the evidence configuration shared by the command and the endpoint.
-func samplerConfig(procPath string, fullRatio float64, maxGroups int, tcpInfo bool) evidence.Config {
-	return evidence.Config{ProcPath: procPath, FullRatio: fullRatio, MaxGroups: maxGroups, TCPInfo: tcpInfo}
+// samplerConfig is the evidence configuration shared by the command and the endpoint. Its socket groups are
+// split by cgroup, named as the sockets collector names them (owners: the procfs and cgroup flags).
+func samplerConfig(owners collector.Config, fullRatio float64, maxGroups int, tcpInfo bool, logger *slog.Logger) evidence.Config {
+	cfg := evidence.Config{ProcPath: owners.ProcPath, FullRatio: fullRatio, MaxGroups: maxGroups, TCPInfo: tcpInfo}
+	if r := collector.CgroupResolver(owners, logger); r != nil {
+		cfg.CgroupName = r.Name
+	}
+	return cfg
 }
 
 // runDiagnose is the `diagnose` command: readings for the duration, then the report on stdout. It returns

@@ -10,12 +10,15 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,6 +38,28 @@ func TestDiagnosePinned(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	t.Run("without bpf", func(t *testing.T) {
 		wantFirst(t, diagnoseIn(t, ns, 3*time.Second, "--no-bpf"), "rcvbuf_pinned", "server", port)
+	})
+	t.Run("cgroup scope", func(t *testing.T) {
+		// A load whose sockets are created in a cgroup of their own: the scope names it as the sockets
+		// collector would.
+		mount := filepath.Join(t.TempDir(), "cgroup2")
+		if err := os.Mkdir(mount, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Mount("none", mount, "cgroup2", 0, ""); err != nil {
+			testenv.Missing(t, "mounting cgroup2: %v", err)
+		}
+		t.Cleanup(func() { syscall.Unmount(mount, syscall.MNT_DETACH) })
+		name := fmt.Sprintf("sbdiag-%d", os.Getpid())
+		port := inCgroup(t, mount, name, func() int {
+			return background(t, ns, pruneLoad(trafficgen.Options{Renew: time.Second}))
+		})
+		time.Sleep(300 * time.Millisecond)
+		r := diagnoseIn(t, ns, 3*time.Second, "--no-bpf", "--collector.sockets.cgroup-root="+mount)
+		wantFirst(t, r, "rcvbuf_pinned", "server", port)
+		if f, _ := firstLocal(r); *f.Scope.Cgroup != name {
+			t.Errorf("scope cgroup %q, want %q (the cgroup the sockets were created in)", *f.Scope.Cgroup, name)
+		}
 	})
 	t.Run("with bpf", func(t *testing.T) {
 		r, stderr := diagnoseErr(t, ns, 3*time.Second)
@@ -271,4 +296,36 @@ func TestDiagnoseGrowthOnly(t *testing.T) {
 	if !ok || f.Cause != "growth_only" || f.Confidence != "low" || *f.Scope.Role != "" || *f.Scope.Port != "" {
 		t.Fatalf("first namespace finding %+v; want growth_only, low, for the whole namespace", f)
 	}
+}
+
+// inCgroup runs fn with this test process moved into a new child cgroup name of the cgroup v2 hierarchy at
+// mount, so that the sockets fn creates are charged to it, and moves the process back afterwards (the
+// cgroup is removed when the test ends, once its sockets are closed).
+func inCgroup[T any](t *testing.T, mount, name string, fn func() T) T {
+	t.Helper()
+	own, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var orig string
+	for _, line := range strings.Split(string(own), "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok {
+			orig = p
+		}
+	}
+	dir := filepath.Join(mount, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(dir) })
+	pid := []byte(strconv.Itoa(os.Getpid()))
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), pid, 0); err != nil {
+		testenv.Missing(t, "moving the test into a child cgroup: %v", err)
+	}
+	defer func() {
+		if err := os.WriteFile(filepath.Join(mount, orig, "cgroup.procs"), pid, 0); err != nil {
+			t.Errorf("moving the test back to cgroup %s: %v", orig, err)
+		}
+	}()
+	return fn()
 }

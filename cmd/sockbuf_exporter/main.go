@@ -86,8 +86,10 @@ func main() {
 	app.HelpFlag.Short('h')
 	command := kingpin.MustParse(app.Parse(os.Args[1:]))
 	logger := promslog.New(logConfig)
+	owners := collector.Config{ProcPath: *procPath, Sockets: collector.SocketsConfig{
+		CgroupAttribution: *cgroupAttr, CgroupRoot: *cgroupRoot, CgroupLabel: cgroupPolicy(*cgroupLabel)}}
 	if command == diag.cmd.FullCommand() {
-		os.Exit(runDiagnose(diag, samplerConfig(*procPath, *fullRatio, *maxGroups, *diag.tcpInfo), os.Stdout, os.Stderr))
+		os.Exit(runDiagnose(diag, samplerConfig(owners, *fullRatio, *maxGroups, *diag.tcpInfo, logger), os.Stdout, os.Stderr))
 	}
 
 	var names []string
@@ -137,7 +139,7 @@ func main() {
 	if *metricsPath == "/diagnose" {
 		*diag.interval = 0 // the metrics own the path
 	}
-	if s := startDiagnoseSampler(diag, samplerConfig(*procPath, *fullRatio, *maxGroups, *diag.tcpInfo), logger); s != nil {
+	if s := startDiagnoseSampler(diag, samplerConfig(owners, *fullRatio, *maxGroups, *diag.tcpInfo, logger), logger); s != nil {
 		http.Handle("/diagnose", diagnoseHandler(s, *diag.window, *diag.interval, logger))
 		links = append(links, web.LandingLinks{Address: "/diagnose", Text: "Diagnose (why is this host pruning?)"})
 	}
