@@ -80,7 +80,8 @@ func TestHTTPIdleConnectionsClosed(t *testing.T) {
 		}
 	}
 	held := exp.goroutines(t)
-	if held < base+50 {
+	// A few goroutines come and go on their own (a scrape's, the /diagnose sampler's): allow for them.
+	if held < base+45 {
 		t.Errorf("go_goroutines %v with 50 idle connections, %v without: the test does not hold them", held, base)
 	}
 	var wg sync.WaitGroup
