@@ -14,32 +14,39 @@ import (
 	"github.com/sockbuf/sockbuf_exporter/sockdiag"
 )
 
-// onLeader runs fn in a goroutine locked to the thread group leader, which the Go runtime gives to any
-// goroutine once main has started. Goroutines that land elsewhere keep their threads until the end, so that
-// the next one has to take another, eventually the leader.
-func onLeader(t *testing.T, fn func()) {
-	t.Helper()
-	release := make(chan struct{})
-	defer close(release)
-	for range 256 {
-		got := make(chan bool)
-		go func() {
-			runtime.LockOSThread()
-			if unix.Gettid() == unix.Getpid() {
-				fn()
-				runtime.UnlockOSThread()
-				got <- true
-				return
-			}
-			got <- false
-			<-release
-			runtime.UnlockOSThread()
-		}()
-		if <-got {
-			return
+// The main goroutine stays on the thread group leader (init locks it there) and runs the functions the
+// tests send it, while the tests themselves run on other goroutines: a goroutine that merely hopes to be
+// scheduled on the leader may never be, on a busy machine.
+var leaderWork = make(chan func())
+
+func init() { runtime.LockOSThread() }
+
+func TestMain(m *testing.M) {
+	done := make(chan int)
+	go func() { done <- m.Run() }()
+	for {
+		select {
+		case fn := <-leaderWork:
+			fn()
+		case code := <-done:
+			os.Exit(code)
 		}
 	}
-	testenv.Missing(t, "no goroutine ran on the thread group leader in 256 tries")
+}
+
+// onLeader runs fn on the thread group leader.
+func onLeader(t *testing.T, fn func()) {
+	t.Helper()
+	finished := make(chan struct{})
+	leaderWork <- func() {
+		defer close(finished)
+		if unix.Gettid() != unix.Getpid() {
+			t.Errorf("the main goroutine is not on the thread group leader")
+			return
+		}
+		fn()
+	}
+	<-finished
 }
 
 func readlink(t *testing.T, path string) string {
