@@ -51,11 +51,12 @@ func TestDiagnosePinned(t *testing.T) {
 		}
 		t.Cleanup(func() { syscall.Unmount(mount, syscall.MNT_DETACH) })
 		name := fmt.Sprintf("sbdiag-%d", os.Getpid())
+		own := testenv.NewNetNS(t) // the parent's load stays out of this diagnosis
 		port := inCgroup(t, mount, name, func() int {
-			return background(t, ns, pruneLoad(trafficgen.Options{Renew: time.Second}))
+			return background(t, own, pruneLoad(trafficgen.Options{Renew: time.Second}))
 		})
 		time.Sleep(300 * time.Millisecond)
-		r := diagnoseIn(t, ns, 3*time.Second, "--no-bpf", "--collector.sockets.cgroup-root="+mount)
+		r := diagnoseIn(t, own, 3*time.Second, "--no-bpf", "--collector.sockets.cgroup-root="+mount)
 		wantFirst(t, r, "rcvbuf_pinned", "server", port)
 		if f, _ := firstLocal(r); *f.Scope.Cgroup != name {
 			t.Errorf("scope cgroup %q, want %q (the cgroup the sockets were created in)", *f.Scope.Cgroup, name)
