@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sockbuf/sockbuf_exporter/bpf/sockiter"
+	"github.com/sockbuf/sockbuf_exporter/internal/sockpop"
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 )
 
@@ -159,9 +160,9 @@ func (ch *churn) runListeners(stop <-chan struct{}, maxListens int, maxTime time
 func TestEqualUnderChurn(t *testing.T) {
 	testenv.RequireRoot(t)
 	ns := testenv.NewNetNS(t)
-	var pop *population
+	var pop *sockpop.Population
 	if err := ns.Do(func() (err error) {
-		pop, err = populate(context.Background())
+		pop, err = sockpop.Open(context.Background())
 		return err
 	}); err != nil {
 		t.Fatal(err)
