@@ -23,9 +23,9 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/sockbuf/sockbuf_exporter/internal/benchref"
+	"github.com/sockbuf/sockbuf_exporter/internal/population"
 	"github.com/sockbuf/sockbuf_exporter/sockdiag"
-	"github.com/sockbuf/sockbuf_exporter/sockdiag/internal/benchref"
-	"github.com/sockbuf/sockbuf_exporter/sockdiag/internal/population"
 )
 
 var (
