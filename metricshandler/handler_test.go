@@ -15,27 +15,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sockbuf/sockbuf_exporter/collector"
+	"github.com/sockbuf/sockbuf_exporter/internal/collectortest"
 )
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
-// fakeCollector runs update on every scrape.
-type fakeCollector struct {
-	update func(ch chan<- prometheus.Metric) error
-}
-
-func (f fakeCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
-	return f.update(ch)
-}
-
-var fakeDesc = prometheus.NewDesc("sockbuf_fake_value", "A value for tests.", nil, nil)
-
-func emits(v float64) fakeCollector {
-	return fakeCollector{update: func(ch chan<- prometheus.Metric) error {
-		ch <- prometheus.MustNewConstMetric(fakeDesc, prometheus.GaugeValue, v)
-		return nil
-	}}
-}
 
 func TestScrapeBudget(t *testing.T) {
 	for _, tc := range []struct {
@@ -74,7 +57,7 @@ func TestHandlerHonoursTimeoutHeaderAndLimit(t *testing.T) {
 	release := make(chan struct{})
 	started := make(chan struct{}, 4)
 	e := collector.NewExporter(map[string]collector.Collector{
-		"slow": fakeCollector{update: func(ch chan<- prometheus.Metric) error {
+		"slow": collectortest.Fake{Fn: func(ch chan<- prometheus.Metric) error {
 			started <- struct{}{}
 			<-release
 			return nil
@@ -152,7 +135,7 @@ func TestAcceptsGzip(t *testing.T) {
 }
 
 func TestHandlerGzip(t *testing.T) {
-	e := collector.NewExporter(map[string]collector.Collector{"good": emits(1)}, 0, discardLogger())
+	e := collector.NewExporter(map[string]collector.Collector{"good": collectortest.Emits(1)}, 0, discardLogger())
 	h := New(e, prometheus.NewRegistry(), Opts{}, discardLogger())
 	for _, enc := range []string{"gzip", ""} {
 		req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
