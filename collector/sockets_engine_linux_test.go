@@ -56,14 +56,7 @@ func engineMetrics(m map[string]float64) map[string]float64 {
 func TestSocketsEnginesAgree(t *testing.T) {
 	testenv.RequireRoot(t)
 	ns := testenv.NewNetNS(t)
-	var pop *sockpop.Population
-	if err := ns.Do(func() (err error) {
-		pop, err = sockpop.Open(context.Background())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pop.Close() })
+	pop := sockpop.OpenIn(t, ns)
 	nsf, err := os.Open(ns.Path)
 	if err != nil {
 		t.Fatal(err)

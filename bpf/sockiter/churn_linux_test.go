@@ -3,7 +3,6 @@
 package sockiter_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -160,14 +159,7 @@ func (ch *churn) runListeners(stop <-chan struct{}, maxListens int, maxTime time
 func TestEqualUnderChurn(t *testing.T) {
 	testenv.RequireRoot(t)
 	ns := testenv.NewNetNS(t)
-	var pop *sockpop.Population
-	if err := ns.Do(func() (err error) {
-		pop, err = sockpop.Open(context.Background())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pop.Close() })
+	sockpop.OpenIn(t, ns)
 	e := openEngine(t, false)
 	nl := netlinkFolder(t, ns)
 	quiet := cloneResult(walkIn(t, ns, e))

@@ -132,14 +132,7 @@ func TestEqualNetlink(t *testing.T) {
 	testenv.RequireRoot(t)
 	ssBin := testenv.RequireBinary(t, "ss", "iproute2")
 	ns := testenv.NewNetNS(t)
-	var pop *sockpop.Population
-	if err := ns.Do(func() (err error) {
-		pop, err = sockpop.Open(context.Background())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pop.Close() })
+	pop := sockpop.OpenIn(t, ns)
 	nl := netlinkFolder(t, ns)
 
 	var before, after, viaNL *sockiter.Result

@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"testing"
 	"time"
 
+	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 	"github.com/sockbuf/sockbuf_exporter/internal/trafficgen"
 )
 
@@ -96,4 +98,22 @@ func Open(ctx context.Context) (*Population, error) {
 	p.closers = append(p.closers, bl)
 	p.Ports.Backlog = uint16(bl.Server.Port())
 	return p, nil
+}
+
+// OpenIn opens the population inside ns, failing the test on an error, and closes it when the test ends.
+func OpenIn(t testing.TB, ns *testenv.NetNS) *Population {
+	t.Helper()
+	var p *Population
+	if err := ns.Do(func() (err error) {
+		p, err = Open(context.Background())
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			t.Errorf("closing the socket population: %v", err)
+		}
+	})
+	return p
 }
