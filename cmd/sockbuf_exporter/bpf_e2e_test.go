@@ -37,18 +37,7 @@ func startBPF(t *testing.T) (*testenv.NetNS, *e2e.Exporter, string) {
 func startBPFMount(t *testing.T) (*testenv.NetNS, *e2e.Exporter, string, string) {
 	t.Helper()
 	e2e.Require(t)
-	mount := filepath.Join(t.TempDir(), "cgroup2")
-	if err := os.Mkdir(mount, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("none", mount, "cgroup2", 0, ""); err != nil {
-		testenv.Missing(t, "cannot mount the cgroup v2 hierarchy: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(mount, syscall.MNT_DETACH); err != nil {
-			t.Errorf("unmounting %s: %v", mount, err)
-		}
-	})
+	mount := testenv.MountCgroup2(t)
 	ns := testenv.NewNetNS(t)
 	exp := e2e.StartExporter(t, ns, "--collector.bpf", "--collector.bpf.own-netns", "--collector.sockets.cgroup-root="+mount)
 	m := exp.Scrape(t)

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -52,11 +53,7 @@ func OwnCgroup(t testing.TB, mount string) string {
 func InChildCgroup(t testing.TB, mount, name string, fn func() error) string {
 	t.Helper()
 	own := OwnCgroup(t, mount)
-	child := filepath.Join(own, name)
-	if err := os.Mkdir(child, 0o755); err != nil {
-		Missing(t, "cannot create a cgroup: %v", err)
-	}
-	t.Cleanup(func() { removeCgroup(t, child) })
+	child := NewCgroup(t, own, name)
 	pid := []byte(strconv.Itoa(os.Getpid()))
 	if err := os.WriteFile(filepath.Join(child, "cgroup.procs"), pid, 0); err != nil {
 		Missing(t, "cannot move into a child cgroup: %v", err)
@@ -69,6 +66,38 @@ func InChildCgroup(t testing.TB, mount, name string, fn func() error) string {
 		t.Fatal(ferr)
 	}
 	return child
+}
+
+// MountCgroup2 mounts the cgroup v2 hierarchy (the same one: there is only one) in a temporary directory
+// and unmounts it when the test ends. `ip netns exec` mounts a fresh /sys for the namespace, which hides
+// /sys/fs/cgroup from the processes it starts; they see this mount.
+func MountCgroup2(t testing.TB) string {
+	t.Helper()
+	mount := filepath.Join(t.TempDir(), "cgroup2")
+	if err := os.Mkdir(mount, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("none", mount, "cgroup2", 0, ""); err != nil {
+		Missing(t, "cannot mount the cgroup v2 hierarchy: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(mount, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmounting %s: %v", mount, err)
+		}
+	})
+	return mount
+}
+
+// NewCgroup creates the cgroup name below the cgroup directory parent and removes it when the test ends,
+// once its processes have left. Name must be unique per test.
+func NewCgroup(t testing.TB, parent, name string) string {
+	t.Helper()
+	dir := filepath.Join(parent, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		Missing(t, "cannot create a cgroup: %v", err)
+	}
+	t.Cleanup(func() { removeCgroup(t, dir) })
+	return dir
 }
 
 // removeCgroup removes a cgroup once its processes have left; the kernel needs a moment after they move.
