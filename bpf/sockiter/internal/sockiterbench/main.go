@@ -263,16 +263,6 @@ func bench() {
 
 func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
 
-func status(field string) string {
-	b, _ := os.ReadFile("/proc/self/status")
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, field+":") {
-			return strings.TrimSpace(strings.TrimPrefix(l, field+":"))
-		}
-	}
-	return "?"
-}
-
 // rss is a process that only scrapes, 5 times, and reports its RSS after each and its peak.
 func rss(m string) {
 	ctx := context.Background()
@@ -287,7 +277,7 @@ func rss(m string) {
 				log.Fatal(err)
 			}
 			n = sockets(r)
-			rs = append(rs, status("VmRSS"))
+			rs = append(rs, benchref.Status("VmRSS"))
 		}
 	} else {
 		f := openFolder()
@@ -297,8 +287,8 @@ func rss(m string) {
 				log.Fatal(err)
 			}
 			n = sockets(r)
-			rs = append(rs, status("VmRSS"))
+			rs = append(rs, benchref.Status("VmRSS"))
 		}
 	}
-	fmt.Printf("%s: %d sockets; RSS after each of 5 scrapes: %s; peak %s\n", m, n, strings.Join(rs, ", "), status("VmHWM"))
+	fmt.Printf("%s: %d sockets; RSS after each of 5 scrapes: %s; peak %s\n", m, n, strings.Join(rs, ", "), benchref.Status("VmHWM"))
 }
