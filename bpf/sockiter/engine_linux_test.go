@@ -393,3 +393,27 @@ func foldSS(socks []ssSocket) map[sockiter.Key]sockiter.Stats {
 }
 
 func cmp2(want, got map[sockiter.Key]sockiter.Stats) string { return cmp.Diff(want, got) }
+
+// TestIterateOnly: the benchmarks' floor program (Options.IterateOnly) visits the sockets the full walk
+// visits, and only counts them.
+func TestIterateOnly(t *testing.T) {
+	testenv.RequireRoot(t)
+	ns := testenv.NewNetNS(t)
+	sockpop.OpenIn(t, ns)
+	floor, err := sockiter.Open(sockiter.Options{IterateOnly: true})
+	if errors.Is(err, sockiter.ErrUnavailable) {
+		testenv.Missing(t, "%v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { floor.Close() })
+	full := walkIn(t, ns, openEngine(t, false))
+	bare := walkIn(t, ns, floor)
+	if full.Visited == 0 || bare.Visited != full.Visited {
+		t.Errorf("floor walk visited %d sockets, the full walk %d", bare.Visited, full.Visited)
+	}
+	if len(bare.Groups) != 0 {
+		t.Errorf("floor walk made %d groups, want none", len(bare.Groups))
+	}
+}
