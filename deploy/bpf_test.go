@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,11 +9,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/sockbuf/sockbuf_exporter/internal/e2e"
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 )
 
@@ -80,21 +79,7 @@ func TestPrivilegesBPF(t *testing.T) {
 			if !c.working {
 				pa = append(pa, "--no-new-privs")
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			cmd := ns.Command(ctx, setpriv, append(append(pa, bin), args...)...)
-			var logs strings.Builder
-			cmd.Stdout, cmd.Stderr = &logs, &logs
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				cmd.Process.Kill()
-				cmd.Wait()
-				if t.Failed() {
-					t.Logf("exporter output:\n%s", logs.String())
-				}
-			})
+			exp := e2e.StartProcess(t, ns, nil, "the exporter", setpriv, append(append(pa, bin), args...)...)
 			var body string
 			for range 2 { // the second scrape must not log again
 				body = scrapeInNetNS(t, ns, "127.0.0.1:"+defaultPort(t))
@@ -116,7 +101,7 @@ func TestPrivilegesBPF(t *testing.T) {
 			if has != c.working {
 				t.Errorf("bpf metrics exported: %v, want %v", has, c.working)
 			}
-			lines := regexp.MustCompile(`(?m)^.*level=(WARN|ERROR).*$`).FindAllString(logs.String(), -1)
+			lines := regexp.MustCompile(`(?m)^.*level=(WARN|ERROR).*$`).FindAllString(exp.Logs(), -1)
 			if c.working {
 				if len(lines) != 0 {
 					t.Errorf("warnings or errors with bpf.conf's capabilities: %q", lines)

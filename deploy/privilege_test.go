@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockbuf/sockbuf_exporter/internal/e2e"
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 )
 
@@ -103,21 +103,7 @@ func TestPrivileges(t *testing.T) {
 			}
 			// Default flags: the default port is what every deployment file assumes.
 			args = append(append(args, bin), c.args...)
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			cmd := ns.Command(ctx, setpriv, args...)
-			var logs strings.Builder
-			cmd.Stdout, cmd.Stderr = &logs, &logs
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				cmd.Process.Kill()
-				cmd.Wait()
-				if t.Failed() {
-					t.Logf("exporter output:\n%s", logs.String())
-				}
-			})
+			e2e.StartProcess(t, ns, nil, "the exporter", setpriv, args...)
 
 			body := scrapeInNetNS(t, ns, "127.0.0.1:"+defaultPort(t))
 			success := regexp.MustCompile(`(?m)^sockbuf_scrape_collector_success\{collector="([a-z]+)"\} (\S+)$`).FindAllStringSubmatch(body, -1)
