@@ -44,25 +44,8 @@ func TestSystemdBPFDropIn(t *testing.T) {
 // (the collector works) and once with no capability (it logs one line naming what it needs, reports
 // success 0 and exports none of its metrics, and every other collector still works).
 func TestPrivilegesBPF(t *testing.T) {
-	testenv.RequireRoot(t)
-	setpriv := testenv.RequireBinary(t, "setpriv", "util-linux")
-	bin := exporterBinary(t)
-	for dir := filepath.Dir(bin); dir != filepath.Dir(buildDir); dir = filepath.Dir(dir) {
-		if err := os.Chmod(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dropIn := unitSettings(t, filepath.Join(systemdDir, "bpf.conf"))["Service"]
-	var caps []string
-	for _, c := range strings.Fields(strings.Join(dropIn["AmbientCapabilities"], " ")) {
-		caps = append(caps, "+"+strings.ToLower(strings.TrimPrefix(c, "CAP_")))
-	}
-	var args []string
-	for _, a := range strings.Fields(dropIn["ExecStart"][0])[1:] {
-		if a != "--web.systemd-socket" && !strings.HasPrefix(a, "$") {
-			args = append(args, a)
-		}
-	}
+	setpriv, bin := setprivExporter(t)
+	caps, args := dropInGrants(t, "bpf.conf")
 	success := regexp.MustCompile(`(?m)^sockbuf_scrape_collector_success\{collector="([a-z]+)"\} (\S+)$`)
 	for _, c := range []struct {
 		name    string

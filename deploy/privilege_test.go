@@ -22,15 +22,7 @@ import (
 // attribution (process-attribution.conf) — and checks that every collector works and that process attribution
 // names a process of another user. It stands in for running the units under systemd, which needs systemd as PID 1.
 func TestPrivileges(t *testing.T) {
-	testenv.RequireRoot(t)
-	setpriv := testenv.RequireBinary(t, "setpriv", "util-linux")
-	bin := exporterBinary(t)
-	// The unprivileged user must reach the binary through the test's private temporary directory.
-	for dir := filepath.Dir(bin); dir != filepath.Dir(buildDir); dir = filepath.Dir(dir) {
-		if err := os.Chmod(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	setpriv, bin := setprivExporter(t)
 	comm, err := os.ReadFile("/proc/self/comm")
 	if err != nil {
 		t.Fatal(err)
@@ -38,17 +30,7 @@ func TestPrivileges(t *testing.T) {
 	self := strings.TrimSpace(string(comm))
 
 	// What process-attribution.conf grants and adds to the command line.
-	dropIn := unitSettings(t, filepath.Join(systemdDir, "process-attribution.conf"))["Service"]
-	var dropInCaps []string
-	for _, c := range strings.Fields(strings.Join(dropIn["AmbientCapabilities"], " ")) {
-		dropInCaps = append(dropInCaps, "+"+strings.ToLower(strings.TrimPrefix(c, "CAP_")))
-	}
-	var dropInArgs []string
-	for _, a := range strings.Fields(dropIn["ExecStart"][0])[1:] {
-		if a != "--web.systemd-socket" && !strings.HasPrefix(a, "$") {
-			dropInArgs = append(dropInArgs, a)
-		}
-	}
+	dropInCaps, dropInArgs := dropInGrants(t, "process-attribution.conf")
 
 	for _, c := range []struct {
 		name     string
@@ -127,6 +109,37 @@ func TestPrivileges(t *testing.T) {
 			}
 		})
 	}
+}
+
+// setprivExporter returns setpriv and the exporter binary, which an unprivileged user can run: it must
+// reach the binary through the test's private temporary directory. It needs root.
+func setprivExporter(t *testing.T) (setpriv, bin string) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	setpriv = testenv.RequireBinary(t, "setpriv", "util-linux")
+	bin = exporterBinary(t)
+	for dir := filepath.Dir(bin); dir != filepath.Dir(buildDir); dir = filepath.Dir(dir) {
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return setpriv, bin
+}
+
+// dropInGrants returns what a systemd drop-in of deploy/systemd grants, as setpriv capabilities ("+bpf"),
+// and the flags it adds to the command line (without the unit's socket activation and variables).
+func dropInGrants(t *testing.T, dropIn string) (caps, args []string) {
+	t.Helper()
+	service := unitSettings(t, filepath.Join(systemdDir, dropIn))["Service"]
+	for _, c := range strings.Fields(strings.Join(service["AmbientCapabilities"], " ")) {
+		caps = append(caps, "+"+strings.ToLower(strings.TrimPrefix(c, "CAP_")))
+	}
+	for _, a := range strings.Fields(service["ExecStart"][0])[1:] {
+		if a != "--web.systemd-socket" && !strings.HasPrefix(a, "$") {
+			args = append(args, a)
+		}
+	}
+	return caps, args
 }
 
 // scrapeInNetNS fetches /metrics from inside the namespace, retrying while the exporter starts. The dial runs on
