@@ -10,6 +10,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/sockbuf/sockbuf_exporter/internal/collectortest"
 )
 
 // scrapeCounters runs one scrape of c over the kernel entries and returns the exported values by a short name.
@@ -121,7 +123,7 @@ func TestUnavailableLogsOnce(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
 	bad := newUnavailable(logger, "the bpf collector cannot load its programs and exports nothing: it needs CAP_BPF and CAP_PERFMON",
 		errors.New("operation not permitted"))
-	e := NewExporter(map[string]Collector{"bpf": bad, "ok": emits(1)}, 0, logger)
+	e := NewExporter(map[string]Collector{"bpf": bad, "ok": collectortest.Emits(1)}, 0, logger)
 	for range 3 {
 		want := `
 # HELP sockbuf_scrape_collector_success Whether a collector succeeded on this scrape (1) or failed (0): missing file, permission denied, unparsable input or scrape timeout.

@@ -56,15 +56,8 @@ func startBadNames(t *testing.T) *badNames {
 		testenv.Missing(t, "no cgroup v2 hierarchy mounted: %v", err)
 	}
 	ns := testenv.NewNetNS(t)
-	parent := filepath.Join(root, fmt.Sprintf("sbtest-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "-")))
-	leaf := filepath.Join(parent, badCgroupName)
-	if err := os.MkdirAll(leaf, 0o755); err != nil {
-		testenv.Missing(t, "cannot create a cgroup: %v", err)
-	}
-	t.Cleanup(func() {
-		removeCgroup(t, leaf)
-		removeCgroup(t, parent)
-	})
+	parent := testenv.NewCgroup(t, root, fmt.Sprintf("sbtest-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "-")))
+	leaf := testenv.NewCgroup(t, parent, badCgroupName) // removed first: cleanups run last-in first-out
 	cgfd, err := syscall.Open(leaf, syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)

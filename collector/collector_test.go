@@ -15,24 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/sockbuf/sockbuf_exporter/internal/collectortest"
 )
-
-type fakeCollector struct {
-	update func(ch chan<- prometheus.Metric) error
-}
-
-func (f fakeCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
-	return f.update(ch)
-}
-
-var fakeDesc = prometheus.NewDesc("sockbuf_fake_value", "A value from a fake collector.", nil, nil)
-
-func emits(v float64) fakeCollector {
-	return fakeCollector{update: func(ch chan<- prometheus.Metric) error {
-		ch <- prometheus.MustNewConstMetric(fakeDesc, prometheus.GaugeValue, v)
-		return nil
-	}}
-}
 
 // successByCollector scrapes c and returns sockbuf_scrape_collector_success by collector, plus the number of
 // other samples.
@@ -62,13 +47,13 @@ func successByCollector(t *testing.T, c prometheus.Collector) (map[string]float6
 
 func TestFailingCollectorsDoNotTakeOthersDown(t *testing.T) {
 	e := NewExporter(map[string]Collector{
-		"good": emits(1),
-		"bad": fakeCollector{update: func(ch chan<- prometheus.Metric) error {
+		"good": collectortest.Emits(1),
+		"bad": collectortest.Fake{Fn: func(ch chan<- prometheus.Metric) error {
 			// Partial output of a failing collector must not reach the scrape.
-			ch <- prometheus.MustNewConstMetric(fakeDesc, prometheus.GaugeValue, 2)
+			ch <- prometheus.MustNewConstMetric(collectortest.Desc, prometheus.GaugeValue, 2)
 			return errors.New("reading /proc/net/netstat: unexpected EOF")
 		}},
-		"panics": fakeCollector{update: func(ch chan<- prometheus.Metric) error {
+		"panics": collectortest.Fake{Fn: func(ch chan<- prometheus.Metric) error {
 			panic("collector bug")
 		}},
 	}, 0, discardLogger())
@@ -86,10 +71,10 @@ func TestDeadlineAbandonsSlowCollector(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
 	e := NewExporter(map[string]Collector{
-		"fast": emits(1),
-		"slow": fakeCollector{update: func(ch chan<- prometheus.Metric) error {
+		"fast": collectortest.Emits(1),
+		"slow": collectortest.Fake{Fn: func(ch chan<- prometheus.Metric) error {
 			<-release // blocks until the test ends: only the deadline can end the scrape
-			ch <- prometheus.MustNewConstMetric(fakeDesc, prometheus.GaugeValue, 2)
+			ch <- prometheus.MustNewConstMetric(collectortest.Desc, prometheus.GaugeValue, 2)
 			return nil
 		}},
 	}, 0, discardLogger())
@@ -105,7 +90,7 @@ func TestDeadlineAbandonsSlowCollector(t *testing.T) {
 }
 
 func TestExporterLint(t *testing.T) {
-	e := NewExporter(map[string]Collector{"good": emits(1)}, 0, discardLogger())
+	e := NewExporter(map[string]Collector{"good": collectortest.Emits(1)}, 0, discardLogger())
 	problems, err := testutil.CollectAndLint(e)
 	if err != nil {
 		t.Fatal(err)
@@ -151,10 +136,10 @@ func TestConcurrentScrapesShareOneRun(t *testing.T) {
 	var runs atomic.Int32
 	release := make(chan struct{})
 	e := NewExporter(map[string]Collector{
-		"slow": fakeCollector{update: func(ch chan<- prometheus.Metric) error {
+		"slow": collectortest.Fake{Fn: func(ch chan<- prometheus.Metric) error {
 			runs.Add(1)
 			<-release
-			ch <- prometheus.MustNewConstMetric(fakeDesc, prometheus.GaugeValue, 1)
+			ch <- prometheus.MustNewConstMetric(collectortest.Desc, prometheus.GaugeValue, 1)
 			return nil
 		}},
 	}, 0, discardLogger())
@@ -194,7 +179,7 @@ func TestResultReusedWithinMaxAge(t *testing.T) {
 		want   int32
 	}{{0, 3}, {time.Hour, 1}} {
 		var runs atomic.Int32
-		e := NewExporter(map[string]Collector{"c": fakeCollector{update: func(ch chan<- prometheus.Metric) error {
+		e := NewExporter(map[string]Collector{"c": collectortest.Fake{Fn: func(ch chan<- prometheus.Metric) error {
 			runs.Add(1)
 			return nil
 		}}}, tc.maxAge, discardLogger())
@@ -214,7 +199,7 @@ func TestStuckCollectorHoldsOneGoroutine(t *testing.T) {
 	release := make(chan struct{})
 	defer close(release)
 	var runs atomic.Int32
-	e := NewExporter(map[string]Collector{"stuck": fakeCollector{update: func(ch chan<- prometheus.Metric) error {
+	e := NewExporter(map[string]Collector{"stuck": collectortest.Fake{Fn: func(ch chan<- prometheus.Metric) error {
 		runs.Add(1)
 		<-release
 		return nil
@@ -278,8 +263,8 @@ func TestScrapeEndedSaysWhy(t *testing.T) {
 // that gets another run gets new ones.
 func TestGathererSharesFamilies(t *testing.T) {
 	var runs atomic.Int32
-	e := NewExporter(map[string]Collector{"c": fakeCollector{update: func(ch chan<- prometheus.Metric) error {
-		ch <- prometheus.MustNewConstMetric(fakeDesc, prometheus.GaugeValue, float64(runs.Add(1)))
+	e := NewExporter(map[string]Collector{"c": collectortest.Fake{Fn: func(ch chan<- prometheus.Metric) error {
+		ch <- prometheus.MustNewConstMetric(collectortest.Desc, prometheus.GaugeValue, float64(runs.Add(1)))
 		return nil
 	}}}, time.Hour, discardLogger())
 	gather := func() []*dto.MetricFamily {

@@ -4,22 +4,19 @@ package collector
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sys/unix"
 
+	"github.com/sockbuf/sockbuf_exporter/internal/benchref"
 	"github.com/sockbuf/sockbuf_exporter/internal/e2e"
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 	"github.com/sockbuf/sockbuf_exporter/sockdiag"
@@ -187,8 +184,8 @@ func BenchmarkSocketsScale(b *testing.B) {
 	defer cl.Close()
 	req := sockdiag.Request{Family: sockdiag.FamilyUnspec, Extensions: sockdiag.ExtSKMemInfo}
 	nop := func(*sockdiag.Socket) error { return nil }
-	var raw *rawDumper
-	if err := ns.Do(func() (err error) { raw, err = newRawDumper(); return err }); err != nil {
+	var raw *benchref.Raw
+	if err := ns.Do(func() (err error) { raw, err = benchref.NewRaw(); return err }); err != nil {
 		t.Fatal(err)
 	}
 	defer raw.Close()
@@ -203,7 +200,7 @@ func BenchmarkSocketsScale(b *testing.B) {
 	var rssBPF []int
 	for r := range rounds {
 		timeIt("raw dump", func() {
-			if n, err := raw.dump(req); err != nil || n < 2*conns {
+			if n, _, err := raw.Dump(req); err != nil || n < 2*conns {
 				t.Fatalf("raw dump: %d messages, %v", n, err)
 			}
 		})
@@ -261,73 +258,13 @@ func BenchmarkSocketsScale(b *testing.B) {
 	b.ReportMetric(float64(rss[len(rss)-1])/1024, "MiB-rss")
 }
 
-// rawDumper is a netlink sock_diag socket read with a plain recvfrom loop that only counts messages: the
-// floor of the netlink path (what the kernel costs), as sockdiag's internal benchref.Raw, which this package
-// cannot import.
-type rawDumper struct {
-	fd       int
-	seq      uint32
-	buf, req []byte
-}
-
-// newRawDumper opens the socket in the calling thread's network namespace.
-func newRawDumper() (*rawDumper, error) {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
-	if err != nil {
-		return nil, fmt.Errorf("socket: %w", err)
-	}
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("bind: %w", err)
-	}
-	return &rawDumper{fd: fd, buf: make([]byte, sockdiag.MinBufferSize)}, nil
-}
-
-func (r *rawDumper) Close() error { return unix.Close(r.fd) }
-
-// dump sends req and reads to NLMSG_DONE, counting messages without decoding them.
-func (r *rawDumper) dump(req sockdiag.Request) (msgs int, err error) {
-	r.seq++
-	r.req = req.AppendMessage(r.req[:0], r.seq, 0)
-	if err := unix.Sendto(r.fd, r.req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return 0, fmt.Errorf("sendto: %w", err)
-	}
-	for {
-		n, _, err := unix.Recvfrom(r.fd, r.buf, 0)
-		if err != nil {
-			return msgs, fmt.Errorf("recvfrom: %w", err)
-		}
-		for b := r.buf[:n]; len(b) >= 16; {
-			l := int(binary.NativeEndian.Uint32(b))
-			switch binary.NativeEndian.Uint16(b[4:]) {
-			case unix.NLMSG_DONE:
-				return msgs, nil
-			case unix.NLMSG_ERROR:
-				return msgs, errors.New("NLMSG_ERROR")
-			}
-			msgs++
-			if l < 16 || (l+3)&^3 > len(b) {
-				break
-			}
-			b = b[(l+3)&^3:]
-		}
-	}
-}
-
 // vmRSS returns a process's resident set in KiB.
 func vmRSS(t testing.TB, pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := benchref.StatusKiB(pid, "VmRSS")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-			return n
-		}
-	}
-	t.Fatalf("no VmRSS for pid %d", pid)
-	return 0
+	return n
 }
 
 func kernelRelease() string {

@@ -5,7 +5,6 @@ package collector
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"golang.org/x/sys/unix"
 	"net"
@@ -503,26 +502,10 @@ func TestSocketsAttribution(t *testing.T) {
 		}
 	}
 
-	// `ip netns exec` mounts a fresh /sys for the namespace, which hides /sys/fs/cgroup from the processes it
-	// starts. The test mounts the cgroup v2 hierarchy (the same one: there is only one) where they see it.
-	mount := filepath.Join(t.TempDir(), "cgroup2")
-	if err := os.Mkdir(mount, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("none", mount, "cgroup2", 0, ""); err != nil {
-		testenv.Missing(t, "cannot mount the cgroup v2 hierarchy: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(mount, syscall.MNT_DETACH); err != nil {
-			t.Errorf("unmounting %s: %v", mount, err)
-		}
-	})
+	// `ip netns exec` hides /sys/fs/cgroup from the processes it starts: they see the test's own mount.
+	mount := testenv.MountCgroup2(t)
 	name := fmt.Sprintf("sbtest-%d.scope", os.Getpid())
-	cg := filepath.Join(mount, name)
-	if err := os.Mkdir(cg, 0o755); err != nil {
-		testenv.Missing(t, "cannot create a cgroup: %v", err)
-	}
-	t.Cleanup(func() { removeCgroup(t, cg) })
+	cg := testenv.NewCgroup(t, mount, name)
 
 	// The service: a second exporter, moved into the cgroup by its shell before it execs, so that its
 	// listener (and the sockets it accepts, which inherit the listener's cgroup) belong to the cgroup.
@@ -574,21 +557,5 @@ func TestSocketsAttribution(t *testing.T) {
 	if n := len(m.Select("sockbuf_sockets", map[string]string{"role": "client", "port": p, "process": self})); n != 1 {
 		t.Errorf("client group with process %q: %d series; have %v", self, n,
 			m.Select("sockbuf_sockets", map[string]string{"role": "client", "port": p}))
-	}
-}
-
-// removeCgroup removes a cgroup once its processes have left; the kernel needs a moment after they exit.
-func removeCgroup(t *testing.T, dir string) {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := os.Remove(dir)
-		if err == nil || errors.Is(err, os.ErrNotExist) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("removing cgroup %s: %v", dir, err)
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -80,10 +80,7 @@ var (
 // either keeps its netlink client (c.walker nil) or walks with the bpf engine. An explicit bpf that cannot be
 // loaded is an error; auto falls back to netlink.
 func (c *socketsCollector) useEngine(cfg SocketsConfig, open func(sockiter.Options) (socketWalker, error)) error {
-	engine := cfg.Engine
-	if engine == "" {
-		engine = EngineAuto
-	}
+	engine := cfg.engine()
 	if engine == EngineNetlink {
 		c.logger.Info("sockets engine: netlink", "reason", "--collector.sockets.engine=netlink")
 		return nil
@@ -106,15 +103,7 @@ func (c *socketsCollector) useEngine(cfg SocketsConfig, open func(sockiter.Optio
 		Drops:        true,
 	})
 	if err != nil {
-		if engine == EngineBPF {
-			return fmt.Errorf("--collector.sockets.engine=bpf: %w", err)
-		}
-		level := slog.LevelWarn
-		if errors.Is(err, sockiter.ErrUnavailable) {
-			level = slog.LevelInfo // no privileges or BTF: expected on many hosts
-		}
-		c.logger.Log(context.Background(), level, "sockets engine: netlink", "reason", "the bpf engine cannot be loaded", "err", err)
-		return nil
+		return bpfOpenFailed(c.logger, engine, "sockets engine", "--collector.sockets.engine=bpf", err)
 	}
 	c.walker = w
 	c.hasWnd, c.hasDrop = true, true // the program reads rcv_wnd and sk_drops of every socket
@@ -123,6 +112,28 @@ func (c *socketsCollector) useEngine(cfg SocketsConfig, open func(sockiter.Optio
 		reason = "auto: the iter/tcp program loaded; it is not slower than netlink and adds SO_RCVBUF locks and zero windows"
 	}
 	c.logger.Info("sockets engine: bpf", "reason", reason)
+	return nil
+}
+
+// engine is the engine c asks for, auto when none.
+func (c SocketsConfig) engine() string {
+	if c.Engine == "" {
+		return EngineAuto
+	}
+	return c.Engine
+}
+
+// bpfOpenFailed is what a bpf engine that could not be opened means: an error when the flag asked for bpf
+// (what names the flag), else a log line that what (the engine of which collector) stays netlink.
+func bpfOpenFailed(logger *slog.Logger, engine, what, flag string, err error) error {
+	if engine == EngineBPF {
+		return fmt.Errorf("%s: %w", flag, err)
+	}
+	level := slog.LevelWarn
+	if errors.Is(err, sockiter.ErrUnavailable) {
+		level = slog.LevelInfo // no privileges or BTF: expected on many hosts
+	}
+	logger.Log(context.Background(), level, what+": netlink", "reason", "the bpf engine cannot be loaded", "err", err)
 	return nil
 }
 
@@ -186,10 +197,7 @@ type netnsWalker interface {
 // those walks overran a 1 s scrape budget that the netlink dumps met, while they add nothing the netns
 // metrics use (only sockets, Recv-Q and full sockets per namespace are exported).
 func (s *netnsSockets) useEngine(cfg SocketsConfig, open func(sockiter.Options) (netnsWalker, error), openNS func(pid int, ino uint64) (*os.File, error)) error {
-	engine := cfg.Engine
-	if engine == "" {
-		engine = EngineAuto
-	}
+	engine := cfg.engine()
 	if engine != EngineBPF {
 		s.logger.Info("network namespace sockets engine: netlink", "reason", "--collector.sockets.engine="+engine+" (bpf only when asked for explicitly)")
 		return nil
@@ -198,11 +206,7 @@ func (s *netnsSockets) useEngine(cfg SocketsConfig, open func(sockiter.Options) 
 	// overflow still counts every socket.
 	w, err := open(sockiter.Options{States: netnsDumpStates, FullRatio: s.fullRatio, MaxGroups: 1024})
 	if err != nil {
-		if engine == EngineBPF {
-			return fmt.Errorf("--collector.sockets.engine=bpf for --collector.netns.sockets: %w", err)
-		}
-		s.logger.Info("network namespace sockets engine: netlink", "reason", "the bpf engine cannot be loaded", "err", err)
-		return nil
+		return bpfOpenFailed(s.logger, engine, "network namespace sockets engine", "--collector.sockets.engine=bpf for --collector.netns.sockets", err)
 	}
 	s.walker, s.openNS = w, openNS
 	s.logger.Info("network namespace sockets engine: bpf", "reason", "--collector.sockets.engine="+engine)

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"testing"
@@ -15,8 +14,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/sockbuf/sockbuf_exporter/bpf/sockiter"
+	"github.com/sockbuf/sockbuf_exporter/internal/sockpop"
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
-	"github.com/sockbuf/sockbuf_exporter/internal/trafficgen"
 	"github.com/sockbuf/sockbuf_exporter/sockdiag"
 )
 
@@ -30,82 +29,6 @@ func (w nsWalker) Walk(ctx context.Context) (*sockiter.Result, error) {
 	return w.e.WalkNetNS(ctx, w.fd)
 }
 func (w nsWalker) Close() error { return w.e.Close() }
-
-// enginePopulation is what TestSocketsEnginesAgree opens in its namespace; it follows bpf/sockiter's equality
-// test (whose helpers live in that package's tests): an IPv4 listener whose 8 connections hold 30,000 unread
-// bytes each and 4 clients pinned at SO_RCVBUF 32768; an IPv6 listener pinned at 8192 whose 6 connections
-// are filled until the writers block (full buffers, zero windows); an IPv6 listener pinned at 65536 with 5
-// connections holding 1,000 bytes; a full accept queue with connections stuck in SYN-SENT.
-type enginePopulation struct {
-	closers                     []io.Closer
-	pinned                      int
-	plain, full, pinnedPort, bl uint16
-}
-
-func (p *enginePopulation) Close() error {
-	var errs []error
-	for i := len(p.closers) - 1; i >= 0; i-- {
-		errs = append(errs, p.closers[i].Close())
-	}
-	return errors.Join(errs...)
-}
-
-func openEnginePopulation(ctx context.Context) (*enginePopulation, error) {
-	p := &enginePopulation{}
-	fail := func(err error) (*enginePopulation, error) { p.Close(); return nil, err }
-	plain, err := trafficgen.Unread(ctx, trafficgen.UnreadConfig{Listen: trafficgen.ListenConfig{Addr: "127.0.0.1:0"}, Conns: 8, Bytes: 30000})
-	if err != nil {
-		return fail(err)
-	}
-	p.closers = append(p.closers, plain)
-	p.plain = uint16(plain.Servers[0].Port())
-
-	full, err := trafficgen.Listen(trafficgen.ListenConfig{Addr: "[::1]:0", RcvBuf: 8192})
-	if err != nil {
-		return fail(err)
-	}
-	p.closers = append(p.closers, full)
-	p.full = uint16(full.Port())
-	fc, err := trafficgen.Dial(ctx, full.Addr(), 6, trafficgen.DialConfig{})
-	if err != nil {
-		return fail(err)
-	}
-	p.closers = append(p.closers, fc)
-	if err := full.WaitAccepted(6, 5*time.Second); err != nil {
-		return fail(err)
-	}
-	p.pinned += 6
-	junk := make([]byte, 4<<20)
-	for _, c := range fc.Conns {
-		c.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
-		if _, err := c.Write(junk); err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
-			return fail(fmt.Errorf("filling a pinned receive buffer: the write should block, got %v", err))
-		}
-	}
-
-	pinned, err := trafficgen.Unread(ctx, trafficgen.UnreadConfig{Listen: trafficgen.ListenConfig{Addr: "[::1]:0", RcvBuf: 65536}, Conns: 5, Bytes: 1000})
-	if err != nil {
-		return fail(err)
-	}
-	p.closers = append(p.closers, pinned)
-	p.pinnedPort = uint16(pinned.Servers[0].Port())
-	p.pinned += 5
-
-	pc, err := trafficgen.Dial(ctx, plain.Servers[0].Addr(), 4, trafficgen.DialConfig{RcvBuf: 32768})
-	if err != nil {
-		return fail(err)
-	}
-	p.closers = append(p.closers, pc)
-	p.pinned += 4
-
-	bl, err := trafficgen.FullAcceptQueue(ctx, "127.0.0.1:0", 2, 2)
-	if err != nil {
-		return fail(err)
-	}
-	p.closers = append(p.closers, bl)
-	p.bl = uint16(bl.Server.Port())
-	return p, nil
-}
 
 // engineMetrics are the series both engines must agree on: every per-group gauge but the queues that
 // timers can move (Send-Q), the listeners, the states and the histograms' counts.
@@ -133,14 +56,7 @@ func engineMetrics(m map[string]float64) map[string]float64 {
 func TestSocketsEnginesAgree(t *testing.T) {
 	testenv.RequireRoot(t)
 	ns := testenv.NewNetNS(t)
-	var pop *enginePopulation
-	if err := ns.Do(func() (err error) {
-		pop, err = openEnginePopulation(context.Background())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pop.Close() })
+	pop := sockpop.OpenIn(t, ns)
 	nsf, err := os.Open(ns.Path)
 	if err != nil {
 		t.Fatal(err)
@@ -203,11 +119,11 @@ func TestSocketsEnginesAgree(t *testing.T) {
 			}
 		}
 	}
-	if lockedSum != float64(pop.pinned) {
-		t.Errorf("sockbuf_rcvbuf_locked_sockets sums to %g, the test pinned %d sockets", lockedSum, pop.pinned)
+	if lockedSum != float64(pop.Pinned) {
+		t.Errorf("sockbuf_rcvbuf_locked_sockets sums to %g, the test pinned %d sockets", lockedSum, pop.Pinned)
 	}
-	if got := viaBPF["sockbuf_rcvbuf_locked_size_bytes_count"]; got != float64(pop.pinned) {
-		t.Errorf("sockbuf_rcvbuf_locked_size_bytes_count = %g, want %d", got, pop.pinned)
+	if got := viaBPF["sockbuf_rcvbuf_locked_size_bytes_count"]; got != float64(pop.Pinned) {
+		t.Errorf("sockbuf_rcvbuf_locked_size_bytes_count = %g, want %d", got, pop.Pinned)
 	}
 	byGroup := func(role string, port uint16) (sum float64) {
 		for labels, v := range locked {
@@ -221,7 +137,7 @@ func TestSocketsEnginesAgree(t *testing.T) {
 		role string
 		port uint16
 		want float64
-	}{{"server", pop.full, 6}, {"server", pop.pinnedPort, 5}, {"client", pop.plain, 4}, {"server", pop.plain, 0}} {
+	}{{"server", pop.Ports.Full, 6}, {"server", pop.Ports.Pinned, 5}, {"client", pop.Ports.Plain, 4}, {"server", pop.Ports.Plain, 0}} {
 		if got := byGroup(g.role, g.port); got != g.want {
 			t.Errorf("rcvbuf_locked_sockets{role=%s,port=%d} = %g, want %g", g.role, g.port, got, g.want)
 		}
@@ -241,25 +157,25 @@ func TestSocketsEnginesAgree(t *testing.T) {
 		port         uint16
 		want         float64
 	}{
-		{"sockbuf_sockets", "server", pop.plain, 12},
-		{"sockbuf_recv_queue_bytes", "server", pop.plain, 8 * 30000},
-		{"sockbuf_sockets", "client", pop.plain, 12},
-		{"sockbuf_sockets", "server", pop.full, 6},
-		{"sockbuf_sockets", "server", pop.pinnedPort, 5},
+		{"sockbuf_sockets", "server", pop.Ports.Plain, 12},
+		{"sockbuf_recv_queue_bytes", "server", pop.Ports.Plain, 8 * 30000},
+		{"sockbuf_sockets", "client", pop.Ports.Plain, 12},
+		{"sockbuf_sockets", "server", pop.Ports.Full, 6},
+		{"sockbuf_sockets", "server", pop.Ports.Pinned, 5},
 	} {
 		if got := sum(viaBPF, c.metric, c.role, c.port); got != c.want {
 			t.Errorf("%s{role=%s,port=%d} = %g, want %g", c.metric, c.role, c.port, got, c.want)
 		}
 	}
-	if got := sum(viaBPF, "sockbuf_rcvbuf_full_sockets", "server", pop.full); got == 0 {
+	if got := sum(viaBPF, "sockbuf_rcvbuf_full_sockets", "server", pop.Ports.Full); got == 0 {
 		t.Error("no full socket in the group of the filled IPv6 listener")
 	}
-	if got := viaBPF[fmt.Sprintf(`sockbuf_listen_queue_length{port="%d"}`, pop.bl)]; got != 3 {
+	if got := viaBPF[fmt.Sprintf(`sockbuf_listen_queue_length{port="%d"}`, pop.Ports.Backlog)]; got != 3 {
 		t.Errorf("full accept queue length %g, want 3", got)
 	}
 	if got := viaBPF[`sockbuf_tcp_sockets_by_state{state="syn_sent"}`]; got != 2 {
 		t.Errorf("SYN-SENT sockets %g, want 2", got)
 	}
 	t.Logf("%d series compared; zero-window sockets of the full group: netlink %g, bpf %g", len(engineMetrics(viaNL)),
-		sum(viaNL, "sockbuf_rcv_window_zero_sockets", "server", pop.full), sum(viaBPF, "sockbuf_rcv_window_zero_sockets", "server", pop.full))
+		sum(viaNL, "sockbuf_rcv_window_zero_sockets", "server", pop.Ports.Full), sum(viaBPF, "sockbuf_rcv_window_zero_sockets", "server", pop.Ports.Full))
 }

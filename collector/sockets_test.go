@@ -111,6 +111,35 @@ func (f collectorFunc) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// byStateText is the expected sockbuf_tcp_sockets_by_state exposition: listen and established sockets, no others.
+func byStateText(listen, established int) string {
+	var b strings.Builder
+	b.WriteString("# HELP sockbuf_tcp_sockets_by_state " + byStateSpec.Help + "\n# TYPE sockbuf_tcp_sockets_by_state gauge\n")
+	for _, state := range []string{"close", "close_wait", "closing", "established", "fin_wait1", "fin_wait2", "last_ack", "listen", "syn_sent"} {
+		n := 0
+		switch state {
+		case "listen":
+			n = listen
+		case "established":
+			n = established
+		}
+		fmt.Fprintf(&b, "sockbuf_tcp_sockets_by_state{state=%q} %d\n", state, n)
+	}
+	return b.String()
+}
+
+// lintCollector fails t for every metric of c that the Prometheus linter objects to.
+func lintCollector(t *testing.T, c Collector) {
+	t.Helper()
+	problems, err := testutil.CollectAndLint(collectorFunc{c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+}
+
 func TestSocketsCollectorOutput(t *testing.T) {
 	d := &fakeDumper{socks: []socktest.Sock{
 		socktest.Listen(8080, 3, 128),
@@ -146,17 +175,7 @@ sockbuf_sockets{cgroup="",port="8080",process="",role="server"} 2
 # HELP sockbuf_socket_groups_folded ` + groupsFoldedSpec.Help + `
 # TYPE sockbuf_socket_groups_folded gauge
 sockbuf_socket_groups_folded 0
-# HELP sockbuf_tcp_sockets_by_state ` + byStateSpec.Help + `
-# TYPE sockbuf_tcp_sockets_by_state gauge
-sockbuf_tcp_sockets_by_state{state="close"} 0
-sockbuf_tcp_sockets_by_state{state="close_wait"} 0
-sockbuf_tcp_sockets_by_state{state="closing"} 0
-sockbuf_tcp_sockets_by_state{state="established"} 3
-sockbuf_tcp_sockets_by_state{state="fin_wait1"} 0
-sockbuf_tcp_sockets_by_state{state="fin_wait2"} 0
-sockbuf_tcp_sockets_by_state{state="last_ack"} 0
-sockbuf_tcp_sockets_by_state{state="listen"} 1
-sockbuf_tcp_sockets_by_state{state="syn_sent"} 0
+` + byStateText(1, 3) + `
 # HELP sockbuf_rmem_fill_ratio ` + fillRatioSpec.Help + `
 # TYPE sockbuf_rmem_fill_ratio histogram
 sockbuf_rmem_fill_ratio_bucket{le="0"} 1
@@ -181,13 +200,7 @@ sockbuf_rmem_fill_ratio_count 3
 	if got := gather(t, c)[`sockbuf_socket_drops_total{cgroup="",port="8080",process="",role="server"}`]; got != 4 {
 		t.Errorf("drops after a second scrape = %g, want 4", got)
 	}
-	problems, err := testutil.CollectAndLint(collectorFunc{c})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("lint: %s: %s", p.Metric, p.Text)
-	}
+	lintCollector(t, c)
 	// The LISTEN dump asks for no attributes; the other one for skmeminfo only, without LISTEN.
 	if r := d.reqs[0]; r.States != 1<<sockdiag.StateListen || r.Extensions != 0 || r.Family != sockdiag.FamilyUnspec {
 		t.Errorf("listener request = %+v", r)

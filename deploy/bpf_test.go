@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,11 +9,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/sockbuf/sockbuf_exporter/internal/e2e"
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 )
 
@@ -45,25 +44,8 @@ func TestSystemdBPFDropIn(t *testing.T) {
 // (the collector works) and once with no capability (it logs one line naming what it needs, reports
 // success 0 and exports none of its metrics, and every other collector still works).
 func TestPrivilegesBPF(t *testing.T) {
-	testenv.RequireRoot(t)
-	setpriv := testenv.RequireBinary(t, "setpriv", "util-linux")
-	bin := exporterBinary(t)
-	for dir := filepath.Dir(bin); dir != filepath.Dir(buildDir); dir = filepath.Dir(dir) {
-		if err := os.Chmod(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dropIn := unitSettings(t, filepath.Join(systemdDir, "bpf.conf"))["Service"]
-	var caps []string
-	for _, c := range strings.Fields(strings.Join(dropIn["AmbientCapabilities"], " ")) {
-		caps = append(caps, "+"+strings.ToLower(strings.TrimPrefix(c, "CAP_")))
-	}
-	var args []string
-	for _, a := range strings.Fields(dropIn["ExecStart"][0])[1:] {
-		if a != "--web.systemd-socket" && !strings.HasPrefix(a, "$") {
-			args = append(args, a)
-		}
-	}
+	setpriv, bin := setprivExporter(t)
+	caps, args := dropInGrants(t, "bpf.conf")
 	success := regexp.MustCompile(`(?m)^sockbuf_scrape_collector_success\{collector="([a-z]+)"\} (\S+)$`)
 	for _, c := range []struct {
 		name    string
@@ -80,21 +62,7 @@ func TestPrivilegesBPF(t *testing.T) {
 			if !c.working {
 				pa = append(pa, "--no-new-privs")
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			cmd := ns.Command(ctx, setpriv, append(append(pa, bin), args...)...)
-			var logs strings.Builder
-			cmd.Stdout, cmd.Stderr = &logs, &logs
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				cmd.Process.Kill()
-				cmd.Wait()
-				if t.Failed() {
-					t.Logf("exporter output:\n%s", logs.String())
-				}
-			})
+			exp := e2e.StartProcess(t, ns, nil, "the exporter", setpriv, append(append(pa, bin), args...)...)
 			var body string
 			for range 2 { // the second scrape must not log again
 				body = scrapeInNetNS(t, ns, "127.0.0.1:"+defaultPort(t))
@@ -116,7 +84,7 @@ func TestPrivilegesBPF(t *testing.T) {
 			if has != c.working {
 				t.Errorf("bpf metrics exported: %v, want %v", has, c.working)
 			}
-			lines := regexp.MustCompile(`(?m)^.*level=(WARN|ERROR).*$`).FindAllString(logs.String(), -1)
+			lines := regexp.MustCompile(`(?m)^.*level=(WARN|ERROR).*$`).FindAllString(exp.Logs(), -1)
 			if c.working {
 				if len(lines) != 0 {
 					t.Errorf("warnings or errors with bpf.conf's capabilities: %q", lines)

@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockbuf/sockbuf_exporter/internal/e2e"
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 )
 
@@ -22,15 +22,7 @@ import (
 // attribution (process-attribution.conf) — and checks that every collector works and that process attribution
 // names a process of another user. It stands in for running the units under systemd, which needs systemd as PID 1.
 func TestPrivileges(t *testing.T) {
-	testenv.RequireRoot(t)
-	setpriv := testenv.RequireBinary(t, "setpriv", "util-linux")
-	bin := exporterBinary(t)
-	// The unprivileged user must reach the binary through the test's private temporary directory.
-	for dir := filepath.Dir(bin); dir != filepath.Dir(buildDir); dir = filepath.Dir(dir) {
-		if err := os.Chmod(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	setpriv, bin := setprivExporter(t)
 	comm, err := os.ReadFile("/proc/self/comm")
 	if err != nil {
 		t.Fatal(err)
@@ -38,17 +30,7 @@ func TestPrivileges(t *testing.T) {
 	self := strings.TrimSpace(string(comm))
 
 	// What process-attribution.conf grants and adds to the command line.
-	dropIn := unitSettings(t, filepath.Join(systemdDir, "process-attribution.conf"))["Service"]
-	var dropInCaps []string
-	for _, c := range strings.Fields(strings.Join(dropIn["AmbientCapabilities"], " ")) {
-		dropInCaps = append(dropInCaps, "+"+strings.ToLower(strings.TrimPrefix(c, "CAP_")))
-	}
-	var dropInArgs []string
-	for _, a := range strings.Fields(dropIn["ExecStart"][0])[1:] {
-		if a != "--web.systemd-socket" && !strings.HasPrefix(a, "$") {
-			dropInArgs = append(dropInArgs, a)
-		}
-	}
+	dropInCaps, dropInArgs := dropInGrants(t, "process-attribution.conf")
 
 	for _, c := range []struct {
 		name     string
@@ -103,21 +85,7 @@ func TestPrivileges(t *testing.T) {
 			}
 			// Default flags: the default port is what every deployment file assumes.
 			args = append(append(args, bin), c.args...)
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			cmd := ns.Command(ctx, setpriv, args...)
-			var logs strings.Builder
-			cmd.Stdout, cmd.Stderr = &logs, &logs
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				cmd.Process.Kill()
-				cmd.Wait()
-				if t.Failed() {
-					t.Logf("exporter output:\n%s", logs.String())
-				}
-			})
+			e2e.StartProcess(t, ns, nil, "the exporter", setpriv, args...)
 
 			body := scrapeInNetNS(t, ns, "127.0.0.1:"+defaultPort(t))
 			success := regexp.MustCompile(`(?m)^sockbuf_scrape_collector_success\{collector="([a-z]+)"\} (\S+)$`).FindAllStringSubmatch(body, -1)
@@ -141,6 +109,37 @@ func TestPrivileges(t *testing.T) {
 			}
 		})
 	}
+}
+
+// setprivExporter returns setpriv and the exporter binary, which an unprivileged user can run: it must
+// reach the binary through the test's private temporary directory. It needs root.
+func setprivExporter(t *testing.T) (setpriv, bin string) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	setpriv = testenv.RequireBinary(t, "setpriv", "util-linux")
+	bin = exporterBinary(t)
+	for dir := filepath.Dir(bin); dir != filepath.Dir(buildDir); dir = filepath.Dir(dir) {
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return setpriv, bin
+}
+
+// dropInGrants returns what a systemd drop-in of deploy/systemd grants, as setpriv capabilities ("+bpf"),
+// and the flags it adds to the command line (without the unit's socket activation and variables).
+func dropInGrants(t *testing.T, dropIn string) (caps, args []string) {
+	t.Helper()
+	service := unitSettings(t, filepath.Join(systemdDir, dropIn))["Service"]
+	for _, c := range strings.Fields(strings.Join(service["AmbientCapabilities"], " ")) {
+		caps = append(caps, "+"+strings.ToLower(strings.TrimPrefix(c, "CAP_")))
+	}
+	for _, a := range strings.Fields(service["ExecStart"][0])[1:] {
+		if a != "--web.systemd-socket" && !strings.HasPrefix(a, "$") {
+			args = append(args, a)
+		}
+	}
+	return caps, args
 }
 
 // scrapeInNetNS fetches /metrics from inside the namespace, retrying while the exporter starts. The dial runs on

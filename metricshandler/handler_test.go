@@ -17,27 +17,10 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sockbuf/sockbuf_exporter/collector"
+	"github.com/sockbuf/sockbuf_exporter/internal/collectortest"
 )
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
-// fakeCollector runs update on every scrape.
-type fakeCollector struct {
-	update func(ch chan<- prometheus.Metric) error
-}
-
-func (f fakeCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
-	return f.update(ch)
-}
-
-var fakeDesc = prometheus.NewDesc("sockbuf_fake_value", "A value for tests.", nil, nil)
-
-func emits(v float64) fakeCollector {
-	return fakeCollector{update: func(ch chan<- prometheus.Metric) error {
-		ch <- prometheus.MustNewConstMetric(fakeDesc, prometheus.GaugeValue, v)
-		return nil
-	}}
-}
 
 func TestScrapeBudget(t *testing.T) {
 	for _, tc := range []struct {
@@ -76,7 +59,7 @@ func TestHandlerHonoursTimeoutHeaderAndLimit(t *testing.T) {
 	release := make(chan struct{})
 	started := make(chan struct{}, 4)
 	e := collector.NewExporter(map[string]collector.Collector{
-		"slow": fakeCollector{update: func(ch chan<- prometheus.Metric) error {
+		"slow": collectortest.Fake{Fn: func(ch chan<- prometheus.Metric) error {
 			started <- struct{}{}
 			<-release
 			return nil
@@ -153,7 +136,7 @@ func TestAcceptsGzip(t *testing.T) {
 }
 
 func TestHandlerGzip(t *testing.T) {
-	e := collector.NewExporter(map[string]collector.Collector{"good": emits(1)}, 0, discardLogger())
+	e := collector.NewExporter(map[string]collector.Collector{"good": collectortest.Emits(1)}, 0, discardLogger())
 	h := New(e, prometheus.NewRegistry(), Opts{}, discardLogger())
 	for _, enc := range []string{"gzip", ""} {
 		req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
@@ -193,7 +176,7 @@ func (c countingGatherer) Gather() ([]*dto.MetricFamily, error) {
 // once per format; a scrape of a new run is encoded anew.
 func TestSharedRunsShareTheAnswer(t *testing.T) {
 	var base atomic.Int32
-	e := collector.NewExporter(map[string]collector.Collector{"good": emits(1)}, time.Hour, discardLogger())
+	e := collector.NewExporter(map[string]collector.Collector{"good": collectortest.Emits(1)}, time.Hour, discardLogger())
 	h := New(e, countingGatherer{&base}, Opts{}, discardLogger())
 	get := func(enc string) string {
 		req := httptest.NewRequest(http.MethodGet, "/metrics", nil)

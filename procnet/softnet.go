@@ -43,12 +43,7 @@ func ParseSoftnet(data []byte, maxCPUs int, fn func(SoftnetRow)) error {
 		data = rest
 		var r SoftnetRow
 		n := 0
-		for {
-			var f []byte
-			f, line = NextField(line)
-			if len(f) == 0 {
-				break
-			}
+		for f, more := NextField(line); len(f) > 0; f, more = NextField(more) {
 			n++
 			// Every column is parsed, even those unused, so that garbage anywhere is found.
 			v, err := parseHex(f)

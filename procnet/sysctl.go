@@ -81,12 +81,7 @@ func ParseSysctl(s Sysctl, data []byte) (SysctlValue, error) {
 		return v, errors.New("more than one line")
 	}
 	n := 0
-	for {
-		var f []byte
-		f, line = NextField(line)
-		if len(f) == 0 {
-			break
-		}
+	for f, more := NextField(line); len(f) > 0; f, more = NextField(more) {
 		if n == info.n {
 			return v, fmt.Errorf("more than %d values", info.n)
 		}

@@ -446,19 +446,10 @@ func (a *Aggregator) ResetSockets() {
 	clear(a.overflow[:])
 }
 
-// addListener records a LISTEN socket. Every listener must be added before the first add.
+// AddListener records a LISTEN socket. Every listener must be added before the first add.
 func (a *Aggregator) AddListener(s *sockdiag.Socket) {
-	port := s.Src.Port()
 	a.states[sockdiag.StateListen]++
-	a.listening[port/64] |= 1 << (port % 64)
-	this := Listener{Port: port, Length: uint64(s.AcceptQueue()), Limit: uint64(s.AcceptQueueLimit())}
-	i, ok := a.listeners[port]
-	if !ok {
-		a.listeners[port] = len(a.listen)
-		a.listen = append(a.listen, this)
-		return
-	}
-	a.listen[i].takeFullest(&this)
+	a.AddListenerValues(s.Src.Port(), uint64(s.AcceptQueue()), uint64(s.AcceptQueueLimit()))
 }
 
 // add records a non-listening socket; process is the owner's index in the process names, 0 for none. LISTEN

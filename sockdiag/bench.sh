@@ -16,34 +16,11 @@ conns=${1:-100000}
 rounds=${2:-7}
 cd "$(dirname "$0")/.."
 
-if [ "$(id -u)" -ne 0 ]; then
-	echo "bench.sh: needs root (network namespaces, sysctl)" >&2
-	exit 1
-fi
-
+. internal/benchref/netns.sh
 tmp=$(mktemp -d)
 ns=sockdiag-bench-$$
-sysctl=/proc/sys/net/ipv4/tcp_child_ehash_entries
-old=
-cleanup() {
-	ip netns delete "$ns" 2>/dev/null || true
-	[ -z "$old" ] || echo "$old" >"$sysctl" # only when interrupted between setting and restoring it
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 go build -o "$tmp/sockbench" ./sockdiag/internal/sockbench
-# Under the lock the Go tests take (testenv.NewIsolatedNetNS), so that a test running meanwhile cannot save
-# our 1024 as the value to restore.
-exec 9>/run/lock/sockbuf-test-sysctl.lock
-flock 9
-old=$(cat "$sysctl")
-echo 1024 >"$sysctl"
-ip netns add "$ns"
-echo "$old" >"$sysctl" # the namespace has its table now; the host need not keep the setting
-old=
-flock -u 9
-ip -n "$ns" link set lo up
+isolated_netns "$ns" 1024
 echo "kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $conns connections in netns $ns"
 ip netns exec "$ns" "$tmp/sockbench" -conns "$conns" -rounds "$rounds"

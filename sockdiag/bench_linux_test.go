@@ -15,10 +15,10 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/sockbuf/sockbuf_exporter/internal/benchref"
+	"github.com/sockbuf/sockbuf_exporter/internal/population"
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 	"github.com/sockbuf/sockbuf_exporter/sockdiag"
-	"github.com/sockbuf/sockbuf_exporter/sockdiag/internal/benchref"
-	"github.com/sockbuf/sockbuf_exporter/sockdiag/internal/population"
 )
 
 // BenchmarkDump dumps a population of idle loopback connections (SOCKDIAG_BENCH_CONNS, default 20,000,

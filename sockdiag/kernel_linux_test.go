@@ -14,8 +14,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 
+	"github.com/sockbuf/sockbuf_exporter/internal/population"
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
-	"github.com/sockbuf/sockbuf_exporter/sockdiag/internal/population"
 )
 
 var (

@@ -104,9 +104,9 @@ func threadCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// BenchmarkDropStorm injects b.N segments that the kernel drops on an established client socket, through
-// a raw socket in the namespace, and reports the CPU time per drop.
-func BenchmarkDropStorm(b *testing.B) {
+// tracedAndNot runs fn as two sub-benchmarks on a fresh connection each: "off", without a tracer (tr is
+// nil), and "on", with a tracer restricted to the connection's namespace.
+func tracedAndNot(b *testing.B, fn func(b *testing.B, c *conn, tr *Tracer)) {
 	for _, traced := range []bool{false, true} {
 		name := "off"
 		if traced {
@@ -118,71 +118,79 @@ func BenchmarkDropStorm(b *testing.B) {
 			if traced {
 				tr = c.tracer(b)
 			}
-			local := uint16(c.clients.Conns[0].LocalAddr().(*net.TCPAddr).Port)
-			pkt := segment(uint16(c.srv.Port()), local)
-			skDrops := func() uint64 {
-				mi, err := trafficgen.SocketMemInfo(c.clients.Conns[0])
-				if err != nil {
-					b.Fatal(err)
-				}
-				return uint64(mi.Drops)
-			}
-			before := skDrops()
-			var elapsed, cpu time.Duration
-			err := c.ns.Do(func() error {
-				b.ResetTimer()
-				start, startCPU := time.Now(), threadCPU()
-				err := inject(pkt, b.N)
-				elapsed, cpu = time.Since(start), threadCPU()-startCPU
-				b.StopTimer()
-				return err
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			dropped := skDrops() - before
-			if dropped != uint64(b.N) {
-				b.Fatalf("the client's sk_drops rose by %d for %d segments", dropped, b.N)
-			}
-			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/drop")
-			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "drops/s")
-			if tr == nil {
-				return
-			}
-			s := read(b, tr)
-			var counted uint64
-			for _, d := range s.Drops {
-				if d.Role == RoleClient && d.Port == uint16(c.srv.Port()) {
-					counted += d.Packets
-				}
-			}
-			if counted != dropped {
-				b.Errorf("tracer counted %d drops on the client, its sk_drops %d", counted, dropped)
-			}
-			// Then, untimed, the kernel's own account of the program's run time (BPF_ENABLE_STATS, back off
-			// when closed): the program's part of the cost, free of the scheduling noise of the A/B above.
-			stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
-			if err != nil {
-				b.Fatalf("enabling BPF run-time statistics: %v", err)
-			}
-			defer stats.Close()
-			prog := tr.coll.Programs["on_kfree_skb"]
-			st0, err := prog.Stats()
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := c.ns.Do(func() error { return inject(pkt, min(b.N, 100_000)) }); err != nil {
-				b.Fatal(err)
-			}
-			st1, err := prog.Stats()
-			if err != nil {
-				b.Fatal(err)
-			}
-			if n := st1.RunCount - st0.RunCount; n > 0 {
-				b.ReportMetric(float64((st1.Runtime-st0.Runtime).Nanoseconds())/float64(n), "bpf-ns/drop")
-			}
+			fn(b, c, tr)
 		})
 	}
+}
+
+// BenchmarkDropStorm injects b.N segments that the kernel drops on an established client socket, through
+// a raw socket in the namespace, and reports the CPU time per drop.
+func BenchmarkDropStorm(b *testing.B) {
+	tracedAndNot(b, func(b *testing.B, c *conn, tr *Tracer) {
+		local := uint16(c.clients.Conns[0].LocalAddr().(*net.TCPAddr).Port)
+		pkt := segment(uint16(c.srv.Port()), local)
+		skDrops := func() uint64 {
+			mi, err := trafficgen.SocketMemInfo(c.clients.Conns[0])
+			if err != nil {
+				b.Fatal(err)
+			}
+			return uint64(mi.Drops)
+		}
+		before := skDrops()
+		var elapsed, cpu time.Duration
+		err := c.ns.Do(func() error {
+			b.ResetTimer()
+			start, startCPU := time.Now(), threadCPU()
+			err := inject(pkt, b.N)
+			elapsed, cpu = time.Since(start), threadCPU()-startCPU
+			b.StopTimer()
+			return err
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		dropped := skDrops() - before
+		if dropped != uint64(b.N) {
+			b.Fatalf("the client's sk_drops rose by %d for %d segments", dropped, b.N)
+		}
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/drop")
+		b.ReportMetric(float64(b.N)/elapsed.Seconds(), "drops/s")
+		if tr == nil {
+			return
+		}
+		s := read(b, tr)
+		var counted uint64
+		for _, d := range s.Drops {
+			if d.Role == RoleClient && d.Port == uint16(c.srv.Port()) {
+				counted += d.Packets
+			}
+		}
+		if counted != dropped {
+			b.Errorf("tracer counted %d drops on the client, its sk_drops %d", counted, dropped)
+		}
+		// Then, untimed, the kernel's own account of the program's run time (BPF_ENABLE_STATS, back off
+		// when closed): the program's part of the cost, free of the scheduling noise of the A/B above.
+		stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+		if err != nil {
+			b.Fatalf("enabling BPF run-time statistics: %v", err)
+		}
+		defer stats.Close()
+		prog := tr.coll.Programs["on_kfree_skb"]
+		st0, err := prog.Stats()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := c.ns.Do(func() error { return inject(pkt, min(b.N, 100_000)) }); err != nil {
+			b.Fatal(err)
+		}
+		st1, err := prog.Stats()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n := st1.RunCount - st0.RunCount; n > 0 {
+			b.ReportMetric(float64((st1.Runtime-st0.Runtime).Nanoseconds())/float64(n), "bpf-ns/drop")
+		}
+	})
 }
 
 // inject sends pkt n times through a raw socket of the calling thread's namespace.
@@ -204,63 +212,54 @@ func inject(pkt []byte, n int) error {
 // BenchmarkNoDrops moves one byte back and forth over the connection (nothing is dropped, so the
 // kfree_skb tracepoint never fires) and reports the CPU time per round trip.
 func BenchmarkNoDrops(b *testing.B) {
-	for _, traced := range []bool{false, true} {
-		name := "off"
-		if traced {
-			name = "on"
+	tracedAndNot(b, func(b *testing.B, c *conn, tr *Tracer) {
+		if tr != nil {
+			stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME)) // run counts need it
+			if err != nil {
+				b.Fatalf("enabling BPF run-time statistics: %v", err)
+			}
+			defer stats.Close()
 		}
-		b.Run(name, func(b *testing.B) {
-			c := newConn(b)
-			var tr *Tracer
-			if traced {
-				tr = c.tracer(b)
-				stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME)) // run counts need it
-				if err != nil {
-					b.Fatalf("enabling BPF run-time statistics: %v", err)
-				}
-				defer stats.Close()
+		runs := func() uint64 {
+			if tr == nil {
+				return 0
 			}
-			runs := func() uint64 {
-				if tr == nil {
-					return 0
-				}
-				st, err := tr.coll.Programs["on_kfree_skb"].Stats()
-				if err != nil {
-					b.Fatal(err)
-				}
-				return st.RunCount
-			}
-			cl, sv := c.clients.Conns[0], c.srv.Conns()[0]
-			buf := []byte{'x'}
-			var cpu time.Duration
-			// On a locked thread, so that the thread's CPU time is the loop's; the kernel answers a write
-			// with the segment's delivery in the same call, so the read never waits.
-			runs0 := runs()
-			err := c.ns.Do(func() error {
-				b.ResetTimer()
-				startCPU := threadCPU()
-				for range b.N {
-					if _, err := cl.Write(buf); err != nil {
-						return err
-					}
-					if _, err := sv.Read(buf); err != nil {
-						return err
-					}
-				}
-				cpu = threadCPU() - startCPU
-				b.StopTimer()
-				return nil
-			})
+			st, err := tr.coll.Programs["on_kfree_skb"].Stats()
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
-			if tr != nil {
-				// Program runs during the loop, all namespaces of the host included: ~0 per round trip.
-				b.ReportMetric(float64(runs()-runs0)/float64(b.N), "bpf-runs/op")
+			return st.RunCount
+		}
+		cl, sv := c.clients.Conns[0], c.srv.Conns()[0]
+		buf := []byte{'x'}
+		var cpu time.Duration
+		// On a locked thread, so that the thread's CPU time is the loop's; the kernel answers a write
+		// with the segment's delivery in the same call, so the read never waits.
+		runs0 := runs()
+		err := c.ns.Do(func() error {
+			b.ResetTimer()
+			startCPU := threadCPU()
+			for range b.N {
+				if _, err := cl.Write(buf); err != nil {
+					return err
+				}
+				if _, err := sv.Read(buf); err != nil {
+					return err
+				}
 			}
+			cpu = threadCPU() - startCPU
+			b.StopTimer()
+			return nil
 		})
-	}
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/op")
+		if tr != nil {
+			// Program runs during the loop, all namespaces of the host included: ~0 per round trip.
+			b.ReportMetric(float64(runs()-runs0)/float64(b.N), "bpf-runs/op")
+		}
+	})
 }
 
 // BenchmarkRead reads a tracer whose attributed map holds 2,000 groups (put there from user space): the

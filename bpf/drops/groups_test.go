@@ -74,8 +74,7 @@ func overflowClients(srv *trafficgen.Server, clients *trafficgen.Clients) error 
 func TestGroups(t *testing.T) {
 	ns := testenv.NewNetNS(t)
 	tr := openTracer(t, ns)
-	_, own := cgroup2Mount(t)
-	cgroup := cgroupID(t, own)
+	cgroup := cgroupID(t, testenv.OwnCgroup(t, testenv.Cgroup2Mount(t)))
 	ino, err := NetNSInode(ns.Path)
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +128,7 @@ func TestGroups(t *testing.T) {
 	} else {
 		t.Logf("pinned server: %s, %d drops", res, n)
 	}
-	if err := closeWindows(probers); err != nil {
+	if err := trafficgen.CloseWindows(probers.Conns); err != nil {
 		t.Fatal(err)
 	}
 	if err := overflowClients(talker, listeners); err != nil {
@@ -251,7 +250,7 @@ func TestListenerNotYetDescribed(t *testing.T) {
 		srv.Close()
 		probers.Close()
 	})
-	if err := closeWindows(probers); err != nil {
+	if err := trafficgen.CloseWindows(probers.Conns); err != nil {
 		t.Fatal(err)
 	}
 	port := uint16(srv.Port())

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -70,37 +68,6 @@ func byReason(s Snapshot, keep func(Drop) bool) map[string]uint64 {
 	return out
 }
 
-// cgroup2Mount returns where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified
-// on hybrid hosts) and this process's cgroup directory in it.
-func cgroup2Mount(t testing.TB) (mount, dir string) {
-	t.Helper()
-	info, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(info), "\n") {
-		pre, post, ok := strings.Cut(line, " - ")
-		if f := strings.Fields(pre); ok && strings.HasPrefix(post, "cgroup2 ") && len(f) > 4 {
-			mount = f[4]
-			break
-		}
-	}
-	if mount == "" {
-		testenv.Missing(t, "no cgroup2 mount in /proc/self/mountinfo")
-	}
-	data, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		if path, ok := strings.CutPrefix(line, "0::"); ok {
-			return mount, filepath.Join(mount, path)
-		}
-	}
-	testenv.Missing(t, "no cgroup v2 entry in /proc/self/cgroup: %q", data)
-	return "", ""
-}
-
 // cgroupID is the cgroup v2 id of a cgroup directory: its inode number, which is what the kernel reports
 // as INET_DIAG_CGROUP_ID for the cgroup's sockets.
 func cgroupID(t testing.TB, dir string) uint64 {
@@ -117,26 +84,5 @@ func cgroupID(t testing.TB, dir string) uint64 {
 // accepted later by listeners opened in fn) belong to the child.
 func inChildCgroup(t testing.TB, fn func() error) uint64 {
 	t.Helper()
-	_, own := cgroup2Mount(t)
-	child := filepath.Join(own, fmt.Sprintf("sbtest-drops-%d", os.Getpid()))
-	if err := os.Mkdir(child, 0o755); err != nil {
-		testenv.Missing(t, "cannot create a cgroup: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := os.Remove(child); err != nil {
-			t.Errorf("removing cgroup: %v", err)
-		}
-	})
-	pid := []byte(fmt.Sprint(os.Getpid()))
-	if err := os.WriteFile(filepath.Join(child, "cgroup.procs"), pid, 0); err != nil {
-		testenv.Missing(t, "cannot move into a child cgroup: %v", err)
-	}
-	ferr := fn()
-	if err := os.WriteFile(filepath.Join(own, "cgroup.procs"), pid, 0); err != nil {
-		t.Fatalf("moving back to %s: %v", own, err)
-	}
-	if ferr != nil {
-		t.Fatal(ferr)
-	}
-	return cgroupID(t, child)
+	return cgroupID(t, testenv.InChildCgroup(t, testenv.Cgroup2Mount(t), fmt.Sprintf("sbtest-drops-%d", os.Getpid()), fn))
 }

@@ -4,39 +4,12 @@ package drops
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 	"github.com/sockbuf/sockbuf_exporter/internal/trafficgen"
 )
-
-// closeWindows writes to every client until its peer's receive window is closed: no byte has gone for
-// 300ms, so the receive buffer is full and the sender is left to probe the zero window. Bounded by 10s.
-func closeWindows(clients *trafficgen.Clients) error {
-	buf := make([]byte, 64<<10)
-	deadline := time.Now().Add(10 * time.Second)
-	for _, c := range clients.Conns {
-		stalled := time.Now()
-		for time.Since(stalled) < 300*time.Millisecond {
-			if time.Now().After(deadline) {
-				return fmt.Errorf("window of %s still open after 10s", c.RemoteAddr())
-			}
-			c.SetWriteDeadline(time.Now().Add(20 * time.Millisecond))
-			n, err := c.Write(buf)
-			if n > 0 {
-				stalled = time.Now()
-			}
-			if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-				return err
-			}
-		}
-	}
-	return nil
-}
 
 // waitDrops polls the tracer until the drops matching keep reach min packets, or 6s pass.
 func waitDrops(t *testing.T, tr *Tracer, min uint64, keep func(Drop) bool) Snapshot {
@@ -81,7 +54,7 @@ func TestWindowProbesAreNotOverflow(t *testing.T) {
 		if before, err = trafficgen.ReadNetstat(); err != nil {
 			return err
 		}
-		return closeWindows(clients)
+		return trafficgen.CloseWindows(clients.Conns)
 	})
 	if err != nil {
 		t.Fatal(err)

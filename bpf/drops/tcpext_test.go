@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockbuf/sockbuf_exporter/internal/dropcheck"
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 	"github.com/sockbuf/sockbuf_exporter/internal/trafficgen"
 )
@@ -60,30 +61,9 @@ func TestReasonsMatchTcpExt(t *testing.T) {
 	got := byReason(s, nil)
 	d := after.Sub(before)["TcpExt"]
 	t.Logf("drops by reason: %v", got)
-	t.Logf("TcpExt: TCPRcvQDrop=%d TCPOFODrop=%d TCPZeroWindowDrop=%d TCPOFOMerge=%d TCPBacklogDrop=%d OfoPruned=%d RcvPruned=%d PruneCalled=%d",
-		d["TCPRcvQDrop"], d["TCPOFODrop"], d["TCPZeroWindowDrop"], d["TCPOFOMerge"], d["TCPBacklogDrop"],
-		d["OfoPruned"], d["RcvPruned"], d["PruneCalled"])
-
-	for _, eq := range []struct {
-		reason   string
-		counters []string
-	}{
-		{"proto_mem", []string{"TCPRcvQDrop", "TCPOFODrop"}},
-		{"tcp_zerowindow", []string{"TCPZeroWindowDrop"}},
-		{"tcp_ofomerge", []string{"TCPOFOMerge"}},
-		{"socket_backlog", []string{"TCPBacklogDrop"}},
-	} {
-		var sum uint64
-		for _, c := range eq.counters {
-			sum += d[c]
-		}
-		if got[eq.reason] != sum {
-			t.Errorf("%s drops = %d, want %v = %d", eq.reason, got[eq.reason], eq.counters, sum)
-		}
-	}
-	// OfoPruned counts tcp_prune_ofo_queue calls that dropped something, each dropping one or more skbs.
-	if p, n := got["tcp_ofo_queue_prune"], d["OfoPruned"]; p < n || (p > 0) != (n > 0) {
-		t.Errorf("tcp_ofo_queue_prune drops = %d, OfoPruned = %d: want drops >= calls, both or neither zero", p, n)
+	t.Logf("%s", dropcheck.TcpExtSummary(d))
+	for _, m := range dropcheck.TcpExtMismatches(got, d) {
+		t.Error(m)
 	}
 	// RcvPruned counts tcp_prune_queue giving up; the segment that asked for room is then dropped as
 	// proto_mem, unless the receive queue was empty (then it is queued anyway).

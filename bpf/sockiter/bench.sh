@@ -20,33 +20,12 @@ rounds=${2:-7}
 ehash=${EHASH:-1024}
 cd "$(dirname "$0")/../.."
 
-if [ "$(id -u)" -ne 0 ]; then
-	echo "bench.sh: needs root (network namespaces, sysctl, BPF)" >&2
-	exit 1
-fi
-
+. internal/benchref/netns.sh
 tmp=$(mktemp -d)
 ns=sockiter-bench-$$
-sysctl=/proc/sys/net/ipv4/tcp_child_ehash_entries
-old=
-cleanup() {
-	ip netns delete "$ns" 2>/dev/null || true
-	[ -z "$old" ] || echo "$old" >"$sysctl"
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 go build -o "$tmp/sockbench" ./sockdiag/internal/sockbench
 go build -o "$tmp/sockiterbench" ./bpf/sockiter/internal/sockiterbench
-exec 9>/run/lock/sockbuf-test-sysctl.lock
-flock 9
-old=$(cat "$sysctl")
-echo "$ehash" >"$sysctl"
-ip netns add "$ns"
-echo "$old" >"$sysctl"
-old=
-flock -u 9
-ip -n "$ns" link set lo up
+isolated_netns "$ns" "$ehash"
 echo "kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $conns connections in netns $ns (ehash $ehash)"
 timeout 1800 ip netns exec "$ns" "$tmp/sockiterbench" -holder "$tmp/sockbench" -conns "$conns" -rounds "$rounds"

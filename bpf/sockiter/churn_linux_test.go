@@ -3,7 +3,6 @@
 package sockiter_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -13,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sockbuf/sockbuf_exporter/bpf/sockiter"
+	"github.com/sockbuf/sockbuf_exporter/internal/sockpop"
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 )
 
@@ -159,14 +159,7 @@ func (ch *churn) runListeners(stop <-chan struct{}, maxListens int, maxTime time
 func TestEqualUnderChurn(t *testing.T) {
 	testenv.RequireRoot(t)
 	ns := testenv.NewNetNS(t)
-	var pop *population
-	if err := ns.Do(func() (err error) {
-		pop, err = populate(context.Background())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pop.Close() })
+	sockpop.OpenIn(t, ns)
 	e := openEngine(t, false)
 	nl := netlinkFolder(t, ns)
 	quiet := cloneResult(walkIn(t, ns, e))

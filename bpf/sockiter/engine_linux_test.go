@@ -6,8 +6,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -18,8 +16,8 @@ import (
 
 	"github.com/sockbuf/sockbuf_exporter/bpf/sockiter"
 	"github.com/sockbuf/sockbuf_exporter/bpf/sockiter/internal/nlfold"
+	"github.com/sockbuf/sockbuf_exporter/internal/sockpop"
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
-	"github.com/sockbuf/sockbuf_exporter/internal/trafficgen"
 	"github.com/sockbuf/sockbuf_exporter/sockdiag"
 )
 
@@ -47,84 +45,6 @@ func openEngine(t *testing.T, drops bool) *sockiter.Engine {
 		}
 	})
 	return e
-}
-
-// population is what the equality test opens in its namespace.
-type population struct {
-	closers []io.Closer
-	pinned  int // sockets whose SO_RCVBUF was set (listeners excluded: they are not in groups)
-	ports   struct{ plain, full, pinned, backlog uint16 }
-}
-
-func (p *population) Close() error {
-	var errs []error
-	for i := len(p.closers) - 1; i >= 0; i-- {
-		errs = append(errs, p.closers[i].Close())
-	}
-	return errors.Join(errs...)
-}
-
-// populate opens, in the calling thread's namespace: an IPv4 listener whose 8 connections hold 30,000 unread
-// bytes each; an IPv6 listener pinned at SO_RCVBUF 8192 whose 6 connections are filled until the writers
-// block (full receive buffers); an IPv6 listener pinned at 65536 with 5 connections holding 1,000 bytes; 4
-// clients pinned at SO_RCVBUF 32768 to the first listener; and a listener with a full accept queue and two
-// connections stuck in SYN-SENT.
-func populate(ctx context.Context) (*population, error) {
-	p := &population{}
-	fail := func(err error) (*population, error) { p.Close(); return nil, err }
-
-	plain, err := trafficgen.Unread(ctx, trafficgen.UnreadConfig{Listen: trafficgen.ListenConfig{Addr: "127.0.0.1:0"}, Conns: 8, Bytes: 30000})
-	if err != nil {
-		return fail(err)
-	}
-	p.closers = append(p.closers, plain)
-	p.ports.plain = uint16(plain.Servers[0].Port())
-
-	full, err := trafficgen.Listen(trafficgen.ListenConfig{Addr: "[::1]:0", RcvBuf: 8192})
-	if err != nil {
-		return fail(err)
-	}
-	p.closers = append(p.closers, full)
-	p.ports.full = uint16(full.Port())
-	fc, err := trafficgen.Dial(ctx, full.Addr(), 6, trafficgen.DialConfig{})
-	if err != nil {
-		return fail(err)
-	}
-	p.closers = append(p.closers, fc)
-	if err := full.WaitAccepted(6, 5*time.Second); err != nil {
-		return fail(err)
-	}
-	p.pinned += 6
-	junk := make([]byte, 4<<20)
-	for _, c := range fc.Conns {
-		c.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
-		if _, err := c.Write(junk); err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
-			return fail(fmt.Errorf("filling a pinned receive buffer: the write should block, got %v", err))
-		}
-	}
-
-	pinned, err := trafficgen.Unread(ctx, trafficgen.UnreadConfig{Listen: trafficgen.ListenConfig{Addr: "[::1]:0", RcvBuf: 65536}, Conns: 5, Bytes: 1000})
-	if err != nil {
-		return fail(err)
-	}
-	p.closers = append(p.closers, pinned)
-	p.ports.pinned = uint16(pinned.Servers[0].Port())
-	p.pinned += 5
-
-	pc, err := trafficgen.Dial(ctx, plain.Servers[0].Addr(), 4, trafficgen.DialConfig{RcvBuf: 32768})
-	if err != nil {
-		return fail(err)
-	}
-	p.closers = append(p.closers, pc)
-	p.pinned += 4
-
-	bl, err := trafficgen.FullAcceptQueue(ctx, "127.0.0.1:0", 2, 2)
-	if err != nil {
-		return fail(err)
-	}
-	p.closers = append(p.closers, bl)
-	p.ports.backlog = uint16(bl.Server.Port())
-	return p, nil
 }
 
 // groupsByKey drops what only one engine has (RcvbufLocked*) and, without cgroups, folds cgroups away.
@@ -212,14 +132,7 @@ func TestEqualNetlink(t *testing.T) {
 	testenv.RequireRoot(t)
 	ssBin := testenv.RequireBinary(t, "ss", "iproute2")
 	ns := testenv.NewNetNS(t)
-	var pop *population
-	if err := ns.Do(func() (err error) {
-		pop, err = populate(context.Background())
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pop.Close() })
+	pop := sockpop.OpenIn(t, ns)
 	nl := netlinkFolder(t, ns)
 
 	var before, after, viaNL *sockiter.Result
@@ -296,32 +209,32 @@ func TestEqualNetlink(t *testing.T) {
 			t.Errorf("group %+v: RcvbufLockedHist sums to %d, RcvbufLocked is %d", g.Key, n, g.RcvbufLocked)
 		}
 	}
-	if locked != uint64(pop.pinned) {
-		t.Errorf("RcvbufLocked sums to %d, the test pinned %d sockets", locked, pop.pinned)
+	if locked != uint64(pop.Pinned) {
+		t.Errorf("RcvbufLocked sums to %d, the test pinned %d sockets", locked, pop.Pinned)
 	}
 	for k, want := range map[sockiter.Key]uint64{
-		{Role: sockiter.RoleServer, Port: pop.ports.full}:   6,
-		{Role: sockiter.RoleServer, Port: pop.ports.pinned}: 5,
-		{Role: sockiter.RoleClient, Port: pop.ports.plain}:  4,
-		{Role: sockiter.RoleServer, Port: pop.ports.plain}:  0,
+		{Role: sockiter.RoleServer, Port: pop.Ports.Full}:   6,
+		{Role: sockiter.RoleServer, Port: pop.Ports.Pinned}: 5,
+		{Role: sockiter.RoleClient, Port: pop.Ports.Plain}:  4,
+		{Role: sockiter.RoleServer, Port: pop.Ports.Plain}:  0,
 	} {
 		if lockedBy[k] != want {
 			t.Errorf("group %+v: RcvbufLocked %d, want %d", k, lockedBy[k], want)
 		}
 	}
-	srvFull := byKey[sockiter.Key{Role: sockiter.RoleServer, Port: pop.ports.full}]
+	srvFull := byKey[sockiter.Key{Role: sockiter.RoleServer, Port: pop.Ports.Full}]
 	if srvFull.Sockets != 6 || srvFull.Full == 0 {
 		t.Errorf("pinned full group: %+v, want 6 sockets, some full", srvFull)
 	}
-	if s := byKey[sockiter.Key{Role: sockiter.RoleServer, Port: pop.ports.plain}]; s.Sockets != 12 || s.RecvQueue != 8*30000 {
+	if s := byKey[sockiter.Key{Role: sockiter.RoleServer, Port: pop.Ports.Plain}]; s.Sockets != 12 || s.RecvQueue != 8*30000 {
 		t.Errorf("IPv4 unread group: %+v, want 12 sockets (8 unread, 4 of the pinned clients) with 240000 bytes queued", s)
 	}
-	if s := byKey[sockiter.Key{Role: sockiter.RoleClient, Port: pop.ports.plain}]; s.Sockets != 12 {
+	if s := byKey[sockiter.Key{Role: sockiter.RoleClient, Port: pop.Ports.Plain}]; s.Sockets != 12 {
 		t.Errorf("clients of the IPv4 listener: %d sockets, want 12", s.Sockets)
 	}
 	var bl sockiter.Listener
 	for _, l := range before.Listeners {
-		if l.Port == pop.ports.backlog {
+		if l.Port == pop.Ports.Backlog {
 			bl = l
 		}
 	}
@@ -480,3 +393,27 @@ func foldSS(socks []ssSocket) map[sockiter.Key]sockiter.Stats {
 }
 
 func cmp2(want, got map[sockiter.Key]sockiter.Stats) string { return cmp.Diff(want, got) }
+
+// TestIterateOnly: the benchmarks' floor program (Options.IterateOnly) visits the sockets the full walk
+// visits, and only counts them.
+func TestIterateOnly(t *testing.T) {
+	testenv.RequireRoot(t)
+	ns := testenv.NewNetNS(t)
+	sockpop.OpenIn(t, ns)
+	floor, err := sockiter.Open(sockiter.Options{IterateOnly: true})
+	if errors.Is(err, sockiter.ErrUnavailable) {
+		testenv.Missing(t, "%v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { floor.Close() })
+	full := walkIn(t, ns, openEngine(t, false))
+	bare := walkIn(t, ns, floor)
+	if full.Visited == 0 || bare.Visited != full.Visited {
+		t.Errorf("floor walk visited %d sockets, the full walk %d", bare.Visited, full.Visited)
+	}
+	if len(bare.Groups) != 0 {
+		t.Errorf("floor walk made %d groups, want none", len(bare.Groups))
+	}
+}

@@ -199,6 +199,23 @@ static __always_inline void add_listener(struct walk_totals *t, struct sock *sk,
 	}
 }
 
+// count_visit counts a visited socket in the totals, which it returns (NULL if the map has none), and
+// writes the byte of yield_mask every yield_mask+1 sockets. Both programs start with it, so that the
+// floor's figure is the iterator's cost plus exactly this.
+static __always_inline struct walk_totals *count_visit(struct bpf_iter__tcp *ctx)
+{
+	__u32 zero = 0;
+	struct walk_totals *t = bpf_map_lookup_elem(&totals, &zero);
+	if (!t)
+		return NULL;
+	t->visited++;
+	if (yield_mask && (t->visited & yield_mask) == 0) {
+		char b = 0;
+		bpf_seq_write(ctx->meta->seq, &b, 1);
+	}
+	return t;
+}
+
 SEC("iter/tcp")
 int walk(struct bpf_iter__tcp *ctx)
 {
@@ -207,15 +224,9 @@ int walk(struct bpf_iter__tcp *ctx)
 		return 0; // the end of the walk
 
 	__u32 zero = 0;
-	struct walk_totals *t = bpf_map_lookup_elem(&totals, &zero);
+	struct walk_totals *t = count_visit(ctx);
 	if (!t)
 		return 0;
-
-	t->visited++;
-	if (yield_mask && (t->visited & yield_mask) == 0) {
-		char b = 0;
-		bpf_seq_write(ctx->meta->seq, &b, 1);
-	}
 
 	__u8 state = skc->skc_state;
 	t->states[state & 15]++;
@@ -348,18 +359,7 @@ int walk(struct bpf_iter__tcp *ctx)
 SEC("iter/tcp")
 int walk_floor(struct bpf_iter__tcp *ctx)
 {
-	__u32 zero = 0;
-	struct walk_totals *t;
-
-	if (!ctx->sk_common)
-		return 0;
-	t = bpf_map_lookup_elem(&totals, &zero);
-	if (!t)
-		return 0;
-	t->visited++;
-	if (yield_mask && (t->visited & yield_mask) == 0) {
-		char b = 0;
-		bpf_seq_write(ctx->meta->seq, &b, 1);
-	}
+	if (ctx->sk_common)
+		count_visit(ctx);
 	return 0;
 }

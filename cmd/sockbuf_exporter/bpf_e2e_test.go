@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockbuf/sockbuf_exporter/internal/dropcheck"
 	"github.com/sockbuf/sockbuf_exporter/internal/e2e"
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 	"github.com/sockbuf/sockbuf_exporter/internal/trafficgen"
@@ -36,18 +37,7 @@ func startBPF(t *testing.T) (*testenv.NetNS, *e2e.Exporter, string) {
 func startBPFMount(t *testing.T) (*testenv.NetNS, *e2e.Exporter, string, string) {
 	t.Helper()
 	e2e.Require(t)
-	mount := filepath.Join(t.TempDir(), "cgroup2")
-	if err := os.Mkdir(mount, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("none", mount, "cgroup2", 0, ""); err != nil {
-		testenv.Missing(t, "cannot mount the cgroup v2 hierarchy: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(mount, syscall.MNT_DETACH); err != nil {
-			t.Errorf("unmounting %s: %v", mount, err)
-		}
-	})
+	mount := testenv.MountCgroup2(t)
 	ns := testenv.NewNetNS(t)
 	exp := e2e.StartExporter(t, ns, "--collector.bpf", "--collector.bpf.own-netns", "--collector.sockets.cgroup-root="+mount)
 	m := exp.Scrape(t)
@@ -62,57 +52,14 @@ func startBPFMount(t *testing.T) (*testenv.NetNS, *e2e.Exporter, string, string)
 // belong to the new cgroup. It is removed when the test ends.
 func inChildCgroup(t *testing.T, mount string, fn func() error) string {
 	t.Helper()
-	data, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	own := ""
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		if p, ok := strings.CutPrefix(line, "0::"); ok {
-			own = filepath.Join(mount, p)
-		}
-	}
-	if own == "" {
-		testenv.Missing(t, "no cgroup v2 entry in /proc/self/cgroup: %q", data)
-	}
-	name := fmt.Sprintf("sbtest-bpf-%d.scope", os.Getpid())
-	child := filepath.Join(own, name)
-	if err := os.Mkdir(child, 0o755); err != nil {
-		testenv.Missing(t, "cannot create a cgroup: %v", err)
-	}
-	t.Cleanup(func() { removeCgroup(t, child) })
-	pid := []byte(strconv.Itoa(os.Getpid()))
-	if err := os.WriteFile(filepath.Join(child, "cgroup.procs"), pid, 0); err != nil {
-		testenv.Missing(t, "cannot move into a child cgroup: %v", err)
-	}
-	ferr := fn()
-	if err := os.WriteFile(filepath.Join(own, "cgroup.procs"), pid, 0); err != nil {
-		t.Fatalf("moving back to %s: %v", own, err)
-	}
-	if ferr != nil {
-		t.Fatal(ferr)
-	}
-	return name
+	return filepath.Base(testenv.InChildCgroup(t, mount, fmt.Sprintf("sbtest-bpf-%d.scope", os.Getpid()), fn))
 }
 
 // ownCgroupLabel is the cgroup label of this process's sockets: the last element of its cgroup v2 path, "/"
 // for the root.
 func ownCgroupLabel(t *testing.T) string {
 	t.Helper()
-	data, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		if p, ok := strings.CutPrefix(line, "0::"); ok {
-			if p == "/" {
-				return "/"
-			}
-			return filepath.Base(p)
-		}
-	}
-	testenv.Missing(t, "no cgroup v2 entry in /proc/self/cgroup: %q", data)
-	return ""
+	return filepath.Base(testenv.OwnCgroup(t, "/"))
 }
 
 // byReason sums the rise of the bpf drops between two scrapes per reason, over the series matching match.
@@ -201,27 +148,9 @@ func TestBPFReasonsMatchTcpExt(t *testing.T) {
 	t.Logf("traffic: shrunk buffers on port %d %s; behind a hole %s", port, dataRes, ofoRes)
 
 	check := func(phase string, got, d map[string]uint64) {
-		t.Logf("%s: drops by reason %v; TcpExt TCPRcvQDrop=%d TCPOFODrop=%d TCPZeroWindowDrop=%d TCPOFOMerge=%d TCPBacklogDrop=%d OfoPruned=%d RcvPruned=%d",
-			phase, got, d["TCPRcvQDrop"], d["TCPOFODrop"], d["TCPZeroWindowDrop"], d["TCPOFOMerge"], d["TCPBacklogDrop"], d["OfoPruned"], d["RcvPruned"])
-		for _, eq := range []struct {
-			reason   string
-			counters []string
-		}{
-			{"proto_mem", []string{"TCPRcvQDrop", "TCPOFODrop"}},
-			{"tcp_zerowindow", []string{"TCPZeroWindowDrop"}},
-			{"tcp_ofomerge", []string{"TCPOFOMerge"}},
-			{"socket_backlog", []string{"TCPBacklogDrop"}},
-		} {
-			var sum uint64
-			for _, c := range eq.counters {
-				sum += d[c]
-			}
-			if got[eq.reason] != sum {
-				t.Errorf("%s: %s{reason=%q} rose by %d, TcpExt %v by %d", phase, bpfDrops, eq.reason, got[eq.reason], eq.counters, sum)
-			}
-		}
-		if p, n := got["tcp_ofo_queue_prune"], d["OfoPruned"]; p < n || (p > 0) != (n > 0) {
-			t.Errorf("%s: tcp_ofo_queue_prune rose by %d, OfoPruned by %d: want drops >= calls, both or neither zero", phase, p, n)
+		t.Logf("%s: drops by reason %v; %s", phase, got, dropcheck.TcpExtSummary(d))
+		for _, m := range dropcheck.TcpExtMismatches(got, d) {
+			t.Errorf("%s: %s", phase, m)
 		}
 	}
 	whole := byReason(s0, s2, nil)
@@ -248,30 +177,6 @@ func TestBPFReasonsMatchTcpExt(t *testing.T) {
 			t.Errorf("%s: the exporter's own namespace is described, no role should be unknown", k)
 		}
 	}
-}
-
-// fillWindows writes to every client until its peer's receive window is closed (no byte has gone for
-// 300ms): from then on the sender only probes the zero window. Bounded by 10s.
-func fillWindows(conns []*net.TCPConn) error {
-	buf := make([]byte, 64<<10)
-	deadline := time.Now().Add(10 * time.Second)
-	for _, c := range conns {
-		stalled := time.Now()
-		for time.Since(stalled) < 300*time.Millisecond {
-			if time.Now().After(deadline) {
-				return fmt.Errorf("window of %s still open after 10s", c.RemoteAddr())
-			}
-			c.SetWriteDeadline(time.Now().Add(20 * time.Millisecond))
-			n, err := c.Write(buf)
-			if n > 0 {
-				stalled = time.Now()
-			}
-			if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // TestBPFWindowProbesPinnedAndAutotuned runs a pinned receiver (SO_RCVBUF before listen()) and an
@@ -319,7 +224,7 @@ func TestBPFWindowProbesPinnedAndAutotuned(t *testing.T) {
 	s0 := exp.Scrape(t)
 	k0 = kernelTcpExt(t, ns)
 	for _, c := range clients {
-		if err := ns.Do(func() error { return fillWindows(c.Conns) }); err != nil {
+		if err := ns.Do(func() error { return trafficgen.CloseWindows(c.Conns) }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -419,20 +324,6 @@ func TestBPFStopsCleanly(t *testing.T) {
 		}
 	}
 	t.Logf("programs %v gone after SIGTERM", ids)
-}
-
-// removeCgroup removes a cgroup once its processes have left; the kernel needs a moment after they move.
-func removeCgroup(t *testing.T, dir string) {
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		err := os.Remove(dir)
-		if err == nil || errors.Is(err, os.ErrNotExist) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("removing cgroup %s: %v", dir, err)
-			return
-		}
-	}
 }
 
 // TestBPFPromtoolCheckMetrics lints a scrape with the bpf collector's metrics, after drops, with promtool.

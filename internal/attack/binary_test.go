@@ -1,13 +1,11 @@
 package attack
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -28,7 +26,7 @@ type exporter struct {
 	url    string
 	pid    int
 	client *http.Client
-	logs   *lockedBuffer
+	proc   *e2e.Process
 	ns     *testenv.NetNS
 }
 
@@ -43,54 +41,10 @@ func start(t *testing.T, ns *testenv.NetNS, cred *syscall.Credential, args ...st
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", e2e.FreePort(t, ns))
 	args = append([]string{"--web.listen-address=" + addr, "--no-collector.sockets"}, args...)
-	var cmd *exec.Cmd
-	if ns == nil {
-		cmd = exec.Command(bin, args...)
-	} else {
-		cmd = ns.Command(context.Background(), bin, args...)
-	}
-	e := &exporter{url: "http://" + addr, client: e2e.Client(t, ns), logs: &lockedBuffer{}, ns: ns}
-	cmd.Stdout, cmd.Stderr = e.logs, e.logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: cred}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting the exporter: %v", err)
-	}
-	e.pid = cmd.Process.Pid
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-			t.Errorf("the exporter ignored SIGTERM for 10s")
-		}
-		if t.Failed() {
-			t.Logf("exporter %s output:\n%s", strings.Join(args, " "), e.logs.String())
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case <-done:
-			t.Fatalf("the exporter exited:\n%s", e.logs.String())
-		default:
-		}
-		if resp, err := e.client.Get(e.url + "/"); err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			// 401: up, and wanting the credentials of --web.config.file.
-			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
-				return e
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the exporter did not answer / within 20s:\n%s", e.logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	proc := e2e.StartProcess(t, ns, cred, "the exporter", bin, args...)
+	e := &exporter{url: "http://" + addr, pid: proc.Pid(), client: e2e.Client(t, ns), proc: proc, ns: ns}
+	proc.WaitHTTP(t, e.client, e.url+"/")
+	return e
 }
 
 // copyForAll copies the binary where any user may run it: e2e builds it in a directory only root may enter.
@@ -255,8 +209,8 @@ func TestBinaryBlockedProcFile(t *testing.T) {
 	if after > base+5 {
 		t.Errorf("go_goroutines grew from %v to %v over 20 scrapes of a blocked file", base, after)
 	}
-	if !strings.Contains(exp.logs.String(), "scrape deadline passed before the collector finished") {
-		t.Errorf("no log line says the deadline passed:\n%s", exp.logs.String())
+	if !strings.Contains(exp.proc.Logs(), "scrape deadline passed before the collector finished") {
+		t.Errorf("no log line says the deadline passed:\n%s", exp.proc.Logs())
 	}
 }
 
@@ -318,7 +272,7 @@ func parallelScrapesRSS(t *testing.T, ns *testenv.NetNS, proc string, wantSucces
 		_, m, _ := exp.scrape(t, "5")
 		r.rounds = append(r.rounds, m["process_resident_memory_bytes"]/1e6)
 	}
-	if wantSuccess == 0 && !strings.Contains(exp.logs.String(), "file too large") {
+	if wantSuccess == 0 && !strings.Contains(exp.proc.Logs(), "file too large") {
 		t.Errorf("no log line says the file is too large")
 	}
 	return r
@@ -347,7 +301,7 @@ func TestBinaryPermissionDenied(t *testing.T) {
 	if m.Has("sockbuf_tcp_prune_called_total") {
 		t.Error("netstat series exported although snmp could not be read")
 	}
-	if !strings.Contains(exp.logs.String(), "permission denied") {
-		t.Errorf("no log line says permission denied:\n%s", exp.logs.String())
+	if !strings.Contains(exp.proc.Logs(), "permission denied") {
+		t.Errorf("no log line says permission denied:\n%s", exp.proc.Logs())
 	}
 }

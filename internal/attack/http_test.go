@@ -252,7 +252,7 @@ func TestHTTPLowDescriptorLimit(t *testing.T) {
 	t.Logf("scrape after the idle clients: %v", took)
 	// The flood must really have exhausted the descriptors, and the server says so in the exporter's log.
 	exhausted := false
-	for _, l := range strings.Split(exp.logs.String(), "\n") {
+	for _, l := range strings.Split(exp.proc.Logs(), "\n") {
 		if strings.Contains(l, "too many open files") {
 			exhausted = true
 			if !strings.Contains(l, "level=ERROR") || !strings.Contains(l, "http: Accept error") {

@@ -14,7 +14,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +23,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/sockbuf/sockbuf_exporter/collector"
+	"github.com/sockbuf/sockbuf_exporter/internal/e2e"
 	"github.com/sockbuf/sockbuf_exporter/procnet"
 )
 
@@ -205,7 +205,7 @@ type gathered struct {
 func gatherTree(t *testing.T, a attack) gathered {
 	t.Helper()
 	proc := tree(t, a.mutate)
-	var logs lockedBuffer
+	var logs e2e.LockedBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
 	g := gathered{success: map[string]float64{}, series: map[string]float64{}, owner: map[string]string{}}
 	for _, c := range procCollectors {
@@ -493,21 +493,4 @@ func value(m *dto.Metric) float64 {
 		return m.Untyped.GetValue()
 	}
 	return 0
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -189,7 +189,7 @@ func Client(t testing.TB, ns *testenv.NetNS) *http.Client {
 type process struct {
 	name string
 	cmd  *exec.Cmd
-	logs *lockedBuffer
+	logs *LockedBuffer
 	done chan struct{} // closed when the process has exited
 	err  error         // its exit status, valid once done is closed
 }
@@ -198,7 +198,13 @@ type process struct {
 // writing its output to the test log if the test failed.
 func startProcess(t testing.TB, ns *testenv.NetNS, name, bin string, args ...string) *process {
 	t.Helper()
-	p := &process{name: name, logs: &lockedBuffer{}, done: make(chan struct{})}
+	return startProcessAs(t, ns, nil, name, bin, args...)
+}
+
+// startProcessAs is startProcess with the process run as cred (nil: as the test process).
+func startProcessAs(t testing.TB, ns *testenv.NetNS, cred *syscall.Credential, name, bin string, args ...string) *process {
+	t.Helper()
+	p := &process{name: name, logs: &LockedBuffer{}, done: make(chan struct{})}
 	if ns == nil {
 		p.cmd = exec.Command(bin, args...)
 	} else {
@@ -206,7 +212,7 @@ func startProcess(t testing.TB, ns *testenv.NetNS, name, bin string, args ...str
 	}
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	// If the test binary dies, its children must not outlive it holding the namespace.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: cred}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
 	}
@@ -223,6 +229,30 @@ func startProcess(t testing.TB, ns *testenv.NetNS, name, bin string, args ...str
 		}
 	})
 	return p
+}
+
+// Process is a program started by StartProcess.
+type Process struct{ p *process }
+
+// StartProcess starts bin inside ns (nil: the test process's own namespace), as cred when it is not nil,
+// and stops it when the test ends (SIGTERM, then SIGKILL after 10s), writing its output to the test log if
+// the test failed. `ip netns exec` needs root: give a cred only with a nil ns.
+func StartProcess(t testing.TB, ns *testenv.NetNS, cred *syscall.Credential, name, bin string, args ...string) *Process {
+	t.Helper()
+	return &Process{startProcessAs(t, ns, cred, name, bin, args...)}
+}
+
+// Pid is the process's id.
+func (p *Process) Pid() int { return p.p.cmd.Process.Pid }
+
+// Logs returns what the process wrote to stdout and stderr so far.
+func (p *Process) Logs() string { return p.p.logs.String() }
+
+// WaitHTTP polls url with client until it answers 200 (or 401: up, and wanting credentials); it fails the
+// test when the process exits first or 20s pass.
+func (p *Process) WaitHTTP(t testing.TB, client *http.Client, url string) {
+	t.Helper()
+	p.p.waitHTTP(t, client, url)
 }
 
 // stop sends SIGTERM and, if the process has not exited within 10 seconds, SIGKILL. `ip netns exec` execs
@@ -279,26 +309,27 @@ func (p *process) waitHTTP(t testing.TB, client *http.Client, url string) {
 	t.Fatalf("%s did not answer %s within %s: %v\n%s", p.name, url, startTimeout, last, p.logs.tail(16<<10))
 }
 
-// lockedBuffer collects a process's output, written from exec's copying goroutines.
-type lockedBuffer struct {
+// LockedBuffer is a bytes.Buffer that several goroutines may write: a process's output, written from exec's
+// copying goroutines, or a logger's.
+type LockedBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+func (b *LockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+func (b *LockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
 
 // tail returns the last n bytes, which hold the error when a long-running process fails.
-func (b *lockedBuffer) tail(n int) string {
+func (b *LockedBuffer) tail(n int) string {
 	s := b.String()
 	if len(s) > n {
 		return "...\n" + s[len(s)-n:]

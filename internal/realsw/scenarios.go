@@ -62,18 +62,11 @@ var SlowReaderNginx = Scenario{
 	Doc:  "nginx serving 460 KB JSON to 3 requests clients (1 pinned, 2 not) that sleep 10ms after every 64 KiB",
 	Run: func(ctx context.Context, e *Env, d time.Duration) error {
 		url := e.Nginx()
-		errc := make(chan error, 1)
-		go func() {
-			_, err := e.Requests(ctx, Client{URL: url, Parallel: 1, Requests: 100000, Duration: d,
-				RcvbufBytes: pinnedRcvbuf, Pause: 10 * time.Millisecond, PauseEvery: 64 << 10})
-			errc <- err
-		}()
-		_, err := e.Requests(ctx, Client{URL: url, Parallel: 2, Requests: 100000, Duration: d,
-			Pause: 10 * time.Millisecond, PauseEvery: 64 << 10})
-		if err2 := <-errc; err == nil {
-			err = err2
-		}
-		return err
+		return requestsTogether(ctx, e,
+			Client{URL: url, Parallel: 1, Requests: 100000, Duration: d,
+				RcvbufBytes: pinnedRcvbuf, Pause: 10 * time.Millisecond, PauseEvery: 64 << 10},
+			Client{URL: url, Parallel: 2, Requests: 100000, Duration: d,
+				Pause: 10 * time.Millisecond, PauseEvery: 64 << 10})
 	},
 }
 
@@ -98,17 +91,28 @@ var Healthy = Scenario{
 	Run: func(ctx context.Context, e *Env, d time.Duration) error {
 		ngx := e.Nginx()
 		node := e.NodeSmallWrites()
-		errc := make(chan error, 1)
+		return requestsTogether(ctx, e,
+			Client{URL: node, Parallel: 1, Requests: 100000, Duration: d},
+			Client{URL: ngx, Parallel: 4, Requests: 100000, Duration: d})
+	},
+}
+
+// requestsTogether runs the requests clients at the same time and returns the first error.
+func requestsTogether(ctx context.Context, e *Env, clients ...Client) error {
+	errc := make(chan error, len(clients))
+	for _, c := range clients {
 		go func() {
-			_, err := e.Requests(ctx, Client{URL: node, Parallel: 1, Requests: 100000, Duration: d})
+			_, err := e.Requests(ctx, c)
 			errc <- err
 		}()
-		_, err := e.Requests(ctx, Client{URL: ngx, Parallel: 4, Requests: 100000, Duration: d})
-		if err2 := <-errc; err == nil {
-			err = err2
+	}
+	var first error
+	for range clients {
+		if err := <-errc; first == nil {
+			first = err
 		}
-		return err
-	},
+	}
+	return first
 }
 
 // All lists the scenarios in the order docs/harm.md presents them.

@@ -8,7 +8,6 @@
 package main
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
 	"log"
@@ -23,9 +22,9 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/sockbuf/sockbuf_exporter/internal/benchref"
+	"github.com/sockbuf/sockbuf_exporter/internal/population"
 	"github.com/sockbuf/sockbuf_exporter/sockdiag"
-	"github.com/sockbuf/sockbuf_exporter/sockdiag/internal/benchref"
-	"github.com/sockbuf/sockbuf_exporter/sockdiag/internal/population"
 )
 
 var (
@@ -79,7 +78,7 @@ func dumpOnly(how string) {
 			log.Fatal(err)
 		}
 	}
-	fmt.Printf("%s %d %s\n", how, n, vmHWM())
+	fmt.Printf("%s %d %s\n", how, n, benchref.Status("VmHWM"))
 }
 
 func setFamily(f string) {
@@ -91,21 +90,6 @@ func setFamily(f string) {
 	default:
 		log.Fatalf("-family %q: want unspec or inet", f)
 	}
-}
-
-func vmHWM() string {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return "?"
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "?"
 }
 
 func bench() {

@@ -4,7 +4,7 @@
 // bpf/sockiter/bench.sh (run by hand, as root, inside a network namespace). It starts holder processes
 // (sockdiag's sockbench -mode hold, whose path -holder names) until -conns connections are open, then
 // times, interleaved round by round: the raw netlink dump (a recvfrom loop that only counts messages, as
-// sockdiag/internal/benchref.Raw; skmeminfo, and skmeminfo+tcp_info), the LISTEN-only dump, the netlink
+// internal/benchref.Raw; skmeminfo, and skmeminfo+tcp_info), the LISTEN-only dump, the netlink
 // fold (the collector's two dumps and its folding, internal/nlfold), and the bpf engine's Walk. It prints
 // medians and ratios, the bpf walk's phases and the program's own run time (BPF_ENABLE_STATS), and the
 // allocations per walk; then it starts itself again in -mode rss-bpf and rss-netlink, processes that only
@@ -12,13 +12,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/binary"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"os"
 	"os/exec"
@@ -33,6 +29,8 @@ import (
 
 	"github.com/sockbuf/sockbuf_exporter/bpf/sockiter"
 	"github.com/sockbuf/sockbuf_exporter/bpf/sockiter/internal/nlfold"
+	"github.com/sockbuf/sockbuf_exporter/internal/benchref"
+	"github.com/sockbuf/sockbuf_exporter/internal/population"
 	"github.com/sockbuf/sockbuf_exporter/sockdiag"
 )
 
@@ -78,101 +76,17 @@ func openFolder() *nlfold.Folder {
 	return &nlfold.Folder{Client: c, FullRatio: 0.9, FillBounds: fillBounds, RcvbufBounds: rcvbufBounds, Cgroups: true}
 }
 
-// holders starts sockbench -mode hold processes until they hold n connections; closing the returned
-// stdin pipes ends them.
-func holders(n int) (stop func(), err error) {
-	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+// holders starts sockbench -mode hold processes until they hold n connections; stop ends them.
+func holders(n int) (stop func() error, err error) {
+	start := time.Now()
+	stop, err = population.Holders(n, func(k int) *exec.Cmd {
+		return exec.Command(*holder, "-mode", "hold", "-conns", strconv.Itoa(k))
+	})
+	if err != nil {
 		return nil, err
 	}
-	per := max(int(min(lim.Max, 1<<20)-256)/2, 1) // what population.PerProcess gives each holder
-	var ins []io.Closer
-	var cmds []*exec.Cmd
-	stop = func() {
-		for _, in := range ins {
-			in.Close()
-		}
-		for _, c := range cmds {
-			c.Wait()
-		}
-	}
-	start := time.Now()
-	for left := n; left > 0; {
-		k := min(left, per)
-		cmd := exec.Command(*holder, "-mode", "hold", "-conns", strconv.Itoa(k))
-		in, err := cmd.StdinPipe()
-		if err != nil {
-			stop()
-			return nil, err
-		}
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			stop()
-			return nil, err
-		}
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			stop()
-			return nil, err
-		}
-		ins, cmds = append(ins, in), append(cmds, cmd)
-		line, _ := bufio.NewReader(out).ReadString('\n')
-		if strings.TrimSpace(line) != "ready" {
-			stop()
-			return nil, fmt.Errorf("holder of %d connections: %q", k, line)
-		}
-		left -= k
-	}
-	log.Printf("%d connections held by %d processes, opened in %s", n, len(cmds), time.Since(start).Round(time.Second))
+	log.Printf("%d connections held, opened in %s", n, time.Since(start).Round(time.Second))
 	return stop, nil
-}
-
-// raw is a netlink sock_diag socket read with a plain recvfrom loop that counts messages, like
-// sockdiag/internal/benchref.Raw (which this package cannot import).
-type raw struct {
-	fd  int
-	seq uint32
-	buf []byte
-	req []byte
-}
-
-func newRaw() *raw {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
-	if err != nil {
-		log.Fatal(err)
-	}
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		log.Fatal(err)
-	}
-	return &raw{fd: fd, buf: make([]byte, sockdiag.MinBufferSize)}
-}
-
-func (r *raw) dump(req sockdiag.Request) (msgs int, err error) {
-	r.seq++
-	r.req = req.AppendMessage(r.req[:0], r.seq, 0)
-	if err := unix.Sendto(r.fd, r.req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return 0, err
-	}
-	for {
-		n, _, err := unix.Recvfrom(r.fd, r.buf, 0)
-		if err != nil {
-			return msgs, err
-		}
-		for b := r.buf[:n]; len(b) >= 16; {
-			l := int(binary.NativeEndian.Uint32(b))
-			switch binary.NativeEndian.Uint16(b[4:]) {
-			case unix.NLMSG_DONE:
-				return msgs, nil
-			case unix.NLMSG_ERROR:
-				return msgs, errors.New("NLMSG_ERROR")
-			}
-			msgs++
-			if l < 16 || (l+3)&^3 > len(b) {
-				break
-			}
-			b = b[(l+3)&^3:]
-		}
-	}
 }
 
 type series struct {
@@ -219,28 +133,32 @@ func bench() {
 	}
 	defer bare.Close()
 	f := openFolder()
-	rw := newRaw()
+	rw, err := benchref.NewRaw()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer rw.Close()
 	ctx := context.Background()
 	var phases []sockiter.Phases
 	memReq := sockdiag.Request{States: sockdiag.DefaultStates, Extensions: sockdiag.ExtSKMemInfo}
 	infoReq := sockdiag.Request{States: sockdiag.DefaultStates, Extensions: sockdiag.ExtSKMemInfo | sockdiag.ExtInfo}
 	all := []*series{
 		{name: "raw netlink dump, skmeminfo", run: func() uint64 {
-			n, err := rw.dump(memReq)
+			n, _, err := rw.Dump(memReq)
 			if err != nil {
 				log.Fatal(err)
 			}
 			return uint64(n)
 		}},
 		{name: "raw netlink dump, skmeminfo+tcp_info", run: func() uint64 {
-			n, err := rw.dump(infoReq)
+			n, _, err := rw.Dump(infoReq)
 			if err != nil {
 				log.Fatal(err)
 			}
 			return uint64(n)
 		}},
 		{name: "raw netlink dump, LISTEN only", run: func() uint64 {
-			n, err := rw.dump(sockdiag.Request{States: 1 << sockdiag.StateListen})
+			n, _, err := rw.Dump(sockdiag.Request{States: 1 << sockdiag.StateListen})
 			if err != nil {
 				log.Fatal(err)
 			}
@@ -345,16 +263,6 @@ func bench() {
 
 func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
 
-func status(field string) string {
-	b, _ := os.ReadFile("/proc/self/status")
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, field+":") {
-			return strings.TrimSpace(strings.TrimPrefix(l, field+":"))
-		}
-	}
-	return "?"
-}
-
 // rss is a process that only scrapes, 5 times, and reports its RSS after each and its peak.
 func rss(m string) {
 	ctx := context.Background()
@@ -369,7 +277,7 @@ func rss(m string) {
 				log.Fatal(err)
 			}
 			n = sockets(r)
-			rs = append(rs, status("VmRSS"))
+			rs = append(rs, benchref.Status("VmRSS"))
 		}
 	} else {
 		f := openFolder()
@@ -379,8 +287,8 @@ func rss(m string) {
 				log.Fatal(err)
 			}
 			n = sockets(r)
-			rs = append(rs, status("VmRSS"))
+			rs = append(rs, benchref.Status("VmRSS"))
 		}
 	}
-	fmt.Printf("%s: %d sockets; RSS after each of 5 scrapes: %s; peak %s\n", m, n, strings.Join(rs, ", "), status("VmHWM"))
+	fmt.Printf("%s: %d sockets; RSS after each of 5 scrapes: %s; peak %s\n", m, n, strings.Join(rs, ", "), benchref.Status("VmHWM"))
 }

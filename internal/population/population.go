@@ -1,10 +1,10 @@
 //go:build linux
 
-// Package population opens TCP connections on loopback for sockdiag's tests and benchmarks. It uses plain
-// blocking file descriptors, not the net package, so that 100,000 connections cost no goroutines and
-// little memory in the process that holds them. Every socket belongs to the network namespace of the
-// thread that creates it: call these functions inside testenv.NetNS.Do, or in a process started with
-// `ip netns exec`.
+// Package population opens TCP connections on loopback for the tests and benchmarks of sockdiag,
+// bpf/sockiter and collector. It uses plain blocking file descriptors, not the net package, so that
+// 100,000 connections cost no goroutines and little memory in the process that holds them. Every socket
+// belongs to the network namespace of the thread that creates it: call these functions inside
+// testenv.NetNS.Do, or in a process started with `ip netns exec`.
 package population
 
 import (

@@ -1,8 +1,8 @@
 //go:build linux
 
-// Package benchref holds what sockdiag's benchmarks measure it against: a plain recvfrom loop with a
-// reused buffer that only counts messages (the floor: what the kernel costs), and mdlayher/netlink's
-// Execute, which gathers the whole dump into memory.
+// Package benchref holds what the netlink benchmarks (sockdiag, bpf/sockiter, collector) measure against:
+// a plain recvfrom loop with a reused buffer that only counts messages (the floor: what the kernel costs),
+// and mdlayher/netlink's Execute, which gathers the whole dump into memory.
 package benchref
 
 import (

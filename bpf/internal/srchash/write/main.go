@@ -6,7 +6,7 @@ import (
 	"log"
 	"os"
 
-	"github.com/sockbuf/sockbuf_exporter/bpf/drops/internal/srchash"
+	"github.com/sockbuf/sockbuf_exporter/bpf/internal/srchash"
 )
 
 func main() {
