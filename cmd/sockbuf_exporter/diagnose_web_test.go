@@ -1,17 +1,12 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sockbuf/sockbuf_exporter/internal/e2e"
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
@@ -89,14 +84,7 @@ func TestDiagnoseEndpoint(t *testing.T) {
 // without credentials or with a wrong password, like /metrics, and answers the right ones.
 func TestDiagnoseEndpointBasicAuth(t *testing.T) {
 	e2e.Require(t)
-	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(t.TempDir(), "web.yml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("basic_auth_users:\n  prom: %s\n", hash)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := basicAuthConfig(t, "prom", "s3cret")
 	ns := testenv.NewNetNS(t)
 	exp := e2e.StartExporter(t, ns, "--web.config.file="+cfg, "--diagnose.interval=200ms")
 	for _, tc := range []struct {

@@ -20,14 +20,7 @@ import (
 // ones. It also checks that --web.listen-address is repeatable: the second address serves too.
 func TestWebConfigBasicAuth(t *testing.T) {
 	e2e.Require(t)
-	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(t.TempDir(), "web.yml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("basic_auth_users:\n  prom: %s\n", hash)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := basicAuthConfig(t, "prom", "s3cret")
 	ns := testenv.NewNetNS(t)
 	second := fmt.Sprintf("127.0.0.1:%d", e2e.FreePort(t, ns))
 	exp := e2e.StartExporter(t, ns, "--web.config.file="+cfg, "--web.listen-address="+second,
@@ -67,4 +60,18 @@ func TestWebConfigBasicAuth(t *testing.T) {
 			}
 		}
 	}
+}
+
+// basicAuthConfig writes a --web.config.file with one basic-auth user and returns its path.
+func basicAuthConfig(t *testing.T, user, password string) string {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "web.yml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("basic_auth_users:\n  %s: %s\n", user, hash)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
