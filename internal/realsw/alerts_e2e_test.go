@@ -79,29 +79,12 @@ func TestAlertsOnRealSoftware(t *testing.T) {
 			done := make(chan error, 1)
 			go func() { done <- c.sc.Run(ctx, env, alertSeconds*time.Second) }()
 
-			// Every alert active at any poll (once a second, as often as Prometheus evaluates), with its
-			// state, "firing" winning over "pending".
-			active := map[string]string{}
 			var maxFull float64
-			for running := true; running; {
-				select {
-				case err := <-done:
-					if err != nil {
-						t.Error(err)
-					}
-					running = false
-				case <-time.After(time.Second):
-				}
-				for _, a := range prom.Alerts(t) {
-					name := a.Labels["alertname"]
-					if _, seen := active[name]; !seen || a.State == "firing" {
-						active[name] = a.State + " (value " + a.Value + ")"
-					}
-				}
+			active, _ := watchAlerts(t, prom, done, func() {
 				if s, err := prom.QueryErr(`sum(sockbuf_rcvbuf_full_sockets)`); err == nil && len(s) == 1 && s[0].Value > maxFull {
 					maxFull = s[0].Value
 				}
-			}
+			})
 			after := exp.Scrape(t)
 			delta := func(name string) float64 { return after.Sum(name) - before.Sum(name) }
 			t.Logf("%s: exporter deltas over the scenario: PruneCalled %.0f, TCPRcvCollapsed %.0f, InSegs %.0f, "+
@@ -139,4 +122,33 @@ func TestAlertsOnRealSoftware(t *testing.T) {
 			}
 		})
 	}
+}
+
+// watchAlerts polls Prometheus' alerts once a second (as often as it evaluates) until done says the scenario
+// ended, calling each after every poll, and returns every alert active at any poll with its state ("firing"
+// winning over "pending") and its labels then.
+func watchAlerts(t *testing.T, prom *e2e.Prometheus, done <-chan error, each func()) (active map[string]string, labels map[string]map[string]string) {
+	t.Helper()
+	active, labels = map[string]string{}, map[string]map[string]string{}
+	for running := true; running; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Error(err)
+			}
+			running = false
+		case <-time.After(time.Second):
+		}
+		for _, a := range prom.Alerts(t) {
+			name := a.Labels["alertname"]
+			if _, seen := active[name]; !seen || a.State == "firing" {
+				active[name] = a.State + " (value " + a.Value + ")"
+				labels[name] = a.Labels
+			}
+		}
+		if each != nil {
+			each()
+		}
+	}
+	return active, labels
 }

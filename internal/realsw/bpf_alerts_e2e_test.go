@@ -71,25 +71,7 @@ func TestBPFAlertsOnRealSoftware(t *testing.T) {
 			done := make(chan error, 1)
 			go func() { done <- c.sc.Run(ctx, env, alertSeconds*time.Second) }()
 
-			active := map[string]string{}
-			labels := map[string]map[string]string{}
-			for running := true; running; {
-				select {
-				case err := <-done:
-					if err != nil {
-						t.Error(err)
-					}
-					running = false
-				case <-time.After(time.Second):
-				}
-				for _, a := range prom.Alerts(t) {
-					name := a.Labels["alertname"]
-					if _, seen := active[name]; !seen || a.State == "firing" {
-						active[name] = a.State + " (value " + a.Value + ")"
-						labels[name] = a.Labels
-					}
-				}
-			}
+			active, labels := watchAlerts(t, prom, done, nil)
 			after := exp.Scrape(t)
 
 			// The client group's drops over the scenario, by rcvbuf_locked and reason.
