@@ -132,3 +132,25 @@ func TestFlagParser(t *testing.T) {
 		t.Errorf("default port = %s, want 10714 (the port every deployment file uses)", got)
 	}
 }
+
+// TestOtherSystemsSayLinuxOnly: the exporter is Linux only, declared in one place
+// (cmd/sockbuf_exporter/main_other.go): for another system the command still builds, into a binary that says
+// so, and the packages that need no Linux (sockdiag's codec, the aggregation, the /proc parsers, the rules)
+// build too.
+func TestOtherSystemsSayLinuxOnly(t *testing.T) {
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		testenv.Missing(t, "the go command is not on PATH")
+	}
+	for _, args := range [][]string{
+		{"build", "-o", os.DevNull, "./cmd/sockbuf_exporter"},
+		{"build", "./sockdiag", "./sockagg", "./procnet", "./diagnose"},
+	} {
+		cmd := exec.Command(goCmd, args...)
+		cmd.Dir = repoRoot
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=darwin", "GOARCH=arm64")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("GOOS=darwin go %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
