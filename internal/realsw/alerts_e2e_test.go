@@ -60,7 +60,10 @@ func TestAlertsOnRealSoftware(t *testing.T) {
 		// The 40 windows close at once when the uploads start: the ratio is above the threshold until they
 		// leave the rate window, shorter than the `for` (as 5m is shorter than 15m in DefaultConfig).
 		{PausedReaderUploads, []string{"SockbufSocketsReceiveBufferFull"}, nil, []string{"SockbufTCPReceiveWindowsClosing"}},
-		{Healthy, nil, nil, nil},
+		// Fast readers on loopback still close a window now and then (64 KB segments arrive faster than one
+		// read() takes them): over the quick config's 5 s rate window the ratio can touch the threshold for a
+		// moment (seen once: 1.5 %, 0.2 % over the run). Pending never notifies; firing would fail the test.
+		{Healthy, nil, nil, []string{"SockbufTCPReceiveWindowsClosing"}},
 	}
 	for _, c := range cases {
 		t.Run(c.sc.Name, func(t *testing.T) {
