@@ -1,6 +1,8 @@
 package attrib
 
 import (
+	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
+
 	"errors"
 	"os"
 	"os/exec"
@@ -142,7 +144,7 @@ func sockInode(t *testing.T) (int, uint32) {
 func TestProcessScannerIncremental(t *testing.T) {
 	comm, err := os.ReadFile("/proc/self/comm")
 	if err != nil {
-		t.Skip(err)
+		testenv.Missing(t, "reading /proc/self/comm: %v", err)
 	}
 	self := Label(strings.TrimSpace(string(comm)))
 	now := time.Unix(1e9, 0)

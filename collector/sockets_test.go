@@ -1,6 +1,8 @@
 package collector
 
 import (
+	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
+
 	"github.com/sockbuf/sockbuf_exporter/internal/socktest"
 	"slices"
 
@@ -229,7 +231,7 @@ func TestSocketsCollectorTCPInfo(t *testing.T) {
 // counted as unchecked.
 func TestSocketsCollectorWindowLookups(t *testing.T) {
 	if !kernelHasRcvWnd() {
-		t.Skip("kernel before 6.2: no tcpi_rcv_wnd, the zero-window metric is absent")
+		testenv.Missing(t, "kernel before 6.2: no tcpi_rcv_wnd, the zero-window metric is absent")
 	}
 	d := &fakeDumper{socks: []socktest.Sock{
 		{Local: 40000, Remote: 443, Rmem: 130000, Rcvbuf: 131072, RcvWnd: 1, Cookie: 1},    // full, zero window
