@@ -60,7 +60,8 @@ type socketsCollector struct {
 	hasWnd  bool                   // the zero-window counts are right: tcp_info has tcpi_rcv_wnd (see sockets_window.go)
 	lookups bool                   // full sockets are looked up for their window (no tcp_info in the dump)
 
-	unchecked       int // full sockets whose window this scrape did not check
+	unchecked       int               // full sockets whose window this scrape did not check
+	ids             []sockdiag.Socket // the full sockets to look up, reused
 	windowUnchecked *prometheus.Desc
 
 	retries, inconsistent uint64
@@ -103,7 +104,7 @@ func newSocketsCollector(cfg Config, logger *slog.Logger, dial func() (socketDum
 	if sc.TCPInfo {
 		c.ext |= sockdiag.ExtInfo
 	} else {
-		c.lookups, c.hasWnd = true, kernelHasRcvWnd()
+		c.lookups, c.hasWnd = true, sockdiag.KernelHasRcvWnd()
 		c.windowUnchecked = windowUncheckedSpec.Desc()
 		c.agg.RecordFull(maxWindowLookups)
 	}

@@ -230,7 +230,7 @@ func TestSocketsCollectorTCPInfo(t *testing.T) {
 // for their window; sockets that are not full are not looked up, and a socket gone before its lookup is
 // counted as unchecked.
 func TestSocketsCollectorWindowLookups(t *testing.T) {
-	if !kernelHasRcvWnd() {
+	if !sockdiag.KernelHasRcvWnd() {
 		testenv.Missing(t, "kernel before 6.2: no tcpi_rcv_wnd, the zero-window metric is absent")
 	}
 	d := &fakeDumper{socks: []socktest.Sock{

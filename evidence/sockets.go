@@ -72,22 +72,29 @@ func (s *Sampler) dumpSockets(ctx context.Context, r *Reading) (listeningPorts [
 		return nil, fmt.Errorf("dumping LISTEN sockets: %w", err)
 	}
 
-	ext := sockdiag.ExtSKMemInfo
-	if s.cfg.TCPInfo {
-		ext |= sockdiag.ExtInfo
+	// The dump asks for skmeminfo only; the windows of the full sockets, the only ones that can advertise a
+	// zero window, are checked afterwards one by one (sockdiag.CheckWindows), as the sockets collector does,
+	// instead of the kernel formatting tcp_info for every socket of every reading.
+	checkWindows := s.cfg.TCPInfo && sockdiag.KernelHasRcvWnd()
+	opts := diagnose.SampleOptions{FullRatio: s.cfg.FullRatio, Sysctl: sysctlOf(&r.Sysctls), TCPInfo: checkWindows}
+	ratio := s.cfg.FullRatio
+	if ratio == 0 {
+		ratio = diagnose.DefaultFullRatio
 	}
-	opts := diagnose.SampleOptions{FullRatio: s.cfg.FullRatio, Sysctl: sysctlOf(&r.Sysctls)}
+	var full []*groupAcc // the group of each socket in s.windowIDs
+	s.windowIDs = s.windowIDs[:0]
 	groups := map[groupKey]*groupAcc{}
 	attempt = 0
 	s.drops.begin()
-	sawRcvWnd, sockets, dropsKnown := false, 0, false
+	sockets, dropsKnown := 0, false
 	_, err = s.client.DumpContext(ctx, sockdiag.Request{Family: sockdiag.FamilyUnspec,
-		States: sockdiag.DefaultStates &^ (1 << sockdiag.StateListen), Extensions: ext},
+		States: sockdiag.DefaultStates &^ (1 << sockdiag.StateListen), Extensions: sockdiag.ExtSKMemInfo},
 		func(sk *sockdiag.Socket) error {
 			if sk.Attempt != attempt {
 				attempt = sk.Attempt
 				clear(groups)
 				s.drops.restart()
+				full, s.windowIDs = full[:0], s.windowIDs[:0]
 			}
 			if sk.IsListen() {
 				return nil
@@ -113,24 +120,32 @@ func (s *Sampler) dumpSockets(ctx context.Context, r *Reading) (listeningPorts [
 				}
 			}
 			sockets++
-			if sk.HasRcvWnd() {
-				sawRcvWnd = true
-				rd.ZeroWindow = sk.State == sockdiag.StateEstablished && sk.TCPInfo.RcvWnd == 0
+			if checkWindows && sk.State == sockdiag.StateEstablished && rd.Rcvbuf > 0 &&
+				float64(rd.RmemAlloc) >= ratio*float64(rd.Rcvbuf) && len(full) < maxWindowLookups {
+				full = append(full, g)
+				s.windowIDs = append(s.windowIDs, sockdiag.Socket{Family: sk.Family, Src: sk.Src, Dst: sk.Dst,
+					IfIndex: sk.IfIndex, Cookie: sk.Cookie})
 			}
-			// Add's options are per dump, but whether tcp_info came is known per socket: a socket without
-			// it adds no zero-window count, which is what Add does with TCPInfo false.
-			opts.TCPInfo = sk.HasRcvWnd()
-			g.sample.Add(rd, &opts)
+			g.sample.Add(rd, &opts) // zero windows are counted after the lookups
 			return nil
 		})
 	if err != nil {
 		return nil, fmt.Errorf("dumping TCP sockets: %w", err)
 	}
 	s.drops.commit()
-	// tcp_info counts as read when asked for and the kernel sent tcpi_rcv_wnd (6.2+), or when there was no
-	// socket to send it with.
+	r.TCPInfo = checkWindows
+	if checkWindows {
+		unchecked, hasRcvWnd := sockdiag.CheckWindows(ctx, s.client, s.windowIDs, func(i int) { full[i].sample.ZeroWindow.V++ })
+		// A full socket beyond the bound, or closed or not reached before the deadline, makes the zero-window
+		// counts a lower bound: the reading says they were not all read.
+		r.TCPInfo = hasRcvWnd && unchecked == 0 && len(full) < maxWindowLookups
+		if !r.TCPInfo {
+			for _, g := range groups {
+				g.sample.ZeroWindow = diagnose.Value{} // not known for every full socket: unknown, not a count
+			}
+		}
+	}
 	r.Sockets, r.DropsKnown = true, dropsKnown || sockets == 0
-	r.TCPInfo = s.cfg.TCPInfo && (sawRcvWnd || sockets == 0)
 	r.Groups = foldGroups(groups, s.cfg.MaxGroups, s.cfg.CgroupName)
 	r.Listeners = foldListeners(listeners, s.cfg.MaxGroups)
 	for p := range listeners {
@@ -300,3 +315,6 @@ func isHostNetns(procPath string) bool {
 	b, ok2 := init.Sys().(*syscall.Stat_t)
 	return ok1 && ok2 && a.Ino == b.Ino && a.Dev == b.Dev
 }
+
+// maxWindowLookups bounds the full sockets whose window one reading checks.
+const maxWindowLookups = 2048

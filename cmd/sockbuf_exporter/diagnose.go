@@ -45,7 +45,7 @@ func addDiagnose(app *kingpin.Application) *diagnoseFlags {
 	f.bpf = f.cmd.Flag("bpf", "Load the bpf drop tracer for the run (needs CAP_BPF and CAP_PERFMON, and the kernel's BTF), to count every receive drop by reason and socket group and tell pinned sockets apart; without it the findings say what they could not tell.").Default("true").Bool()
 	f.interval = app.Flag("diagnose.interval", "How often the exporter takes a reading (counters, sysctls, two socket dumps) for /diagnose; 0 disables /diagnose.").Default("15s").Duration()
 	f.window = app.Flag("diagnose.window", "The window /diagnose diagnoses: the readings of this last stretch of time, kept in memory.").Default("5m").Duration()
-	f.tcpInfo = app.Flag("diagnose.tcp-info", "Ask for tcp_info in the readings of /diagnose and the diagnose command, to tell a slow reader by its zero windows (kernel 6.2+; slower dumps).").Default("true").Bool()
+	f.tcpInfo = app.Flag("diagnose.tcp-info", "Check the advertised window of the full sockets in the readings of /diagnose and the diagnose command (one tcp_info lookup per full socket, kernel 6.2+), to tell a slow reader by its zero windows.").Default("true").Bool()
 	return f
 }
 
