@@ -55,7 +55,11 @@ func TestAlertsOnRealSoftware(t *testing.T) {
 		{PinnedSmallWrites, []string{"SockbufTCPReceiveDataDropped", "SockbufTCPReceiveQueueCollapsing"},
 			// The pinned reader also falls behind: its window closes and its sockets fill. True, not required.
 			[]string{"SockbufTCPReceiveWindowsClosing", "SockbufSocketsReceiveBufferFull"}, nil},
-		{UnpinnedSmallWrites, nil, nil, nil},
+		// After the fix the reader's buffer still fills for a moment before each growth (that moment is what
+		// PruneCalled counts): one socket full in one scrape makes a new group's average 1 at once, so the
+		// alert can be pending for a few evaluations (seen in CI, one socket); its `for` is there to keep
+		// such moments from paging, and firing fails the test.
+		{UnpinnedSmallWrites, nil, nil, []string{"SockbufSocketsReceiveBufferFull"}},
 		{SlowReaderNginx, []string{"SockbufTCPReceiveWindowsClosing"}, []string{"SockbufSocketsReceiveBufferFull"}, nil},
 		// The 40 windows close at once when the uploads start: the ratio is above the threshold until they
 		// leave the rate window, shorter than the `for` (as 5m is shorter than 15m in DefaultConfig).
