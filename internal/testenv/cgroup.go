@@ -1,9 +1,12 @@
 package testenv
 
 import (
+	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -112,4 +115,61 @@ func removeCgroup(t testing.TB, dir string) {
 			return
 		}
 	}
+}
+
+// TCPLimitedMemcg creates a cgroup v1 memory cgroup called name below this process's own, with TCP memory
+// accounting on and limited to tcpLimit bytes (memory.kmem.tcp.limit_in_bytes), and returns its directory
+// and its path in the hierarchy (as /proc/<pid>/cgroup names it). It is removed when the test ends. It skips
+// (fails in CI) on hosts without a v1 memory hierarchy that has memory.kmem.tcp files.
+func TCPLimitedMemcg(t testing.TB, name string, tcpLimit int) (dir, path string) {
+	t.Helper()
+	RequireRoot(t)
+	info, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mount := ""
+	for _, line := range strings.Split(string(info), "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		f, p := strings.Fields(pre), strings.Fields(post)
+		if ok && len(f) > 4 && len(p) == 3 && p[0] == "cgroup" && slices.Contains(strings.Split(p[2], ","), "memory") {
+			mount = f[4]
+		}
+	}
+	if mount == "" {
+		Missing(t, "no cgroup v1 memory hierarchy mounted (cgroup v1 memory.kmem.tcp limits the socket memory of a cgroup)")
+	}
+	data, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	own := ""
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		if f := strings.SplitN(line, ":", 3); len(f) == 3 && slices.Contains(strings.Split(f[1], ","), "memory") {
+			own = f[2]
+		}
+	}
+	if own == "" {
+		Missing(t, "no memory entry in /proc/self/cgroup: %q", data)
+	}
+	dir = NewCgroup(t, filepath.Join(mount, own), name)
+	limitFile := filepath.Join(dir, "memory.kmem.tcp.limit_in_bytes")
+	if err := os.WriteFile(limitFile, []byte(strconv.Itoa(tcpLimit)), 0); err != nil {
+		Missing(t, "cannot limit a memory cgroup's TCP memory: %v", err)
+	}
+	return dir, filepath.Join(own, name)
+}
+
+// CommandInCgroup is Command with the process moved into the cgroup directory cgroupDir (its cgroup.procs)
+// before it runs name, so that every socket it creates or accepts is charged to that cgroup.
+func (ns *NetNS) CommandInCgroup(ctx context.Context, cgroupDir, name string, args ...string) *exec.Cmd {
+	script := `echo $$ > "$0/cgroup.procs" && exec "$@"`
+	return exec.CommandContext(ctx, "sh", append([]string{"-c", script, cgroupDir, ns.ip, "netns", "exec", ns.Name, name}, args...)...)
+}
+
+// CommandKeepSys is Command for a process that must see the host's /sys (its cgroup hierarchies): it enters
+// only the network namespace (nsenter --net), where `ip netns exec` also mounts a fresh /sys that hides
+// /sys/fs/cgroup.
+func (ns *NetNS) CommandKeepSys(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "nsenter", append([]string{"--net=" + ns.Path, "--", name}, args...)...)
 }
