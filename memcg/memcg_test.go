@@ -132,7 +132,7 @@ func TestV2WithoutMemoryController(t *testing.T) {
 // Paths that leave the mount, or a sub-tree mount they are not in, are refused rather than read.
 func TestHostilePaths(t *testing.T) {
 	proc := tree(t, "cgroup2", "rw", "/kubepods", "0::/kubepods/../../etc\n", map[string]string{
-		"cgroup.controllers": "memory\n",
+		"cgroup.controllers":  "memory\n",
 		"pod1/memory.current": "1\n",
 	})
 	r, err := NewReader(proc)
