@@ -212,20 +212,31 @@ func (p *ProcessScanner) late() bool {
 // Owner returns the index of the name of the process holding a socket inode, 0 if none was found (see the
 // type's comment for when it reads links).
 func (p *ProcessScanner) Owner(inode uint32) int32 {
+	return p.lookup(inode).name
+}
+
+// OwnerPID is Owner with the pid of the process found (0 if none); a socket that several processes hold
+// gives one of them.
+func (p *ProcessScanner) OwnerPID(inode uint32) (name, pid int32) {
+	o := p.lookup(inode)
+	return o.name, o.pid
+}
+
+func (p *ProcessScanner) lookup(inode uint32) owner {
 	if inode == 0 {
-		return 0
+		return owner{}
 	}
 	if o, ok := p.owners[inode]; ok {
-		return o.name
+		return o
 	}
 	first, seen := p.misses[inode]
 	if seen && first < p.fullGen {
-		return 0 // a full pass since it was first missed did not find it either
+		return owner{} // a full pass since it was first missed did not find it either
 	}
 	if !p.state.resolved {
 		p.resolve() //nolint:errcheck // counted in incomplete; the owners known stay
 		if o, ok := p.owners[inode]; ok {
-			return o.name
+			return o
 		}
 	}
 	switch {
@@ -239,7 +250,7 @@ func (p *ProcessScanner) Owner(inode uint32) int32 {
 	case first < p.gen:
 		p.state.fullDue = true // still missing after the changed processes were read again
 	}
-	return 0
+	return owner{}
 }
 
 // Name returns a process name by index.

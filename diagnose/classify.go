@@ -167,7 +167,7 @@ func (a *analysis) classify(v *groupView) groupClass {
 	lock, lconf, lwhy := lockUnknown, Low, ""
 	if over {
 		lock, lconf, lwhy = a.lockState(v)
-		if lock == lockYes && lconf != High && a.cgroupPressure(v.g.Key.Cgroup) {
+		if lock == lockYes && lconf != High && a.cgroupPressure(v) {
 			lconf = Low
 			lwhy += "; but the cgroup was at its memory limit, under which the kernel does not grow unlocked buffers either"
 		}
@@ -189,7 +189,7 @@ func (a *analysis) classify(v *groupView) groupClass {
 	}
 	rmem2 := a.ev.Sysctl.TCPRmem[2]
 	atMax := (v.atMax.Known && v.atMax.V > 0) || (rmem2.Known && rmem2.V > 0 && v.maxRcvbuf >= rmem2.V)
-	if !atMax || a.pressure || a.cgroupPressure(v.g.Key.Cgroup) {
+	if !atMax || a.pressure || a.cgroupPressure(v) {
 		return groupClass{}
 	}
 	conf := oconf

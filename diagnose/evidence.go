@@ -72,7 +72,7 @@ type Sources struct {
 	BPFDrops   bool // skb:kfree_skb per reason and group
 	BPFGrowth  bool // tcp:tcp_rcvbuf_grow per group
 	BPFLimits  bool // sock:sock_exceed_buf_limit per cgroup
-	Cgroups    bool // cgroup v2 memory files of the groups' cgroups
+	Cgroups    bool // memory cgroup files (v2 memory.*, v1 memory.kmem.tcp.*) of the groups' cgroups
 	// HostNetns is true when the evidence comes from the host's network namespace. Softnet is host-wide in
 	// any case; tcp_mem thresholds are only readable there.
 	HostNetns bool
@@ -182,6 +182,10 @@ type Group struct {
 	// SocketDrops is the increase of sk_drops over the group's sockets (skmeminfo drops). It also counts
 	// the window probes a receiver with a closed window discards, so it is never taken as overflow alone.
 	SocketDrops Value
+	// MemoryCgroup is the memory cgroup the group's sockets are charged to (that of the process holding
+	// them; a Cgroups entry's Cgroup), when known. Without it a group belongs to the CgroupMemory named by
+	// its Key.Cgroup (a unified hierarchy, where the socket's cgroup is its memory cgroup).
+	MemoryCgroup string
 }
 
 // GroupSample sums one dump's non-listening sockets of a group.
@@ -250,9 +254,26 @@ type MemoryLimitHits struct {
 	Count  uint64
 }
 
-// CgroupMemory is one cgroup v2's memory state over the window, for the cgroups the groups belong to.
+// CgroupMemory is one memory cgroup's state over the window, for the cgroups the groups belong to. On cgroup
+// v2 socket buffers count against memory.max; on v1 against memory.kmem.tcp.limit_in_bytes, once set.
 type CgroupMemory struct {
-	Cgroup     string // the name the groups' Cgroup label carries
+	// Cgroup names it: the groups' MemoryCgroup, or (v2) the name the groups' Cgroup label carries.
+	Cgroup string
+	// V1 says the fields are cgroup v1's TCP memory (memory.kmem.tcp.*); the v2 fields are then unknown.
+	V1 bool
+	// TCPLimit is memory.kmem.tcp.limit_in_bytes (v1, known once TCP accounting is on).
+	TCPLimit Value
+	// TCPUsageMax is the highest memory.kmem.tcp.usage_in_bytes over the samples.
+	TCPUsageMax Value
+	// TCPMaxUsage is memory.kmem.tcp.max_usage_in_bytes at the end of the window, and TCPMaxUsageRise its
+	// increase over the window: a high-water mark that rose to the limit in the window is a hit that
+	// samples may have missed.
+	TCPMaxUsage     Value
+	TCPMaxUsageRise Value
+	// TCPFailcnt is the increase of memory.kmem.tcp.failcnt (recent kernels do not count receive refusals
+	// in it).
+	TCPFailcnt Value
+
 	Max        Value  // memory.max in bytes; unknown when "max" (no limit)
 	CurrentMax Value  // highest memory.current over the samples
 	SockMax    Value  // highest memory.stat "sock" (socket buffers charged to the cgroup) over the samples

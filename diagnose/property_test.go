@@ -81,7 +81,8 @@ func (g gen) evidence() *Evidence {
 	ports := []string{"8080", "80", "other", "", `a"b\c`}
 	cgroups := []string{"", "/a", "/system.slice/x.service", "/a\"b"}
 	for range g.n(5) {
-		gr := Group{Key: GroupKey{g.str(roles...), g.str(ports...), g.str(cgroups...), g.str("", "node", "python3")}, SocketDrops: g.val()}
+		gr := Group{Key: GroupKey{g.str(roles...), g.str(ports...), g.str(cgroups...), g.str("", "node", "python3")}, SocketDrops: g.val(),
+			MemoryCgroup: g.str(append([]string{""}, cgroups...)...)}
 		for range g.n(7) {
 			gr.Samples = append(gr.Samples, GroupSample{
 				Sockets: g.num(), Full: g.num(), RecvQ: g.num(), RmemAlloc: g.num(), Rcvbuf: g.num(),
@@ -112,7 +113,13 @@ func (g gen) evidence() *Evidence {
 		ev.BPF = b
 	}
 	for range g.n(3) {
-		ev.Cgroups = append(ev.Cgroups, CgroupMemory{g.str(cgroups...), g.val(), g.val(), g.val(), g.val(), g.val(), g.val()})
+		c := CgroupMemory{Cgroup: g.str(cgroups...), V1: g.n(2) == 1}
+		if c.V1 {
+			c.TCPLimit, c.TCPUsageMax, c.TCPMaxUsage, c.TCPMaxUsageRise, c.TCPFailcnt = g.val(), g.val(), g.val(), g.val(), g.val()
+		} else {
+			c.Max, c.CurrentMax, c.SockMax, c.EventsMax, c.EventsHigh, c.EventsOOM = g.val(), g.val(), g.val(), g.val(), g.val(), g.val()
+		}
+		ev.Cgroups = append(ev.Cgroups, c)
 	}
 	return ev
 }

@@ -314,7 +314,7 @@ func TestRuleCgroupMemoryPressure(t *testing.T) {
 			ev.Netstat.RcvQDrop = Val(30)
 			ev.Groups = []Group{{Key: clientPy, Samples: repeat(5, sample(2, 2, rmemDefault, 0))}}
 			return ev
-		}, []got{{CauseCgroupMemoryPressure, Medium, cgScope}}},
+		}, []got{{CauseCgroupMemoryPressure, Medium, scopeOf(clientPy)}}},
 		{"limit hit but no receive harm: nothing", cg, nil},
 		{"limit hits of kind send only", func() *Evidence {
 			ev := withBPF(cg())
@@ -326,6 +326,61 @@ func TestRuleCgroupMemoryPressure(t *testing.T) {
 			ev.Cgroups[0].EventsMax = Val(0)
 			ev.Netstat.RcvQDrop = Val(30)
 			ev.Groups = []Group{{Key: clientPy, Samples: repeat(5, sample(2, 2, rmemDefault, 0))}}
+			return ev
+		}, nil},
+	})
+}
+
+// Cgroup v1: the groups' memory cgroup comes from their process; the TCP memory limit is what they hit.
+func TestRuleCgroupMemoryPressureV1(t *testing.T) {
+	const memcgPath = "/process_api/7/receiver"
+	v1 := func(mutate func(c *CgroupMemory)) func() *Evidence {
+		return func() *Evidence {
+			ev := base()
+			ev.Sources.Cgroups = true
+			c := CgroupMemory{Cgroup: memcgPath, V1: true, TCPLimit: Val(299008), TCPUsageMax: Val(299008),
+				TCPMaxUsage: Val(557056), TCPMaxUsageRise: Val(0), TCPFailcnt: Val(0)}
+			if mutate != nil {
+				mutate(&c)
+			}
+			ev.Cgroups = []CgroupMemory{c}
+			ev.Netstat.RcvQDrop = Val(24)
+			// The receiver's sockets are not full: the charge fails before rcvbuf is reached.
+			ev.Groups = []Group{
+				{Key: clientPy, Samples: repeat(5, sample(4, 0, rmemDefault, 0)), MemoryCgroup: "/other"},
+				{Key: serverNgx, Samples: repeat(5, sample(8, 0, rmemDefault, 0)), MemoryCgroup: memcgPath},
+			}
+			ev.Groups[1].Samples[2].RecvQ = 200 << 10
+			return ev
+		}
+	}
+	receiver := scopeOf(serverNgx)
+	receiver.Cgroup = memcgPath
+	runRule(t, ruleCgroupMemoryPressure, []ruleCase{
+		{"usage sampled at the limit, namespace drops", v1(nil), []got{{CauseCgroupMemoryPressure, Medium, receiver}}},
+		{"only the high-water mark rose to the limit", v1(func(c *CgroupMemory) {
+			c.TCPUsageMax, c.TCPMaxUsageRise = Val(100000), Val(258048)
+		}), []got{{CauseCgroupMemoryPressure, Medium, receiver}}},
+		{"bpf drops of its group", func() *Evidence {
+			return withBPF(v1(nil)(), ReceiveDrops{Role: serverNgx.Role, Port: serverNgx.Port, Cgroup: serverNgx.Cgroup, Reason: "proto_mem", Count: 24})
+		}, []got{{CauseCgroupMemoryPressure, High, receiver}}},
+		{"bpf drops only of another group", func() *Evidence {
+			ev := withBPF(v1(nil)(), ReceiveDrops{Role: clientPy.Role, Port: clientPy.Port, Cgroup: clientPy.Cgroup, Reason: "proto_mem", Count: 24})
+			return ev
+		}, []got{{CauseCgroupMemoryPressure, Medium, receiver}}},
+		{"below the limit, high-water mark unchanged", v1(func(c *CgroupMemory) {
+			c.TCPUsageMax, c.TCPMaxUsage = Val(100000), Val(557056)
+		}), nil},
+		{"an old high-water mark over the limit does not count", v1(func(c *CgroupMemory) { c.TCPUsageMax = Val(1000) }), nil},
+		{"no TCP limit set (not accounted)", v1(func(c *CgroupMemory) { c.TCPLimit = Value{} }), nil},
+		{"no group charged to it", func() *Evidence {
+			ev := v1(nil)()
+			ev.Groups[1].MemoryCgroup = "/elsewhere"
+			return ev
+		}, nil},
+		{"no namespace drops", func() *Evidence {
+			ev := v1(nil)()
+			ev.Netstat.RcvQDrop = Val(0)
 			return ev
 		}, nil},
 	})

@@ -50,6 +50,7 @@ func Build(readings []Reading, host bool) *diagnose.Evidence {
 	}
 
 	buildSockets(ev, readings)
+	buildMemcgs(ev, readings)
 	return ev
 }
 
@@ -120,6 +121,9 @@ func buildSockets(ev *diagnose.Evidence, readings []Reading) {
 				groups[gr.Key] = g
 			}
 			g.Samples = append(g.Samples, gr.Sample)
+			if gr.Memcg != "" {
+				g.MemoryCgroup = gr.Memcg
+			}
 			if !first {
 				// The first dump's increases are since an earlier reading outside the window (or since
 				// the sockets' birth): only a baseline.

@@ -132,7 +132,7 @@ func TestFoldGroups(t *testing.T) {
 		s.Add(diagnose.SocketReading{RmemAlloc: uint64(i) * 1000, Rcvbuf: 4096, RecvQ: 10}, &diagnose.SampleOptions{})
 		groups[groupKey{server: i%2 == 0, port: uint16(1000 + i)}] = &groupAcc{sample: s, drops: 1}
 	}
-	got := foldGroups(groups, 4, nil)
+	got := foldGroups(groups, 4, nil, nil)
 	if len(got) != 4 {
 		t.Fatalf("%d groups, want 4: %+v", len(got), got)
 	}

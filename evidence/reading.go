@@ -5,6 +5,7 @@ import (
 
 	"github.com/sockbuf/sockbuf_exporter/bpf/drops"
 	"github.com/sockbuf/sockbuf_exporter/diagnose"
+	"github.com/sockbuf/sockbuf_exporter/memcg"
 	"github.com/sockbuf/sockbuf_exporter/procnet"
 )
 
@@ -34,6 +35,12 @@ type Reading struct {
 	// DropsKnown: the kernel sent sk_drops in skmeminfo.
 	DropsKnown bool
 
+	// Memcgs are the memory cgroups of the processes holding the groups' sockets, by path, with
+	// Config.Memcg.
+	Memcgs map[string]memcg.Stats
+	// MemcgOK: the memory cgroups were looked for (Config.Memcg was set).
+	MemcgOK bool
+
 	// BPF is the drop tracer's counters since it was opened, when Config.Tracer is set and could be read.
 	BPF *drops.Snapshot
 
@@ -48,6 +55,10 @@ type GroupReading struct {
 	// Drops is the increase of sk_drops of the group's sockets since the reading before (a socket not seen
 	// before gives all of its drops); in the first reading of a Sampler it is only a baseline.
 	Drops uint64
+	// Memcg is the memory cgroup that the group's sockets are charged to (that of a process holding one of
+	// them), with Config.Memcg; "" when not known.
+	Memcg string
+	pid   int32
 }
 
 // ListenerReading is the fullest listener of one port in one reading.

@@ -8,7 +8,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sockbuf/sockbuf_exporter/attrib"
 	"github.com/sockbuf/sockbuf_exporter/diagnose"
+	"github.com/sockbuf/sockbuf_exporter/memcg"
 	"github.com/sockbuf/sockbuf_exporter/procnet"
 	"github.com/sockbuf/sockbuf_exporter/sockdiag"
 )
@@ -39,6 +41,12 @@ type Config struct {
 	// CgroupName, when set, splits the socket groups (and the bpf counts) by the sockets' cgroup, named as the
 	// sockets collector names them (attrib.CgroupResolver.Name), so that findings name the cgroup too.
 	CgroupName func(id uint64) string
+	// Processes attributes the sockets to the processes that hold them (reading /proc/<pid>/fd links, as
+	// `ss -p` does), so that groups and findings name the process.
+	Processes bool
+	// Memcg, with Processes, reads the memory cgroups of those processes: the socket memory charged to
+	// them and their limits.
+	Memcg *memcg.Reader
 	// HostNetns says whether the readings are of the host's network namespace; nil finds out by comparing
 	// the calling thread's namespace with that of pid 1 under ProcPath.
 	HostNetns *bool
@@ -60,6 +68,7 @@ type Sampler struct {
 	take   sync.Mutex // serializes readings; guards client and drops
 	client *sockdiag.Client
 	drops  dropTracker
+	procs  *attrib.ProcessScanner // with Config.Processes
 	// windowIDs are the full sockets of the reading in progress whose windows are checked, reused.
 	windowIDs []sockdiag.Socket
 
@@ -95,6 +104,9 @@ func New(cfg Config) *Sampler {
 		s.host = isHostNetns(cfg.ProcPath)
 	}
 	s.drops.init()
+	if cfg.Processes {
+		s.procs = attrib.NewProcessScanner(cfg.ProcPath)
+	}
 	return s
 }
 

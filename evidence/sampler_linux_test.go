@@ -2,13 +2,16 @@ package evidence
 
 import (
 	"context"
+	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/sockbuf/sockbuf_exporter/diagnose"
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 	"github.com/sockbuf/sockbuf_exporter/internal/trafficgen"
+	"github.com/sockbuf/sockbuf_exporter/memcg"
 )
 
 // TestSamplerSockets takes two readings of a namespace with 5 connections holding 3000 unread bytes each on
@@ -86,5 +89,69 @@ func TestSamplerSockets(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("listener on %d not seen: %+v", blPort, ev.Listeners)
+	}
+}
+
+// TestSamplerProcessesAndMemcgs: with Processes and a memcg reader, a group holds the name of the process
+// that holds its sockets (this test binary) and the memory cgroup that process is in, which is read.
+func TestSamplerProcessesAndMemcgs(t *testing.T) {
+	ns := testenv.NewNetNS(t)
+	r, err := memcg.NewReader("/proc")
+	if err != nil {
+		testenv.Missing(t, "no memory cgroup hierarchy: %v", err)
+	}
+	own, err := r.CgroupOf(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	comm, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var port int
+	var ev *diagnose.Evidence
+	err = ns.Do(func() error {
+		ctx := context.Background()
+		c, err := trafficgen.Unread(ctx, trafficgen.UnreadConfig{Conns: 2, Bytes: 1000})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		port = c.Servers[0].Port()
+		s := New(Config{Readings: 2, Processes: true, Memcg: r})
+		defer s.Close()
+		for range 2 {
+			if err := s.Sample(ctx); err != nil {
+				return err
+			}
+		}
+		ev = s.Evidence(0)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := diagnose.GroupKey{Role: "server", Port: strconv.Itoa(port), Process: strings.TrimSpace(string(comm))}
+	var g *diagnose.Group
+	for i := range ev.Groups {
+		if ev.Groups[i].Key == key {
+			g = &ev.Groups[i]
+		}
+	}
+	if g == nil {
+		t.Fatalf("no group %+v in %+v", key, ev.Groups)
+	}
+	if g.MemoryCgroup != own {
+		t.Errorf("group's memory cgroup %q, want this process's %q", g.MemoryCgroup, own)
+	}
+	if !ev.Sources.Cgroups {
+		t.Error("Sources.Cgroups false with a memcg reader")
+	}
+	found := false
+	for _, c := range ev.Cgroups {
+		found = found || c.Cgroup == own
+	}
+	if !found {
+		t.Errorf("this process's memory cgroup %q not read: %+v", own, ev.Cgroups)
 	}
 }

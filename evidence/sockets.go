@@ -27,11 +27,15 @@ type groupKey struct {
 	server bool
 	port   uint16
 	cgroup uint64 // the socket's cgroup id, with Config.CgroupName; 0 otherwise
+	// process is the name index of the process holding the socket (attrib.ProcessScanner), with
+	// Config.Processes; 0 otherwise.
+	process int32
 }
 
 type groupAcc struct {
 	sample diagnose.GroupSample
 	drops  uint64
+	pid    int32 // a process holding one of the group's sockets, with Config.Processes
 }
 
 // dumpSockets takes the two dumps of a reading: the listeners first (their ports decide each socket's role),
@@ -84,6 +88,12 @@ func (s *Sampler) dumpSockets(ctx context.Context, r *Reading) (listeningPorts [
 	var full []*groupAcc // the group of each socket in s.windowIDs
 	s.windowIDs = s.windowIDs[:0]
 	groups := map[groupKey]*groupAcc{}
+	if s.procs != nil {
+		deadline, _ := ctx.Deadline()
+		if err := s.procs.Refresh(deadline); err != nil {
+			r.Errors = append(r.Errors, fmt.Sprintf("process attribution: %v", err))
+		}
+	}
 	attempt = 0
 	s.drops.begin()
 	sockets, dropsKnown := 0, false
@@ -106,10 +116,17 @@ func (s *Sampler) dumpSockets(ctx context.Context, r *Reading) (listeningPorts [
 			if s.cfg.CgroupName != nil && sk.HasCgroupID {
 				k.cgroup = sk.CgroupID
 			}
+			var pid int32
+			if s.procs != nil {
+				k.process, pid = s.procs.OwnerPID(sk.Inode)
+			}
 			g := groups[k]
 			if g == nil {
 				g = &groupAcc{}
 				groups[k] = g
+			}
+			if g.pid == 0 {
+				g.pid = pid
 			}
 			rd := diagnose.SocketReading{RecvQ: uint64(sk.RecvQueue())}
 			if sk.HasSKMemInfo {
@@ -146,7 +163,12 @@ func (s *Sampler) dumpSockets(ctx context.Context, r *Reading) (listeningPorts [
 		}
 	}
 	r.Sockets, r.DropsKnown = true, dropsKnown || sockets == 0
-	r.Groups = foldGroups(groups, s.cfg.MaxGroups, s.cfg.CgroupName)
+	var processName func(int32) string
+	if s.procs != nil {
+		processName = s.procs.Name
+	}
+	r.Groups = foldGroups(groups, s.cfg.MaxGroups, s.cfg.CgroupName, processName)
+	s.readMemcgs(r)
 	r.Listeners = foldListeners(listeners, s.cfg.MaxGroups)
 	for p := range listeners {
 		listeningPorts = append(listeningPorts, p)
@@ -170,7 +192,7 @@ func fuller(a, b diagnose.ListenSample) bool {
 
 // foldGroups keeps the max groups with the most full sockets (then the most unread bytes, then the most
 // sockets) and folds the rest into port "other", one group per role, so that a reading's size is bounded.
-func foldGroups(groups map[groupKey]*groupAcc, maxGroups int, cgroupName func(uint64) string) []GroupReading {
+func foldGroups(groups map[groupKey]*groupAcc, maxGroups int, cgroupName func(uint64) string, processName func(int32) string) []GroupReading {
 	out := make([]GroupReading, 0, len(groups))
 	byKey := make(map[diagnose.GroupKey]int, len(groups))
 	for k, g := range groups {
@@ -182,6 +204,9 @@ func foldGroups(groups map[groupKey]*groupAcc, maxGroups int, cgroupName func(ui
 		if k.cgroup != 0 && cgroupName != nil {
 			key.Cgroup = cgroupName(k.cgroup)
 		}
+		if k.process != 0 && processName != nil {
+			key.Process = processName(k.process)
+		}
 		// Two cgroup ids can get one name (the stable policy names a pod, not each container): one group.
 		if i, ok := byKey[key]; ok {
 			mergeSample(&out[i].Sample, &g.sample)
@@ -189,12 +214,12 @@ func foldGroups(groups map[groupKey]*groupAcc, maxGroups int, cgroupName func(ui
 			continue
 		}
 		byKey[key] = len(out)
-		out = append(out, GroupReading{Key: key, Sample: g.sample, Drops: g.drops})
+		out = append(out, GroupReading{Key: key, Sample: g.sample, Drops: g.drops, pid: g.pid})
 	}
 	slices.SortFunc(out, func(x, y GroupReading) int {
 		return cmp.Or(-cmp.Compare(x.Sample.Full, y.Sample.Full), -cmp.Compare(x.Sample.RecvQ, y.Sample.RecvQ),
 			-cmp.Compare(x.Sample.Sockets, y.Sample.Sockets), cmp.Compare(x.Key.Role, y.Key.Role), cmp.Compare(x.Key.Port, y.Key.Port),
-			cmp.Compare(x.Key.Cgroup, y.Key.Cgroup))
+			cmp.Compare(x.Key.Cgroup, y.Key.Cgroup), cmp.Compare(x.Key.Process, y.Key.Process))
 	})
 	if len(out) <= maxGroups {
 		return out

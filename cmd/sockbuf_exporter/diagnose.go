@@ -21,6 +21,7 @@ import (
 	"github.com/sockbuf/sockbuf_exporter/collector"
 	"github.com/sockbuf/sockbuf_exporter/diagnose"
 	"github.com/sockbuf/sockbuf_exporter/evidence"
+	"github.com/sockbuf/sockbuf_exporter/memcg"
 )
 
 // diagnoseFlags are the `diagnose` command's flags and the exporter's /diagnose flags.
@@ -29,6 +30,7 @@ type diagnoseFlags struct {
 	duration *time.Duration
 	format   *string
 	bpf      *bool
+	procs    *bool
 
 	interval *time.Duration // the exporter's background sampler; 0 disables /diagnose
 	window   *time.Duration
@@ -43,6 +45,7 @@ func addDiagnose(app *kingpin.Application) *diagnoseFlags {
 	f.duration = f.cmd.Flag("duration", "How long to watch; readings are taken about every tenth of it (at least 100ms, at most 2s apart).").Default("10s").Duration()
 	f.format = f.cmd.Flag("format", "Output: text for a person, json for the contract of docs/diagnose.md.").Default("text").Enum("text", "json")
 	f.bpf = f.cmd.Flag("bpf", "Load the bpf drop tracer for the run (needs CAP_BPF and CAP_PERFMON, and the kernel's BTF), to count every receive drop by reason and socket group and tell pinned sockets apart; without it the findings say what they could not tell.").Default("true").Bool()
+	f.procs = f.cmd.Flag("processes", "Name the process holding each socket group (reading /proc/<pid>/fd links, as ss -p does) and read the memory cgroup its sockets are charged to (socket memory and its limit, cgroup v1 memory.kmem.tcp.* or v2 memory.*).").Default("true").Bool()
 	f.interval = app.Flag("diagnose.interval", "How often the exporter takes a reading (counters, sysctls, two socket dumps) for /diagnose; 0 disables /diagnose.").Default("15s").Duration()
 	f.window = app.Flag("diagnose.window", "The window /diagnose diagnoses: the readings of this last stretch of time, kept in memory.").Default("5m").Duration()
 	f.tcpInfo = app.Flag("diagnose.tcp-info", "Check the advertised window of the full sockets in the readings of /diagnose and the diagnose command (one tcp_info lookup per full socket, kernel 6.2+), to tell a slow reader by its zero windows.").Default("true").Bool()
@@ -51,10 +54,20 @@ func addDiagnose(app *kingpin.Application) *diagnoseFlags {
 
 // samplerConfig is the evidence configuration shared by the command and the endpoint. Its socket groups are
 // split by cgroup, named as the sockets collector names them (owners: the procfs and cgroup flags).
-func samplerConfig(owners collector.Config, fullRatio float64, maxGroups int, tcpInfo bool, logger *slog.Logger) evidence.Config {
-	cfg := evidence.Config{ProcPath: owners.ProcPath, FullRatio: fullRatio, MaxGroups: maxGroups, TCPInfo: tcpInfo}
+// With processes, the groups are also split by process (read from /proc/<pid>/fd, as the sockets collector's
+// --collector.sockets.process does) and the memory cgroups of those processes are read.
+func samplerConfig(owners collector.Config, fullRatio float64, maxGroups int, tcpInfo, processes bool, logger *slog.Logger) evidence.Config {
+	cfg := evidence.Config{ProcPath: owners.ProcPath, FullRatio: fullRatio, MaxGroups: maxGroups, TCPInfo: tcpInfo, Processes: processes}
 	if r := collector.CgroupResolver(owners, logger); r != nil {
 		cfg.CgroupName = r.Name
+	}
+	if processes {
+		r, err := memcg.NewReader(owners.ProcPath)
+		if err != nil {
+			logger.Info("diagnose: socket memory of memory cgroups not read", "err", err)
+		} else {
+			cfg.Memcg = r
+		}
 	}
 	return cfg
 }

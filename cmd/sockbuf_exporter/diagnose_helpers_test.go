@@ -10,6 +10,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -82,11 +83,18 @@ func diagnoseIn(t *testing.T, ns *testenv.NetNS, d time.Duration, extra ...strin
 // diagnoseErr is diagnoseIn that also returns what the command wrote on stderr.
 func diagnoseErr(t *testing.T, ns *testenv.NetNS, d time.Duration, extra ...string) (report, string) {
 	t.Helper()
+	return diagnoseWith(t, ns.Command, d, extra...)
+}
+
+// diagnoseWith runs diagnose through command (NetNS.Command, or NetNS.CommandKeepSys for a run that must see
+// the host's cgroup hierarchies).
+func diagnoseWith(t *testing.T, command func(ctx context.Context, name string, args ...string) *exec.Cmd, d time.Duration, extra ...string) (report, string) {
+	t.Helper()
 	bin := e2e.BuildExporter(t)
 	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	cmd := ns.Command(ctx, bin, append([]string{"diagnose", "--format=json", "--duration=" + d.String()}, extra...)...)
+	cmd := command(ctx, bin, append([]string{"diagnose", "--format=json", "--duration=" + d.String()}, extra...)...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("sockbuf_exporter diagnose: %v\nstderr: %s\nstdout: %s", err, stderr.String(), stdout.String())

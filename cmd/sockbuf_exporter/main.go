@@ -89,7 +89,7 @@ func main() {
 	owners := collector.Config{ProcPath: *procPath, Sockets: collector.SocketsConfig{
 		CgroupAttribution: *cgroupAttr, CgroupRoot: *cgroupRoot, CgroupLabel: cgroupPolicy(*cgroupLabel)}}
 	if command == diag.cmd.FullCommand() {
-		os.Exit(runDiagnose(diag, samplerConfig(owners, *fullRatio, *maxGroups, *diag.tcpInfo, logger), os.Stdout, os.Stderr))
+		os.Exit(runDiagnose(diag, samplerConfig(owners, *fullRatio, *maxGroups, *diag.tcpInfo, *diag.procs, logger), os.Stdout, os.Stderr))
 	}
 
 	var names []string
@@ -139,7 +139,8 @@ func main() {
 	if *metricsPath == "/diagnose" {
 		*diag.interval = 0 // the metrics own the path
 	}
-	if s := startDiagnoseSampler(diag, samplerConfig(owners, *fullRatio, *maxGroups, *diag.tcpInfo, logger), logger); s != nil {
+	// /diagnose names processes when the sockets collector does (--collector.sockets.process).
+	if s := startDiagnoseSampler(diag, samplerConfig(owners, *fullRatio, *maxGroups, *diag.tcpInfo, *processAttr, logger), logger); s != nil {
 		http.Handle("/diagnose", diagnoseHandler(s, *diag.window, *diag.interval, logger))
 		links = append(links, web.LandingLinks{Address: "/diagnose", Text: "Diagnose (why is this host pruning?)"})
 	}
