@@ -274,10 +274,10 @@ type CgroupMemory struct {
 	// in it).
 	TCPFailcnt Value
 
-	Max        Value  // memory.max in bytes; unknown when "max" (no limit)
-	CurrentMax Value  // highest memory.current over the samples
-	SockMax    Value  // highest memory.stat "sock" (socket buffers charged to the cgroup) over the samples
-	EventsMax  Value  // increase of memory.events "max": allocations that hit memory.max
-	EventsHigh Value  // increase of memory.events "high"
-	EventsOOM  Value  // increase of memory.events "oom"
+	Max        Value // memory.max in bytes; unknown when "max" (no limit)
+	CurrentMax Value // highest memory.current over the samples
+	SockMax    Value // highest memory.stat "sock" (socket buffers charged to the cgroup) over the samples
+	EventsMax  Value // increase of memory.events "max": allocations that hit memory.max
+	EventsHigh Value // increase of memory.events "high"
+	EventsOOM  Value // increase of memory.events "oom"
 }
