@@ -164,7 +164,7 @@ var palette = []string{"#e02f44", "#ff9830", "#3274d9", "#56a64b", "#a352cc", "#
 // drawSVG draws the lines the way a Grafana time series panel does, in a plain SVG: a title, a y axis with
 // its maximum in the panel's unit, one colour per series and a legend.
 func drawSVG(title, unit string, lines []line, start, end time.Time) string {
-	const w, h, left, top, plotW, plotH = 720, 300, 70, 30, 630, 180
+	const w, left, top, plotW, plotH = 720, 70, 30, 630, 180
 	maxV := 0.0
 	for _, l := range lines {
 		for _, v := range l.v {
@@ -176,7 +176,7 @@ func drawSVG(title, unit string, lines []line, start, end time.Time) string {
 	}
 	t0, t1 := float64(start.Unix()), float64(end.Unix())
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", w, h+20*len(lines))
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", w, top+plotH+30+20*len(lines))
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="#181b1f"/><text x="10" y="20" fill="#ccccdc" font-size="14">%s</text>`+"\n", html.EscapeString(title))
 	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#444"/>`+"\n", left, top, plotW, plotH)
 	fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#ccccdc" text-anchor="end">%s</text><text x="%d" y="%d" fill="#ccccdc" text-anchor="end">0</text>`+"\n",
@@ -203,16 +203,42 @@ func drawSVG(title, unit string, lines []line, start, end time.Time) string {
 	return b.String()
 }
 
-// format prints a value in a panel's unit, roughly as Grafana does.
+// format prints a value in a panel's unit, roughly as Grafana does: three significant digits with an SI
+// prefix (4.67k, not 4.67e+03), so that the axis label fits left of the plot.
 func format(v float64, unit string) string {
 	switch unit {
 	case "percentunit":
-		return strconv.FormatFloat(v*100, 'g', 3, 64) + "%"
+		return short(v*100) + "%"
 	case "pps":
-		return strconv.FormatFloat(v, 'g', 3, 64) + " p/s"
+		return short(v) + " p/s"
 	case "ops":
-		return strconv.FormatFloat(v, 'g', 3, 64) + " /s"
+		return short(v) + " /s"
 	default:
-		return strconv.FormatFloat(v, 'g', 3, 64)
+		return short(v)
+	}
+}
+
+func short(v float64) string {
+	for _, p := range []struct {
+		div    float64
+		prefix string
+	}{{1e9, "G"}, {1e6, "M"}, {1e3, "k"}} {
+		if math.Abs(v) >= p.div {
+			return strconv.FormatFloat(v/p.div, 'g', 3, 64) + p.prefix
+		}
+	}
+	return strconv.FormatFloat(v, 'g', 3, 64)
+}
+
+func TestFormat(t *testing.T) {
+	for _, c := range []struct {
+		v    float64
+		unit string
+		want string
+	}{{4670.2, "ops", "4.67k /s"}, {82.5, "ops", "82.5 /s"}, {0.00972, "percentunit", "0.972%"}, {8.44, "pps", "8.44 p/s"},
+		{2.5e6, "", "2.5M"}, {0, "", "0"}, {1e10, "pps", "10G p/s"}} {
+		if got := format(c.v, c.unit); got != c.want {
+			t.Errorf("format(%v, %q) = %q, want %q", c.v, c.unit, got, c.want)
+		}
 	}
 }
