@@ -34,6 +34,8 @@ type ProcessScanner struct {
 	procPath string
 	// FullInterval is how often every process's links are read again; 0 reads them on every Refresh.
 	FullInterval time.Duration
+	// RescanMin is the least time between two full passes that misses ask for (FullRescanMin by default).
+	RescanMin time.Duration
 	now          func() time.Time
 
 	names   processNames
@@ -92,6 +94,7 @@ func NewProcessScanner(procPath string) *ProcessScanner {
 	return &ProcessScanner{
 		procPath:     procPath,
 		FullInterval: DefaultFullInterval,
+		RescanMin:    FullRescanMin,
 		now:          time.Now,
 		names:        newProcessNames(),
 		procs:        map[int32]*procEntry{},
@@ -128,7 +131,7 @@ func (p *ProcessScanner) Refresh(deadline time.Time) error {
 		clear(p.owners)
 	}
 	full := p.fullAt.IsZero() || now.Sub(p.fullAt) >= p.FullInterval ||
-		(p.state.fullDue && now.Sub(p.fullAt) >= FullRescanMin)
+		(p.state.fullDue && now.Sub(p.fullAt) >= p.RescanMin)
 	p.state.deadline, p.state.full, p.state.resolved = deadline, full, false
 	if full {
 		p.state.fullDue = false

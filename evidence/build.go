@@ -104,7 +104,7 @@ func softnetDelta(first, last []procnet.SoftnetRow) diagnose.Softnet {
 func buildSockets(ev *diagnose.Evidence, readings []Reading) {
 	groups := map[diagnose.GroupKey]*diagnose.Group{}
 	listeners := map[string]*diagnose.Listener{}
-	tcpInfo, drops, dumps := true, true, 0
+	tcpInfo, drops, locks, dumps := true, true, true, 0
 	for i := range readings {
 		r := &readings[i]
 		if !r.Sockets {
@@ -113,12 +113,20 @@ func buildSockets(ev *diagnose.Evidence, readings []Reading) {
 		first := dumps == 0
 		dumps++
 		tcpInfo = tcpInfo && r.TCPInfo
+		locks = locks && r.LockBits
 		drops = drops && r.DropsKnown
 		for _, gr := range r.Groups {
-			g := groups[gr.Key]
+			// The process names a group, it does not split it: a reading that did not find the owner of a
+			// group's sockets yet must not make a second group.
+			key := gr.Key
+			key.Process = ""
+			g := groups[key]
 			if g == nil {
-				g = &diagnose.Group{Key: gr.Key, SocketDrops: diagnose.Val(0)}
-				groups[gr.Key] = g
+				g = &diagnose.Group{Key: key, SocketDrops: diagnose.Val(0)}
+				groups[key] = g
+			}
+			if gr.Key.Process != "" {
+				g.Key.Process = gr.Key.Process
 			}
 			g.Samples = append(g.Samples, gr.Sample)
 			if gr.Memcg != "" {
@@ -142,6 +150,7 @@ func buildSockets(ev *diagnose.Evidence, readings []Reading) {
 	ev.Samples = dumps
 	ev.Sources.Sockets = dumps > 0
 	ev.Sources.TCPInfo = dumps > 0 && tcpInfo
+	ev.Sources.RcvbufLock = dumps > 0 && locks
 	for _, g := range groups {
 		if !drops || dumps < 2 {
 			g.SocketDrops = diagnose.Value{}

@@ -34,6 +34,8 @@ type Reading struct {
 	TCPInfo bool
 	// DropsKnown: the kernel sent sk_drops in skmeminfo.
 	DropsKnown bool
+	// LockBits: the bpf socket iterator counted the SO_RCVBUF locks of the groups (Config.Locks).
+	LockBits bool
 
 	// Memcgs are the memory cgroups of the processes holding the groups' sockets, by path, with
 	// Config.Memcg.

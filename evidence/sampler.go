@@ -44,9 +44,17 @@ type Config struct {
 	// Processes attributes the sockets to the processes that hold them (reading /proc/<pid>/fd links, as
 	// `ss -p` does), so that groups and findings name the process.
 	Processes bool
+	// ProcessRescan is the least time between two full reads of every process's descriptors that sockets of
+	// unknown owner ask for (a process that replaced its sockets keeps its descriptor count, so only a full
+	// read finds the new ones); 0 means attrib.FullRescanMin. A short diagnose run wants about its reading
+	// interval.
+	ProcessRescan time.Duration
 	// Memcg, with Processes, reads the memory cgroups of those processes: the socket memory charged to
 	// them and their limits.
 	Memcg *memcg.Reader
+	// Locks, when set, counts the sockets with SO_RCVBUF set per group, with one walk of the bpf socket
+	// iterator after each dump.
+	Locks LockWalker
 	// HostNetns says whether the readings are of the host's network namespace; nil finds out by comparing
 	// the calling thread's namespace with that of pid 1 under ProcPath.
 	HostNetns *bool
@@ -106,6 +114,9 @@ func New(cfg Config) *Sampler {
 	s.drops.init()
 	if cfg.Processes {
 		s.procs = attrib.NewProcessScanner(cfg.ProcPath)
+		if cfg.ProcessRescan > 0 {
+			s.procs.RescanMin = cfg.ProcessRescan
+		}
 	}
 	return s
 }

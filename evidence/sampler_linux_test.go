@@ -2,12 +2,14 @@ package evidence
 
 import (
 	"context"
+	"errors"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sockbuf/sockbuf_exporter/bpf/sockiter"
 	"github.com/sockbuf/sockbuf_exporter/diagnose"
 	"github.com/sockbuf/sockbuf_exporter/internal/testenv"
 	"github.com/sockbuf/sockbuf_exporter/internal/trafficgen"
@@ -153,5 +155,69 @@ func TestSamplerProcessesAndMemcgs(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("this process's memory cgroup %q not read: %+v", own, ev.Cgroups)
+	}
+}
+
+// TestSamplerLockBits: with the bpf socket iterator, a pinned listener's accepted sockets (SO_RCVBUF set on
+// the listener before listen(), inherited) count as locked, and an unpinned listener's as not.
+func TestSamplerLockBits(t *testing.T) {
+	ns := testenv.NewNetNS(t)
+	var pinnedPort, autoPort int
+	var ev *diagnose.Evidence
+	err := ns.Do(func() error {
+		e, err := sockiter.Open(sockiter.Options{})
+		if err != nil {
+			return err
+		}
+		defer e.Close()
+		ctx := context.Background()
+		pinned, err := trafficgen.Unread(ctx, trafficgen.UnreadConfig{Listen: trafficgen.ListenConfig{RcvBuf: 65536}, Conns: 3, Bytes: 1000})
+		if err != nil {
+			return err
+		}
+		defer pinned.Close()
+		auto, err := trafficgen.Unread(ctx, trafficgen.UnreadConfig{Conns: 2, Bytes: 1000})
+		if err != nil {
+			return err
+		}
+		defer auto.Close()
+		pinnedPort, autoPort = pinned.Servers[0].Port(), auto.Servers[0].Port()
+		s := New(Config{Readings: 2, Locks: e})
+		defer s.Close()
+		for range 2 {
+			if err := s.Sample(ctx); err != nil {
+				return err
+			}
+		}
+		ev = s.Evidence(0)
+		return nil
+	})
+	if errors.Is(err, sockiter.ErrUnavailable) {
+		testenv.Missing(t, "bpf socket iterator: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ev.Sources.RcvbufLock {
+		t.Fatalf("Sources.RcvbufLock false with the iterator: %+v", ev.Sources)
+	}
+	for _, c := range []struct {
+		port   int
+		locked uint64
+	}{{pinnedPort, 3}, {autoPort, 0}} {
+		found := false
+		for _, g := range ev.Groups {
+			if g.Key.Role == "server" && g.Key.Port == strconv.Itoa(c.port) {
+				found = true
+				for _, s := range g.Samples {
+					if s.Locked != diagnose.Val(c.locked) {
+						t.Errorf("server port %d: Locked %+v, want %d", c.port, s.Locked, c.locked)
+					}
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no server group of port %d", c.port)
+		}
 	}
 }

@@ -27,15 +27,28 @@ type groupKey struct {
 	server bool
 	port   uint16
 	cgroup uint64 // the socket's cgroup id, with Config.CgroupName; 0 otherwise
-	// process is the name index of the process holding the socket (attrib.ProcessScanner), with
-	// Config.Processes; 0 otherwise.
-	process int32
 }
 
 type groupAcc struct {
 	sample diagnose.GroupSample
 	drops  uint64
-	pid    int32 // a process holding one of the group's sockets, with Config.Processes
+	// owners counts the group's sockets per holding process (name index of attrib.ProcessScanner), with
+	// Config.Processes; pids has a pid of each. The process does not split groups: a socket whose owner a
+	// scan has not found yet would otherwise make a group of its own. The group is named after the process
+	// holding most of its sockets.
+	owners map[int32]uint64
+	pids   map[int32]int32
+}
+
+// owner is the name index and a pid of the process holding most of the group's sockets; 0, 0 if none.
+func (g *groupAcc) owner() (name, pid int32) {
+	var most uint64
+	for n, c := range g.owners {
+		if n != 0 && (c > most || (c == most && n < name)) {
+			name, most = n, c
+		}
+	}
+	return name, g.pids[name]
 }
 
 // dumpSockets takes the two dumps of a reading: the listeners first (their ports decide each socket's role),
@@ -116,17 +129,19 @@ func (s *Sampler) dumpSockets(ctx context.Context, r *Reading) (listeningPorts [
 			if s.cfg.CgroupName != nil && sk.HasCgroupID {
 				k.cgroup = sk.CgroupID
 			}
-			var pid int32
-			if s.procs != nil {
-				k.process, pid = s.procs.OwnerPID(sk.Inode)
-			}
 			g := groups[k]
 			if g == nil {
 				g = &groupAcc{}
 				groups[k] = g
 			}
-			if g.pid == 0 {
-				g.pid = pid
+			if s.procs != nil {
+				if name, pid := s.procs.OwnerPID(sk.Inode); name != 0 {
+					if g.owners == nil {
+						g.owners, g.pids = map[int32]uint64{}, map[int32]int32{}
+					}
+					g.owners[name]++
+					g.pids[name] = pid
+				}
 			}
 			rd := diagnose.SocketReading{RecvQ: uint64(sk.RecvQueue())}
 			if sk.HasSKMemInfo {
@@ -161,6 +176,9 @@ func (s *Sampler) dumpSockets(ctx context.Context, r *Reading) (listeningPorts [
 				g.sample.ZeroWindow = diagnose.Value{} // not known for every full socket: unknown, not a count
 			}
 		}
+	}
+	if s.cfg.Locks != nil {
+		s.countLocks(ctx, r, groups)
 	}
 	r.Sockets, r.DropsKnown = true, dropsKnown || sockets == 0
 	var processName func(int32) string
@@ -204,17 +222,19 @@ func foldGroups(groups map[groupKey]*groupAcc, maxGroups int, cgroupName func(ui
 		if k.cgroup != 0 && cgroupName != nil {
 			key.Cgroup = cgroupName(k.cgroup)
 		}
-		if k.process != 0 && processName != nil {
-			key.Process = processName(k.process)
-		}
 		// Two cgroup ids can get one name (the stable policy names a pod, not each container): one group.
 		if i, ok := byKey[key]; ok {
 			mergeSample(&out[i].Sample, &g.sample)
 			out[i].Drops += g.drops
+			if out[i].pid == 0 {
+				out[i].Key.Process, out[i].pid = processOf(g, processName)
+			}
 			continue
 		}
 		byKey[key] = len(out)
-		out = append(out, GroupReading{Key: key, Sample: g.sample, Drops: g.drops, pid: g.pid})
+		gr := GroupReading{Key: key, Sample: g.sample, Drops: g.drops}
+		gr.Key.Process, gr.pid = processOf(g, processName)
+		out = append(out, gr)
 	}
 	slices.SortFunc(out, func(x, y GroupReading) int {
 		return cmp.Or(-cmp.Compare(x.Sample.Full, y.Sample.Full), -cmp.Compare(x.Sample.RecvQ, y.Sample.RecvQ),
@@ -242,6 +262,15 @@ func foldGroups(groups map[groupKey]*groupAcc, maxGroups int, cgroupName func(ui
 		}
 	}
 	return out
+}
+
+// processOf names the process holding most of a group's sockets, and gives a pid of it.
+func processOf(g *groupAcc, processName func(int32) string) (string, int32) {
+	name, pid := g.owner()
+	if name == 0 || processName == nil {
+		return "", 0
+	}
+	return processName(name), pid
 }
 
 // mergeSample adds b's sums into a, as if b's sockets had been added to a.

@@ -18,6 +18,7 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 
 	"github.com/sockbuf/sockbuf_exporter/bpf/drops"
+	"github.com/sockbuf/sockbuf_exporter/bpf/sockiter"
 	"github.com/sockbuf/sockbuf_exporter/collector"
 	"github.com/sockbuf/sockbuf_exporter/diagnose"
 	"github.com/sockbuf/sockbuf_exporter/evidence"
@@ -44,7 +45,7 @@ func addDiagnose(app *kingpin.Application) *diagnoseFlags {
 		"Watch this network namespace for --duration, then name what is wrong with TCP receive buffers, where, what to change and the PromQL that shows it helped; exit 0 with the findings printed, 1 on an internal error.")}
 	f.duration = f.cmd.Flag("duration", "How long to watch; readings are taken about every tenth of it (at least 100ms, at most 2s apart).").Default("10s").Duration()
 	f.format = f.cmd.Flag("format", "Output: text for a person, json for the contract of docs/diagnose.md.").Default("text").Enum("text", "json")
-	f.bpf = f.cmd.Flag("bpf", "Load the bpf drop tracer for the run (needs CAP_BPF and CAP_PERFMON, and the kernel's BTF), to count every receive drop by reason and socket group and tell pinned sockets apart; without it the findings say what they could not tell.").Default("true").Bool()
+	f.bpf = f.cmd.Flag("bpf", "Load the bpf drop tracer and socket iterator for the run (needs CAP_BPF and CAP_PERFMON, and the kernel's BTF), to count every receive drop by reason and socket group and read which sockets have SO_RCVBUF set; without them the findings say what they could not tell.").Default("true").Bool()
 	f.procs = f.cmd.Flag("processes", "Name the process holding each socket group (reading /proc/<pid>/fd links, as ss -p does) and read the memory cgroup its sockets are charged to (socket memory and its limit, cgroup v1 memory.kmem.tcp.* or v2 memory.*).").Default("true").Bool()
 	f.interval = app.Flag("diagnose.interval", "How often the exporter takes a reading (counters, sysctls, two socket dumps) for /diagnose; 0 disables /diagnose.").Default("15s").Duration()
 	f.window = app.Flag("diagnose.window", "The window /diagnose diagnoses: the readings of this last stretch of time, kept in memory.").Default("5m").Duration()
@@ -78,12 +79,21 @@ func runDiagnose(f *diagnoseFlags, cfg evidence.Config, stdout, stderr io.Writer
 	d := max(*f.duration, 0)
 	interval := min(max(d/10, 100*time.Millisecond), 2*time.Second)
 	cfg.Readings = int(d/interval) + 2
+	cfg.ProcessRescan = interval
 	if *f.bpf {
 		if t, ns, err := openTracer(); err != nil {
 			fmt.Fprintf(stderr, "sockbuf_exporter diagnose: going on without the bpf drop tracer: %v\n", err)
 		} else {
 			defer t.Close()
 			cfg.Tracer, cfg.TracerNetNS = t, ns
+		}
+		// The socket iterator reads the SO_RCVBUF lock bit of every socket: pinned or not is then exact
+		// even for a group that dropped nothing in the window.
+		if e, err := sockiter.Open(sockiter.Options{Cgroups: cfg.CgroupName != nil}); err != nil {
+			fmt.Fprintf(stderr, "sockbuf_exporter diagnose: going on without the bpf socket iterator (SO_RCVBUF lock bits): %v\n", err)
+		} else {
+			defer e.Close()
+			cfg.Locks = e
 		}
 	}
 	s := evidence.New(cfg)
