@@ -36,7 +36,7 @@ type ProcessScanner struct {
 	FullInterval time.Duration
 	// RescanMin is the least time between two full passes that misses ask for (FullRescanMin by default).
 	RescanMin time.Duration
-	now          func() time.Time
+	now       func() time.Time
 
 	names   processNames
 	procs   map[int32]*procEntry

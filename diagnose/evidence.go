@@ -169,9 +169,9 @@ type Softnet struct {
 
 // GroupKey names a socket group the way the sockets collector labels it.
 type GroupKey struct {
-	Role    string // "server" or "client"
-	Port    string // the server's local port or the client's remote port; "other" for folded groups
-	Cgroup  string
+	Role   string // "server" or "client"
+	Port   string // the server's local port or the client's remote port; "other" for folded groups
+	Cgroup string
 	// Process names the process holding most of the group's sockets, when known. The sockets collector's
 	// --collector.sockets.process splits groups by it; the evidence of diagnose does not (a socket whose
 	// owner a scan has not found yet would make a second group), it names the group.
