@@ -76,9 +76,9 @@ var (
 		Name: "memcg_tcp_memory_bytes", Type: Gauge, Unit: "bytes", Labels: []string{"cgroup"},
 		Help: "TCP socket buffers charged to this cgroup v1 memory cgroup now (memory.kmem.tcp.usage_in_bytes).",
 		Notes: memcgV1Notes + "Every socket is charged to the memory cgroup of the task that created or accepted it. " +
-			"mem_cgroup_charge_skmem (mm/memcontrol-v1.c memcg1_charge_skmem) refuses a charge that would take this above " +
-			"the limit, and __sk_mem_raise_allocated (net/core/sock.c) then refuses the memory: received data is dropped " +
-			"(TcpExt TCPRcvQDrop). Some charges are forced past the limit (the first segment of an empty receive queue, " +
+			"mem_cgroup_charge_skmem (mm/memcontrol.c, through memcg1_charge_skmem in mm/memcontrol-v1.c) refuses a charge " +
+			"that would take this above the limit, and __sk_mem_raise_allocated (net/core/sock.c) then refuses the memory: " +
+			"received data is dropped (TcpExt TCPRcvQDrop). Some charges are forced past the limit (the first segment of an empty receive queue, " +
 			"sk_forced_mem_schedule; a send queue at its sndbuf), so it can read above the limit.",
 		Source: "memory.kmem.tcp.usage_in_bytes",
 	})
@@ -102,8 +102,8 @@ var (
 		Name: "memcg_socket_memory_bytes", Type: Gauge, Unit: "bytes", Labels: []string{"cgroup"},
 		Help: "Socket buffers charged to this cgroup v2 memory cgroup and its descendants now (memory.stat sock).",
 		Notes: memcgV2Notes + "Socket memory counts against memory.max like any other memory, but unlike page cache it " +
-			"cannot be reclaimed: a cgroup at its limit with much of it in socket buffers keeps reclaiming and stays under " +
-			"socket pressure, which stops its sockets' buffers from growing.",
+			"cannot be reclaimed: a cgroup at its limit with much of it in socket buffers reclaims with little success, " +
+			"which puts its sockets under memory pressure (vmpressure), and that holds their buffers down.",
 		Source: "memory.stat sock",
 	})
 	memcgCurrentSpec = spec("memcg", MetricSpec{
