@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -190,5 +191,55 @@ func TestMemcgCollectorContext(t *testing.T) {
 	ch := make(chan prometheus.Metric, 100)
 	if err := c.Update(ctx, ch); err == nil {
 		t.Error("Update with an ended context succeeded")
+	}
+}
+
+// BenchmarkMemcgCollector scrapes a v2 hierarchy of 1000 cgroups (Kubernetes-like: 250 pods of 4 cgroups, the
+// pod's limited, its containers' not), files on tmpfs or disk rather than cgroupfs, for the cost of the walk
+// and the parsing.
+func BenchmarkMemcgCollector(b *testing.B) {
+	files := map[string]string{"cgroup.controllers": "cpu memory pids\n"}
+	for p := range 250 {
+		for _, c := range []string{"", "/c1", "/c2", "/c3"} {
+			d := "kubepods.slice/pod" + strconv.Itoa(p) + c
+			files[d+"/memory.current"] = "1048576\n"
+			files[d+"/memory.max"] = "max\n"
+			if c == "" {
+				files[d+"/memory.max"] = "2097152\n"
+			}
+			files[d+"/memory.stat"] = strings.Repeat("anon 4096\nfile 8192\n", 20) + "sock 65536\n"
+			files[d+"/memory.events"] = "low 0\nhigh 0\nmax 7\noom 0\noom_kill 0\n"
+		}
+	}
+	dir := b.TempDir()
+	proc, mnt := filepath.Join(dir, "proc"), filepath.Join(dir, "cgroup")
+	for name, content := range union(files) {
+		p := filepath.Join(mnt, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(proc, "self"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(proc, "self", "mountinfo"),
+		[]byte("41 31 0:38 / "+mnt+" rw,relatime - cgroup2 cgroup rw\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	c := newMemcgCollector(Config{ProcPath: proc, Memcg: MemcgConfig{MaxCgroups: 100}}, nil)
+	ch := make(chan prometheus.Metric, 1024)
+	go func() {
+		for range ch {
+		}
+	}()
+	defer close(ch)
+	b.ResetTimer()
+	for range b.N {
+		if err := c.Update(context.Background(), ch); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
