@@ -37,6 +37,8 @@ type Config struct {
 	Netns NetnsConfig
 	// BPF configures the eBPF drop-reason collector.
 	BPF BPFConfig
+	// Memcg configures the memory cgroup collector.
+	Memcg MemcgConfig
 	// MaxResultAge is how long a collector's result is served again to later scrapes instead of reading the
 	// kernel again; 0 shares only a read in progress (see flight).
 	MaxResultAge time.Duration

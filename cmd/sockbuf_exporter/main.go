@@ -59,6 +59,7 @@ func main() {
 		netnsSockets  = app.Flag("collector.netns.sockets", "Also dump the TCP sockets of every namespace the netns collector exports (sockbuf_netns_sockets, _recv_queue_bytes, _rcvbuf_full_sockets): one sock_diag client per namespace, opened inside it with setns, which needs CAP_SYS_ADMIN besides what --collector.netns needs; a namespace it cannot enter is counted in sockbuf_netns_socket_dump_errors_total.").Default("false").Bool()
 		bpfOwnNetNS   = app.Flag("collector.bpf.own-netns", "Count only the sockets (and the drops without a socket on devices) of the exporter's own network namespace; otherwise the bpf collector counts every namespace's, where sockets of other namespaces get role=\"unknown\" and are told apart by cgroup.").Default("false").Bool()
 		bpfMapEntries = app.Flag("collector.bpf.map-entries", "Size of the bpf collector's kernel map of drop groups (distinct reason, role, port, cgroup, rcvbuf_locked since start); drops of groups beyond it are counted in sockbuf_bpf_map_full_events_total. 0: 16384.").Default("0").Int()
+		memcgMax      = app.Flag("collector.memcg.max-cgroups", "Most memory cgroups the memcg collector exports (at least 1), those closest to their limit; the rest are counted in sockbuf_memcg_cgroups_skipped.").Default(fmt.Sprint(collector.DefaultMemcgMaxCgroups)).Int()
 		netnsNamed    = app.Flag("collector.netns.named-dir", "Where `ip netns add` bind-mounts named network namespaces, whose names the netns collector uses; /host/run/netns in a container that mounts the host's there.").Default("/run/netns").String()
 	)
 	toolkitFlags := kingpinflag.AddFlags(app, defaultPort)
@@ -114,6 +115,7 @@ func main() {
 		},
 		Netns: collector.NetnsConfig{MaxNamespaces: *netnsMax, NamedDir: *netnsNamed, Sockets: *netnsSockets},
 		BPF:   collector.BPFConfig{OwnNetNS: *bpfOwnNetNS, MapEntries: *bpfMapEntries},
+		Memcg: collector.MemcgConfig{MaxCgroups: *memcgMax},
 	}
 	exporter, err := collector.New(cfg, names, logger)
 	if err != nil {

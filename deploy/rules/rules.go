@@ -104,6 +104,14 @@ type Config struct {
 	PinnedDataLost  Threshold
 	// Value unused: a collector has reported failure on every scrape.
 	CollectorFailing Threshold
+
+	// A cgroup v1 memory cgroup's TCP memory at its memory.kmem.tcp.limit_in_bytes (memcg collector): its
+	// peak (max_usage) rose within CgroupTCPLimitWindow to the limit or above, or its usage averaged at least
+	// Value of the limit over the window. usage passes the limit only through charges forced after a refused
+	// one, so a new peak at the limit is a refusal; on recent kernels failcnt does not count them. The
+	// window must be longer than For: a peak that rises once stays in the window for the window's length.
+	CgroupTCPLimit       Threshold
+	CgroupTCPLimitWindow string
 }
 
 // DefaultRunbookBase is where the runbooks of the main branch are browsable.
@@ -150,6 +158,9 @@ func DefaultConfig() Config {
 		LossReasons:     []string{"proto_mem", "tcp_ofo_queue_prune", "socket_backlog", "socket_rcvbuff"},
 		ServiceDataLost: Threshold{Value: 0, For: "5m"},
 		PinnedDataLost:  Threshold{Value: 0, For: "5m"},
+		// A refused charge drops data at once; the minute keeps one unlucky scrape from paging.
+		CgroupTCPLimit:       Threshold{Value: 0.9, For: "1m"},
+		CgroupTCPLimitWindow: "5m",
 	}
 }
 
@@ -160,13 +171,13 @@ func DefaultConfig() Config {
 func QuickConfig() Config {
 	c := DefaultConfig()
 	for _, d := range []*string{&c.RateWindow, &c.FullSocketsWindow, &c.MemoryWindow, &c.MemoryNearMaxWindow, &c.PressureEpisodesWindow,
-		&c.PressureTimeWindow, &c.ListenQueueWindow} {
+		&c.PressureTimeWindow, &c.ListenQueueWindow, &c.CgroupTCPLimitWindow} {
 		*d = sixtieth(*d)
 	}
 	for _, th := range []*Threshold{&c.DataLost, &c.BacklogDrops, &c.CollapseRatio, &c.ZeroWindows, &c.FullSockets,
 		&c.MemoryPressure, &c.MemoryNearMax, &c.PressureEpisodes, &c.PressureTime, &c.AbortOnMemory,
 		&c.ListenOverflows, &c.ListenQueueFull, &c.SoftnetDrops, &c.ExporterDown, &c.CollectorFailing,
-		&c.ServiceDataLost, &c.PinnedDataLost} {
+		&c.ServiceDataLost, &c.PinnedDataLost, &c.CgroupTCPLimit} {
 		th.For = sixtieth(th.For)
 	}
 	return c
@@ -463,6 +474,18 @@ func Alerting(c Config) RuleFile {
 			"The kernel on "+on+" threw away {{ $value | humanize }} received packets per second of "+svc+" over the last "+w+" for lack of receive-buffer room on sockets whose application set SO_RCVBUF (rcvbuf_locked=\"true\", bpf drop reasons "+reasons+"): the pin switches autotuning off, so the buffer cannot grow. Stop setting SO_RCVBUF."),
 	}
 
+	// Per memory cgroup, with the memcg collector (cgroup v1 only: on v2 socket memory counts against
+	// memory.max, whose max events also count harmless page-cache reclaim, so no alert is about them).
+	peak := b.sel("sockbuf_memcg_tcp_memory_max_usage_bytes")
+	limit := b.sel("sockbuf_memcg_tcp_memory_limit_bytes")
+	memcg := []Rule{
+		b.alert("SockbufCgroupTCPMemoryAtLimit", "warning",
+			"("+peak+" / "+limit+" >= 1 and "+peak+" > min_over_time("+peak+"["+c.CgroupTCPLimitWindow+"]))"+
+				" or avg_over_time("+b.sel("sockbuf_memcg_tcp_memory_bytes")+"["+c.CgroupTCPLimitWindow+"]) / "+limit+" >= "+num(c.CgroupTCPLimit.Value), c.CgroupTCPLimit,
+			"Memory cgroup {{ $labels.cgroup }} is at its TCP memory limit on "+on+".",
+			"The TCP socket memory of memory cgroup {{ $labels.cgroup }} on "+on+" reached {{ $value | humanizePercentage }} of its memory.kmem.tcp.limit_in_bytes in the last "+c.CgroupTCPLimitWindow+" (a new peak, or the average): the kernel refuses receive memory to the sockets its tasks created or accepted, and drops what arrives for them (TcpExt TCPRcvQDrop)."),
+	}
+
 	exporter := []Rule{
 		b.alert("SockbufExporterDown", "warning",
 			b.sel("up")+" == 0", c.ExporterDown,
@@ -479,6 +502,7 @@ func Alerting(c Config) RuleFile {
 		{Name: "sockbuf.sockets", Rules: sockets},
 		{Name: "sockbuf.netns", Rules: netns},
 		{Name: "sockbuf.bpf", Rules: bpf},
+		{Name: "sockbuf.memcg", Rules: memcg},
 		{Name: "sockbuf.exporter", Rules: exporter},
 	}}
 }

@@ -204,15 +204,23 @@ func startProcess(t testing.TB, ns *testenv.NetNS, name, bin string, args ...str
 // startProcessAs is startProcess with the process run as cred (nil: as the test process).
 func startProcessAs(t testing.TB, ns *testenv.NetNS, cred *syscall.Credential, name, bin string, args ...string) *process {
 	t.Helper()
-	p := &process{name: name, logs: &LockedBuffer{}, done: make(chan struct{})}
+	var cmd *exec.Cmd
 	if ns == nil {
-		p.cmd = exec.Command(bin, args...)
+		cmd = exec.Command(bin, args...)
 	} else {
-		p.cmd = ns.Command(context.Background(), bin, args...)
+		cmd = ns.Command(context.Background(), bin, args...)
 	}
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	// If the test binary dies, its children must not outlive it holding the namespace.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: cred}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: cred}
+	return runProcess(t, name, cmd, args)
+}
+
+// runProcess starts cmd, a process called name run with args, and stops it when the test ends, writing its
+// output to the test log if the test failed.
+func runProcess(t testing.TB, name string, cmd *exec.Cmd, args []string) *process {
+	t.Helper()
+	p := &process{name: name, cmd: cmd, logs: &LockedBuffer{}, done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
 	}

@@ -2,6 +2,7 @@ package realsw
 
 import (
 	"context"
+	"testing"
 	"time"
 )
 
@@ -12,6 +13,9 @@ type Scenario struct {
 	Doc string
 	// Run starts the servers it needs and drives its clients for about d (never more than d + 40s).
 	Run func(ctx context.Context, e *Env, d time.Duration) error
+	// Prepare, when set, runs on the test's goroutine before the exporter starts: it makes what Run needs
+	// from the host (a memory cgroup) and skips the test (fails it in CI) when the host cannot.
+	Prepare func(t testing.TB, e *Env)
 }
 
 // The client settings the scenarios share: a reader that reads in bursts, sleeping 1ms after every 8 KiB,
