@@ -20,8 +20,8 @@ const PortUploads = 8084
 // The memory cgroup of MemcgTCPLimit: 300000 bytes of TCP memory (the kernel rounds it down to 299008), shared
 // by 20 connections that each need at least one loopback segment's truesize (up to about 64 KiB) at a time.
 const (
-	memcgTCPLimit = 300000
-	memcgUploads  = 20
+	memcgTCPLimit    = 300000
+	memcgUploadConns = 20
 )
 
 // memcgs holds the cgroup Prepare made for each Env, for Run.
@@ -35,28 +35,36 @@ type memcgOf struct{ dir, path string }
 // server's cgroup (the task that accepted them); their receive allocations beyond the limit are refused
 // (memcg1_charge_skmem) and the segments dropped (TCPRcvQDrop), although the reader keeps up. The peak
 // (max_usage_in_bytes) passes the limit; usage at a scrape is mostly one page or none.
-var MemcgTCPLimit = Scenario{
-	Name: "memcg-tcp-limit",
-	Doc:  "Python ThreadingHTTPServer reading uploads as fast as it can in a cgroup v1 memory cgroup with memory.kmem.tcp.limit_in_bytes 300000, 20 curl clients uploading 460 KB in turn",
-	Prepare: func(t testing.TB, e *Env) {
-		dir, path := testenv.TCPLimitedMemcg(t, "sbrealsw-memcg-"+e.NS.Name, memcgTCPLimit)
-		memcgs.Store(e, memcgOf{dir, path})
-		t.Cleanup(func() { memcgs.Delete(e) })
-	},
-	Run: func(ctx context.Context, e *Env, d time.Duration) error {
-		v, ok := memcgs.Load(e)
-		if !ok {
-			return fmt.Errorf("%s: Prepare did not run", "memcg-tcp-limit")
-		}
-		cg := v.(memcgOf)
-		stop, err := e.uploadServerIn(cg.dir)
-		if err != nil {
-			return err
-		}
-		// The server leaves the cgroup before the test removes it.
-		defer stop()
-		return e.curlUploadLoops(ctx, URL(PortUploads, "/upload"), memcgUploads, d)
-	},
+var MemcgTCPLimit = memcgUploads("memcg-tcp-limit", "Python ThreadingHTTPServer reading uploads as fast as it can in a cgroup v1 memory cgroup with memory.kmem.tcp.limit_in_bytes 300000, 20 curl clients uploading 460 KB in turn", memcgTCPLimit)
+
+// MemcgTCPLimitRaised is MemcgTCPLimit after the fix: the cgroup's TCP memory limit raised to 1 TiB (a limit,
+// once written, keeps TCP accounting on; raising it is what an operator does). Nothing is refused or lost.
+var MemcgTCPLimitRaised = memcgUploads("memcg-tcp-limit-raised", "MemcgTCPLimit with the cgroup's TCP memory limit raised to 1 TiB", 1<<40)
+
+func memcgUploads(name, doc string, limit int) Scenario {
+	return Scenario{
+		Name: name,
+		Doc:  doc,
+		Prepare: func(t testing.TB, e *Env) {
+			dir, path := testenv.TCPLimitedMemcg(t, "sbrealsw-memcg-"+e.NS.Name, limit)
+			memcgs.Store(e, memcgOf{dir, path})
+			t.Cleanup(func() { memcgs.Delete(e) })
+		},
+		Run: func(ctx context.Context, e *Env, d time.Duration) error {
+			v, ok := memcgs.Load(e)
+			if !ok {
+				return fmt.Errorf("%s: Prepare did not run", name)
+			}
+			cg := v.(memcgOf)
+			stop, err := e.uploadServerIn(cg.dir)
+			if err != nil {
+				return err
+			}
+			// The server leaves the cgroup before the test removes it.
+			defer stop()
+			return e.curlUploadLoops(ctx, URL(PortUploads, "/upload"), memcgUploadConns, d)
+		},
+	}
 }
 
 // uploadServerIn starts scripts/upload_server.py in the namespace, moved into the cgroup directory dir first,
