@@ -205,7 +205,7 @@ func logLoad(t *testing.T, name string, r memcgLoad) {
 	t.Helper()
 	t.Logf("%s: receiver port %d cgroup %d, %d MB written", name, r.port, r.cgroup, r.written>>20)
 	t.Logf("%s: memory limit hits %+v", name, r.snap.MemoryLimit)
-	t.Logf("%s: drops by reason %v", name, r.reasons)
+	t.Logf("%s: drops by reason %v, unattributed %+v, program runs skipped %d", name, r.reasons, r.snap.Unattributed, r.snap.Missed)
 	t.Logf("%s: %s", name, dropcheck.TcpExtSummary(r.tcpExt))
 }
 
@@ -250,16 +250,23 @@ func TestMemoryLimitHits(t *testing.T) {
 		}
 	}
 	// tcp_try_rmem_schedule fails, and the segment is dropped, only after sk_rmem_schedule was refused
-	// (a hit) or tcp_prune_queue gave up (RcvPruned).
-	if n := limited.tcpExt["RcvPruned"]; protoMem > hits+n {
-		t.Errorf("proto_mem drops = %d, more than memory limit hits (%d) + RcvPruned (%d)", protoMem, hits, n)
+	// (a hit) or tcp_prune_queue gave up (RcvPruned); runs the kernel skipped are counted in neither.
+	if n, m := limited.tcpExt["RcvPruned"], limited.snap.Missed; protoMem > hits+n+m {
+		t.Errorf("proto_mem drops = %d, more than memory limit hits (%d) + RcvPruned (%d) + skipped runs (%d)", protoMem, hits, n, m)
 	}
 	for _, r := range []memcgLoad{limited, control} {
-		for _, m := range dropcheck.TcpExtMismatches(r.reasons, r.tcpExt) {
-			t.Error(m)
+		if r.snap.Missed == 0 {
+			for _, m := range dropcheck.TcpExtMismatches(r.reasons, r.tcpExt) {
+				t.Error(m)
+			}
+			continue
 		}
-		if r.snap.Missed != 0 {
-			t.Errorf("%d program runs skipped by the kernel", r.snap.Missed)
+		// A drop in process context (the socket's backlog, processed by release_sock with softirqs on) can
+		// be interrupted by another on the same CPU, whose program run the kernel skips: the tracer may then
+		// count up to Missed fewer drops than TcpExt, never more.
+		sum := r.tcpExt["TCPRcvQDrop"] + r.tcpExt["TCPOFODrop"]
+		if p := r.reasons["proto_mem"]; p > sum || p+r.snap.Missed < sum {
+			t.Errorf("proto_mem drops = %d with %d program runs skipped; TcpExt TCPRcvQDrop + TCPOFODrop = %d", p, r.snap.Missed, sum)
 		}
 	}
 	if len(control.snap.MemoryLimit) != 0 {
