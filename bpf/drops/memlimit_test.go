@@ -24,30 +24,8 @@ import (
 	"github.com/sockbuf/sockbuf_exporter/internal/trafficgen"
 )
 
-// slowReader listens on a loopback port it prints, accepts argv[1] connections, then reads at most argv[2]
-// bytes from each every argv[3] seconds until its standard input closes, or argv[4] seconds have passed.
-// Its sockets are charged to the memory cgroup it runs in: a listener's accepted sockets go to the memory
-// cgroup of the task that calls accept() (Linux 6.3+), its own.
-const slowReader = `
-import select, socket, sys, time
-n, chunk, pause, limit = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-end = time.monotonic() + limit
-ls = socket.socket()
-ls.bind(("127.0.0.1", 0))
-ls.listen(n)
-ls.settimeout(limit)
-print(ls.getsockname()[1], flush=True)
-conns = [ls.accept()[0] for _ in range(n)]
-for c in conns:
-    c.setblocking(False)
-while time.monotonic() < end and not select.select([sys.stdin], [], [], 0)[0]:
-    for c in conns:
-        try:
-            c.recv(chunk)
-        except (BlockingIOError, ConnectionError):
-            pass
-    time.sleep(pause)
-`
+// slowReader is the receiver's script: see its header.
+const slowReader = "testdata/slowreader.py"
 
 // memcgLoad is what one run of runMemcgLoad saw in its namespace.
 type memcgLoad struct {
@@ -67,6 +45,10 @@ func runMemcgLoad(t *testing.T, name string, tcpLimit int, d time.Duration) memc
 	t.Helper()
 	const conns = 8
 	python := testenv.RequireBinary(t, "python3", "python3")
+	script, err := filepath.Abs(slowReader)
+	if err != nil {
+		t.Fatal(err)
+	}
 	testenv.RequireBinary(t, "nsenter", "util-linux")
 	ns := testenv.NewNetNS(t)
 	tr := openTracer(t, ns)
@@ -85,8 +67,8 @@ func runMemcgLoad(t *testing.T, name string, tcpLimit int, d time.Duration) memc
 	ctx, cancel := context.WithTimeout(context.Background(), d+20*time.Second)
 	defer cancel()
 	// nsenter keeps the host's /sys, where the cgroup directories are (ip netns exec mounts a fresh one).
-	join := `echo $$ > "$1/cgroup.procs" && echo $$ > "$2/cgroup.procs" && exec "$3" -c "$4" "$5" "$6" "$7" "$8"`
-	cmd := ns.CommandKeepSys(ctx, "sh", "-c", join, "sh", memDir, v2Dir, python, slowReader,
+	join := `echo $$ > "$1/cgroup.procs" && echo $$ > "$2/cgroup.procs" && exec "$3" "$4" "$5" "$6" "$7" "$8"`
+	cmd := ns.CommandKeepSys(ctx, "sh", "-c", join, "sh", memDir, v2Dir, python, script,
 		strconv.Itoa(conns), "4096", "0.01", strconv.Itoa(int((d + 15*time.Second).Seconds())))
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
