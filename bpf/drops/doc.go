@@ -12,7 +12,9 @@
 //     tcp_rcvbuf_grow(); per (role, port, cgroup, rcvbuf_locked). The tracepoint comes before the check of
 //     SOCK_RCVBUF_LOCK, so on a pinned socket it counts growth wanted and refused.
 //   - sock:sock_exceed_buf_limit(sk, prot, allocated, kind): __sk_mem_raise_allocated() refused memory over
-//     tcp_mem or the memory cgroup's limit; per (kind recv|send, cgroup), TCP sockets only.
+//     tcp_mem or the memory cgroup's limit; per (kind recv|send, cgroup), TCP sockets only. A memory cgroup's
+//     refusal of receive memory fires it only since Linux 6.18 (9d85c565a7b7, in some stable kernels too).
+//     TestMemoryLimitHits makes it fire with a cgroup v1 memory.kmem.tcp limit.
 //
 // Reason names come from the running kernel's BTF (enum skb_drop_reason), never from a table compiled in:
 // SKB_DROP_REASON_PROTO_MEM is "proto_mem". Codes the BTF does not name (subsystem reasons, code>>16 != 0)
