@@ -147,7 +147,8 @@ type memcgCollector struct {
 	maxCgroups int
 	logger     *slog.Logger
 
-	newReader func(procPath string) (*memcg.Reader, error)
+	newReader func(procPath, root string) (*memcg.Reader, error)
+	root      string // --collector.sockets.cgroup-root
 	reader    *memcg.Reader // nil until a hierarchy is found
 	logOnce   sync.Once
 
@@ -161,7 +162,7 @@ func newMemcgCollector(cfg Config, logger *slog.Logger) *memcgCollector {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &memcgCollector{
-		procPath: cfg.ProcPath, maxCgroups: cfg.Memcg.MaxCgroups, logger: logger, newReader: memcg.NewReader,
+		procPath: cfg.ProcPath, maxCgroups: cfg.Memcg.MaxCgroups, logger: logger, newReader: memcg.Open, root: cfg.Sockets.CgroupRoot,
 		tcpUsage: memcgTCPUsageSpec.Desc(), tcpLimit: memcgTCPLimitSpec.Desc(), tcpMaxUsage: memcgTCPMaxUsageSpec.Desc(),
 		sock: memcgSockSpec.Desc(), current: memcgCurrentSpec.Desc(), max: memcgMaxSpec.Desc(), eventsMax: memcgEventsMaxSpec.Desc(),
 		skipped: memcgSkippedSpec.Desc(), truncated: memcgTruncatedSpec.Desc(),
@@ -176,7 +177,7 @@ type memcgEntry struct {
 
 func (c *memcgCollector) Update(ctx context.Context, ch chan<- prometheus.Metric) error {
 	if c.reader == nil {
-		r, err := c.newReader(c.procPath)
+		r, err := c.newReader(c.procPath, c.root)
 		if err != nil {
 			c.logOnce.Do(func() {
 				level := slog.LevelInfo

@@ -106,6 +106,29 @@ func NewReader(procPath string) (*Reader, error) {
 	return nil, ErrNoMemoryCgroup
 }
 
+// Open is NewReader with a cgroup root given (--collector.sockets.cgroup-root, e.g. /host/sys/fs/cgroup in
+// a Kubernetes pod, whose own /sys/fs/cgroup shows only its cgroup namespace): the unified hierarchy mounted
+// there when it has the memory controller, else a v1 memory hierarchy at <root>/memory; failing both, or
+// with root empty, the mounts that procPath's self/mountinfo lists.
+func Open(procPath, root string) (*Reader, error) {
+	if root != "" {
+		fs, err := procfs.NewFS(procPath)
+		if err != nil {
+			return nil, err
+		}
+		if b, err := readSmall(filepath.Join(root, "cgroup.controllers")); err == nil {
+			if hasWord(b, "memory") {
+				return &Reader{fs: fs, root: root, mountRoot: "/", version: V2}, nil
+			}
+		}
+		v1 := filepath.Join(root, "memory")
+		if _, err := os.Stat(filepath.Join(v1, "memory.limit_in_bytes")); err == nil {
+			return &Reader{fs: fs, root: v1, mountRoot: "/", version: V1}, nil
+		}
+	}
+	return NewReader(procPath)
+}
+
 // Version is the hierarchy the reader reads.
 func (r *Reader) Version() Version { return r.version }
 

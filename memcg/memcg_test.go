@@ -181,3 +181,28 @@ func TestFIFOIsRefused(t *testing.T) {
 		t.Fatal("Read blocked on a FIFO")
 	}
 }
+
+// Open with a root (a pod's /host/sys/fs/cgroup) reads the hierarchy there rather than the mounts listed in
+// mountinfo, for v2 and for a v1 memory hierarchy below it; a root without memory falls back to mountinfo.
+func TestOpenAtRoot(t *testing.T) {
+	proc := tree(t, "cgroup2", "rw", "/", "0::/\n", map[string]string{"cgroup.controllers": "hugetlb\n"})
+	v2 := t.TempDir()
+	write(t, filepath.Join(v2, "cgroup.controllers"), "cpu memory pids\n")
+	write(t, filepath.Join(v2, "kubepods/memory.current"), "7\n")
+	r, err := Open(proc, v2)
+	if err != nil || r.Version() != V2 {
+		t.Fatalf("Open at a v2 root: %v, %v", r, err)
+	}
+	if s, err := r.Read("/kubepods"); err != nil || s.Current != (Value{7, true}) {
+		t.Fatalf("Read at a v2 root: %+v, %v", s, err)
+	}
+	v1 := t.TempDir()
+	write(t, filepath.Join(v1, "memory", "memory.limit_in_bytes"), "9223372036854771712\n")
+	if r, err := Open(proc, v1); err != nil || r.Version() != V1 || r.root != filepath.Join(v1, "memory") {
+		t.Fatalf("Open at a v1 root: %+v, %v", r, err)
+	}
+	// Neither: mountinfo's unified hierarchy has no memory controller either.
+	if _, err := Open(proc, t.TempDir()); !errors.Is(err, ErrNoMemoryCgroup) {
+		t.Fatalf("Open at an empty root: %v, want ErrNoMemoryCgroup", err)
+	}
+}

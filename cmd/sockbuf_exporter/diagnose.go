@@ -63,7 +63,7 @@ func samplerConfig(owners collector.Config, fullRatio float64, maxGroups int, tc
 		cfg.CgroupName = r.Name
 	}
 	if processes {
-		r, err := memcg.NewReader(owners.ProcPath)
+		r, err := memcg.Open(owners.ProcPath, owners.Sockets.CgroupRoot)
 		if err != nil {
 			logger.Info("diagnose: socket memory of memory cgroups not read", "err", err)
 		} else {
