@@ -106,7 +106,11 @@ var (
 		Name: "socket_memory_limit_hits_total", Type: Counter, Labels: []string{"kind", "cgroup"},
 		Help: "Times TCP sockets of the cgroup wanted memory beyond tcp_mem or their memory cgroup's limit and were refused (sock:sock_exceed_buf_limit, __sk_mem_raise_allocated).",
 		Notes: "kind is recv or send. On the receive side the segment that wanted the memory is then dropped, as " +
-			"proto_mem unless the queue was empty. cgroup as for the sockets collector.",
+			"proto_mem unless the queue was empty. cgroup as for the sockets collector: the socket's cgroup v2 group, " +
+			"not its memory cgroup where memory is a cgroup v1 controller (then often \"/\"; the memcg collector " +
+			"names the v1 memory cgroup). A memory cgroup refusing receive memory is traced since Linux 6.18 " +
+			"(earlier kernels trace only tcp_mem refusals there); proven by TestMemoryLimitHits (bpf/drops) with a " +
+			"cgroup v1 TCP memory limit.",
 		Source: "tp_btf/sock_exceed_buf_limit (bpf/drops)",
 	})
 	bpfLostSpec = spec("bpf", MetricSpec{
