@@ -213,12 +213,18 @@ func ruleCgroupMemoryPressure(a *analysis) []Finding {
 		if a.ev.Sources.BPFLimits && !c.V1 {
 			verify = "sum(rate(sockbuf_socket_memory_limit_hits_total" + matchers("kind", "recv", "cgroup", c.Cgroup) + "[5m]))"
 		}
+		if c.V1 {
+			// The memcg collector's peak over the limit: at or over 1 while the limit bites, far below once
+			// it is raised.
+			m := matchers("cgroup", c.Cgroup)
+			verify = "sockbuf_memcg_tcp_memory_max_usage_bytes" + m + " / sockbuf_memcg_tcp_memory_limit_bytes" + m
+		}
 		fix := []string{
 			"Raise the cgroup's memory limit, which socket buffers count against: resources.limits.memory of the Kubernetes container, MemoryMax= of the systemd unit, or memory.max of the cgroup.",
 			"Or make its sockets hold less: read them faster (full buffers of slow readers are charged to the cgroup), and do not pin large SO_RCVBUF sizes.",
 		}
 		if c.V1 {
-			fix[0] = "Raise or remove the cgroup's TCP memory limit (cgroup v1 memory.kmem.tcp.limit_in_bytes of " + c.Cgroup +
+			fix[0] = "Raise the cgroup's TCP memory limit (cgroup v1 memory.kmem.tcp.limit_in_bytes of " + c.Cgroup +
 				", set by whatever manages the cgroup): received data beyond it is dropped rather than queued; on cgroup v2 socket memory counts against memory.max instead."
 		}
 		out = append(out, Finding{
