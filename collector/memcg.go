@@ -148,7 +148,7 @@ type memcgCollector struct {
 	logger     *slog.Logger
 
 	newReader func(procPath, root string) (*memcg.Reader, error)
-	root      string // --collector.sockets.cgroup-root
+	root      string        // --collector.sockets.cgroup-root
 	reader    *memcg.Reader // nil until a hierarchy is found
 	logOnce   sync.Once
 
