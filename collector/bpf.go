@@ -64,9 +64,11 @@ var bpfGroupLabels = []string{"role", "port", "cgroup", "rcvbuf_locked"}
 const bpfGroupNotes = "role, port and cgroup mean what they mean for the sockets collector: a socket whose local port " +
 	"has a LISTEN socket in its network namespace is a server of that port, any other a client of its remote port; " +
 	"the groups beyond --collector.sockets.max-groups (those with the fewest events since the exporter started) " +
-	"fold into port=\"other\" with an empty cgroup, one per role. A socket of a network namespace other than the " +
-	"exporter's (counted unless --collector.bpf.own-netns) has role=\"unknown\" and port=\"unknown\", since the " +
-	"exporter does not list that namespace's listening ports; its cgroup still tells the pods apart. Listening and " +
+	"fold into port=\"other\" with an empty cgroup, one per role. In a network namespace other than the " +
+	"exporter's (counted unless --collector.bpf.own-netns) the exporter does not list the listening ports, so the " +
+	"port ranges decide: a local port outside net.ipv4.ip_local_port_range with a remote one inside is a server of " +
+	"the local port, a local port inside with a remote one outside a client of the remote port, anything else " +
+	"role=\"unknown\" and port=\"unknown\"; the cgroup still tells the pods apart. Listening and " +
 	"request sockets are servers of their own port everywhere. rcvbuf_locked is \"true\" when the application set " +
 	"SO_RCVBUF (sk_userlocks & SOCK_RCVBUF_LOCK), which disables autotuning: such a socket never grows its buffer. " +
 	"Counters are kept per kernel key; a group's counter goes on from where it was when the group comes back " +

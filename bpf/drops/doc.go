@@ -29,9 +29,10 @@
 // ports its socket dump found). Listening and request sockets are servers of their own port in any case.
 // Between two calls the list can be stale, so a socket whose remote port is in its namespace's
 // ip_local_port_range and whose local port is not counts as a server of its local port too: it was
-// accepted by a listener opened since (TestListenerNotYetDescribed). Any other socket of a namespace never
-// described gets RoleUnknown and port 0, so that no ephemeral port ever becomes a key; the collector exports
-// it as role "unknown" or folds it.
+// accepted by a listener opened since (TestListenerNotYetDescribed). In a namespace never described, a socket
+// whose local port is in the ephemeral range and whose remote port is not is a client of the remote port
+// (TestClientsOfUndescribedNetNS); any other gets RoleUnknown and port 0, so that no ephemeral port ever
+// becomes a key; the collector exports it as role "unknown" or folds it.
 // cgroup is the socket's cgroup v2 id (sk->sk_cgrp_data, what inet_diag reports as INET_DIAG_CGROUP_ID; 0 for
 // TIME_WAIT and request sockets); rcvbuf_locked is sk_userlocks & SOCK_RCVBUF_LOCK, set when the application
 // called setsockopt(SO_RCVBUF) (before listen() for a listener's accepted sockets, or at any time later).

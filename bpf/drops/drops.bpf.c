@@ -183,8 +183,8 @@ static __always_inline bool in_ephemeral_range(const struct sock *sk, __u16 port
 }
 
 // role_port applies the sockets collector's rule: server with the local port when that port listens in the
-// socket's namespace, else client with the remote port; unknown (port 0) in a namespace user space has not
-// described. Listening and request sockets are servers by definition. The listening ports are only as fresh
+// socket's namespace, else client with the remote port; in a namespace user space has not described, client
+// only when its local port is ephemeral and its remote port is not, else unknown (port 0). Listening and request sockets are servers by definition. The listening ports are only as fresh
 // as user space's last SetListening, so a socket whose remote port is in the namespace's ephemeral range and
 // whose local port is not is taken for a server too: it was accepted by a listener opened since (its peer
 // connected from an ephemeral port to a service's fixed one). Without this, that listener's sockets would be
@@ -207,6 +207,15 @@ static __always_inline void role_port(const struct sock *sk, __u32 netns, __u8 s
 		return;
 	}
 	if (!bpf_map_lookup_elem(&known_netns, &netns)) {
+		// A namespace user space does not describe (a pod's, with the default all-namespace counting):
+		// without its listening ports only the port ranges tell. A local port in the ephemeral range and a
+		// remote one outside it is a connection this side made: a client of that fixed remote port. Any
+		// other is unknown, port 0, so that no ephemeral port ever becomes a key.
+		if (in_ephemeral_range(sk, lport) && !in_ephemeral_range(sk, rport)) {
+			*role = ROLE_CLIENT;
+			*port = rport;
+			return;
+		}
 		*role = ROLE_UNKNOWN;
 		*port = 0;
 		return;

@@ -261,3 +261,52 @@ func TestListenerNotYetDescribed(t *testing.T) {
 		}
 	}
 }
+
+// TestClientsOfUndescribedNetNS: in a namespace whose listening ports user space never told (a pod's, when
+// every namespace is counted), a client's drops still land on its group when its local port is ephemeral
+// and the remote one is not: client of that fixed port. The server side of the same connections, local
+// port fixed and remote ephemeral, is a server of its port.
+func TestClientsOfUndescribedNetNS(t *testing.T) {
+	ns := testenv.NewNetNS(t)
+	tr := openTracer(t, ns)
+	const fixed = 8080 // below the default ip_local_port_range (32768-60999) of a new namespace
+	var talker *trafficgen.Server
+	var listeners *trafficgen.Clients
+	err := ns.Do(func() (err error) {
+		if talker, err = trafficgen.Listen(trafficgen.ListenConfig{Addr: fmt.Sprintf("127.0.0.1:%d", fixed)}); err != nil {
+			return err
+		}
+		if listeners, err = trafficgen.Dial(context.Background(), talker.Addr(), 2, trafficgen.DialConfig{}); err != nil {
+			return err
+		}
+		if err := talker.WaitAccepted(2, 5*time.Second); err != nil {
+			return err
+		}
+		return overflowClients(talker, listeners)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		talker.Close()
+		listeners.Close()
+	})
+	waitDrops(t, tr, 1, func(d Drop) bool { return d.Role == RoleClient && d.Port == fixed })
+	s := read(t, tr)
+	var client uint64
+	for _, d := range s.Drops {
+		switch {
+		case d.Role == RoleClient && d.Port == fixed:
+			client += d.Packets
+			if !d.RcvbufLocked {
+				t.Errorf("client drop not locked (the clients shrank SO_RCVBUF): %+v", d)
+			}
+		case d.Role == RoleServer && d.Port == fixed:
+		default:
+			t.Errorf("drop %+v; want every drop on the client or server group of port %d", d, fixed)
+		}
+	}
+	if client == 0 {
+		t.Errorf("no client drops of port %d: %+v", fixed, s.Drops)
+	}
+}
