@@ -3,7 +3,6 @@
 package collector
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -82,36 +81,10 @@ func TestBPFMemoryLimitHits(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	const conns = 8
-	join := `echo $$ > "$1/cgroup.procs" && echo $$ > "$2/cgroup.procs" && exec "$3" "$4" "$5" "$6" "$7" "$8"`
-	cmd := ns.CommandKeepSys(ctx, "sh", "-c", join, "sh", memDir, v2Dir, python, script,
+	recv := ns.StartReceiver(t, ctx, []string{memDir, v2Dir}, python, script,
 		strconv.Itoa(conns), "4096", "0.01", "20")
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var waitOnce sync.Once
-	var waitErr error
-	wait := func() error {
-		waitOnce.Do(func() { waitErr = cmd.Wait() })
-		return waitErr
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill() //nolint:errcheck // it may have exited
-		wait()             //nolint:errcheck // killed
-	})
-	lines := bufio.NewScanner(out)
-	if !lines.Scan() {
-		t.Fatalf("the receiver printed no port: %v", errors.Join(lines.Err(), wait()))
-	}
-	port := strings.TrimSpace(lines.Text())
+	stop, wait := recv.Stdin, recv.Wait
+	port := strconv.Itoa(recv.Port)
 	// A first scrape tells the programs the listening port, so that the drops count as its server's.
 	scrapeMemlimit(t, reg)
 

@@ -3,7 +3,6 @@
 package drops
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -68,41 +67,10 @@ func runMemcgLoad(t *testing.T, name string, tcpLimit int, d time.Duration) memc
 	ctx, cancel := context.WithTimeout(context.Background(), d+20*time.Second)
 	defer cancel()
 	// nsenter keeps the host's /sys, where the cgroup directories are (ip netns exec mounts a fresh one).
-	join := `echo $$ > "$1/cgroup.procs" && echo $$ > "$2/cgroup.procs" && exec "$3" "$4" "$5" "$6" "$7" "$8"`
-	cmd := ns.CommandKeepSys(ctx, "sh", "-c", join, "sh", memDir, v2Dir, python, script,
+	recv := ns.StartReceiver(t, ctx, []string{memDir, v2Dir}, python, script,
 		strconv.Itoa(conns), "4096", "0.01", strconv.Itoa(int((d + 15*time.Second).Seconds())))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stop, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// Registered after the cgroups, so it runs before their removal (which waits for them to be empty).
-	var waitOnce sync.Once
-	var waitErr error
-	wait := func() error {
-		waitOnce.Do(func() { waitErr = cmd.Wait() })
-		return waitErr
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill() //nolint:errcheck // it may have exited
-		wait()             //nolint:errcheck // killed
-	})
-	lines := bufio.NewScanner(out)
-	if !lines.Scan() {
-		t.Fatalf("the receiver printed no port: %v", errors.Join(lines.Err(), wait()))
-	}
-	port, err := strconv.ParseUint(strings.TrimSpace(lines.Text()), 10, 16)
-	if err != nil {
-		t.Fatalf("the receiver printed %q, not a port", lines.Text())
-	}
-	res.port = uint16(port)
+	stop, wait := recv.Stdin, recv.Wait
+	res.port = uint16(recv.Port)
 	if err := tr.SetListening(ino, []uint16{res.port}); err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +82,7 @@ func runMemcgLoad(t *testing.T, name string, tcpLimit int, d time.Duration) memc
 		if before, err = trafficgen.ReadNetstat(); err != nil {
 			return err
 		}
-		clients, err = trafficgen.Dial(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))), conns, trafficgen.DialConfig{})
+		clients, err = trafficgen.Dial(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(int(res.port))), conns, trafficgen.DialConfig{})
 		return err
 	})
 	if err != nil {

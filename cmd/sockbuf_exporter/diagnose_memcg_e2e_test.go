@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"os"
 	"strconv"
@@ -77,29 +76,14 @@ func TestDiagnoseCgroupMemoryPressure(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 			defer cancel()
-			recv := ns.CommandInCgroup(ctx, dir, python, "-c", memcgReceiver)
-			out, err := recv.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := recv.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { recv.Process.Kill(); recv.Wait() }) //nolint:errcheck // killed by the test
-			line, err := bufio.NewReader(out).ReadString('\n')
-			if err != nil {
-				t.Fatalf("receiver did not print its port: %v", err)
-			}
-			port, err := strconv.Atoi(strings.TrimSpace(line))
-			if err != nil {
-				t.Fatalf("receiver printed %q", line)
-			}
+			recv := ns.StartReceiver(t, ctx, []string{dir}, python, "-c", memcgReceiver)
+			port := recv.Port
 			send := ns.Command(ctx, python, "-c", memcgSender, strconv.Itoa(port))
 			if err := send.Start(); err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { send.Process.Kill(); send.Wait() }) //nolint:errcheck // killed by the test
-			comm, err := os.ReadFile("/proc/" + strconv.Itoa(recv.Process.Pid) + "/comm")
+			comm, err := os.ReadFile("/proc/" + strconv.Itoa(recv.PID) + "/comm")
 			if err != nil {
 				t.Fatal(err)
 			}
