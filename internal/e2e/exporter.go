@@ -39,6 +39,15 @@ type Exporter struct {
 // host from there (netns); it then listens on the host's loopback only.
 func StartExporter(t testing.TB, ns *testenv.NetNS, args ...string) *Exporter {
 	t.Helper()
+	return startExporter(t, ns, func(bin string, args []string) *process {
+		return startProcess(t, ns, "sockbuf_exporter", bin, args...)
+	}, args)
+}
+
+// startExporter picks a listening address unless args give one, starts the binary with start and waits
+// for its /metrics.
+func startExporter(t testing.TB, ns *testenv.NetNS, start func(bin string, args []string) *process, args []string) *Exporter {
+	t.Helper()
 	bin := BuildExporter(t)
 	addr := ""
 	for _, a := range args {
@@ -51,7 +60,7 @@ func StartExporter(t testing.TB, ns *testenv.NetNS, args ...string) *Exporter {
 		args = append([]string{"--web.listen-address=" + addr}, args...)
 	}
 	e := &Exporter{Addr: addr, URL: "http://" + addr, Client: Client(t, ns)}
-	e.proc = startProcess(t, ns, "sockbuf_exporter", bin, args...)
+	e.proc = start(bin, args)
 	e.PID = e.proc.cmd.Process.Pid
 	e.proc.waitHTTP(t, e.Client, e.URL+"/metrics")
 	return e

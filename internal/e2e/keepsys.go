@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"strings"
 	"syscall"
 	"testing"
 
@@ -16,22 +14,9 @@ import (
 // the sockets collector's cgroup attribution.
 func StartExporterSeeingCgroups(t testing.TB, ns *testenv.NetNS, args ...string) *Exporter {
 	t.Helper()
-	bin := BuildExporter(t)
-	addr := ""
-	for _, a := range args {
-		if v, ok := strings.CutPrefix(a, "--web.listen-address="); ok {
-			addr = v
-		}
-	}
-	if addr == "" {
-		addr = fmt.Sprintf("127.0.0.1:%d", FreePort(t, ns))
-		args = append([]string{"--web.listen-address=" + addr}, args...)
-	}
-	e := &Exporter{Addr: addr, URL: "http://" + addr, Client: Client(t, ns)}
-	cmd := ns.CommandKeepSys(context.Background(), bin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	e.proc = runProcess(t, "sockbuf_exporter", cmd, args)
-	e.PID = e.proc.cmd.Process.Pid
-	e.proc.waitHTTP(t, e.Client, e.URL+"/metrics")
-	return e
+	return startExporter(t, ns, func(bin string, args []string) *process {
+		cmd := ns.CommandKeepSys(context.Background(), bin, args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		return runProcess(t, "sockbuf_exporter", cmd, args)
+	}, args)
 }
