@@ -170,9 +170,13 @@ func TestBPFReasonsMatchTcpExt(t *testing.T) {
 	mine := byReason(s0, s1, group)
 	all := byReason(s0, s1, nil)
 	t.Logf("shrunk-buffer phase: group %v drops by reason %v, all groups %v", group, mine, all)
-	if want := d1["TCPRcvQDrop"] + d1["TCPOFODrop"]; mine["proto_mem"] != want || want == 0 {
+	// As dropcheck allows: never more than TcpExt, fewer by at most 5% (a dropped skb another holder still
+	// referenced fires no kfree_skb; the exporter's missed-runs counter is checked to be 0 below).
+	if want, got := d1["TCPRcvQDrop"]+d1["TCPOFODrop"], mine["proto_mem"]; got > want || want-got > want/20 || want == 0 {
 		t.Errorf("proto_mem drops of %v rose by %d, TcpExt TCPRcvQDrop+TCPOFODrop by %d (all groups: %d); series:\n%v",
-			group, mine["proto_mem"], want, all["proto_mem"], s1.Select(bpfDrops, map[string]string{"reason": "proto_mem"}))
+			group, got, want, all["proto_mem"], s1.Select(bpfDrops, map[string]string{"reason": "proto_mem"}))
+	} else if got != want {
+		t.Logf("proto_mem drops of %v: %d, %d short of TcpExt", group, got, want-got)
 	}
 	if s2[`sockbuf_bpf_map_full_events_total{map="drops"}`] != 0 || s2["sockbuf_bpf_missed_runs_total"] != 0 {
 		t.Errorf("events lost: map full %v, missed %g", s2.Select("sockbuf_bpf_map_full_events_total", nil), s2["sockbuf_bpf_missed_runs_total"])
