@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -27,8 +28,9 @@ import (
 //
 // Sockets (--collector.netns.sockets): the sums of each exported namespace's TCP sockets, see netns_sockets.go.
 //
-// Cap: at most MaxNamespaces namespaces are exported, those with the most PruneCalled, then the lowest inode,
-// so the set is stable; the others are counted in sockbuf_netns_namespaces_skipped. They are not folded into
+// Cap: at most MaxNamespaces namespaces are exported, ranked by harm as docs/harm.md orders it (netnsRank):
+// the most data lost, then the most collapsing, then the most PruneCalled (which alone is only buffer
+// growth), then the lowest inode, so the set is stable; the others are counted in sockbuf_netns_namespaces_skipped. They are not folded into
 // an "other" series: its sum would go backwards whenever a namespace moved in or out of the top.
 
 func init() {
@@ -147,7 +149,7 @@ var (
 	})
 	netnsSkippedSpec = spec("netns", MetricSpec{
 		Name: "netns_namespaces_skipped", Type: Gauge,
-		Help:   "Network namespaces found but not exported: beyond --collector.netns.max-namespaces (those with the least PruneCalled).",
+		Help:   "Network namespaces found but not exported: beyond --collector.netns.max-namespaces (those with the least harm: data lost, then collapsing, then PruneCalled).",
 		Source: "the exporter",
 	})
 )
@@ -214,14 +216,11 @@ func (c *netnsCollector) Update(ctx context.Context, ch chan<- prometheus.Metric
 		}
 	}
 	c.failing = failing
-	// Ranked by PruneCalled (netnsFields[0]), then inode, so the exported set only changes when a namespace
-	// overtakes another.
-	prune := netnsFields[0].counter
+	// Ranked by harm (netnsRank), then inode, so the exported set only changes when a namespace overtakes
+	// another.
 	sort.Slice(read, func(i, j int) bool {
-		a, _ := read[i].Stats.Get(prune)
-		b, _ := read[j].Stats.Get(prune)
-		if a != b {
-			return a > b
+		if c := netnsRank(read[i]).compare(netnsRank(read[j])); c != 0 {
+			return c > 0
 		}
 		return read[i].Ino < read[j].Ino
 	})
@@ -245,4 +244,26 @@ func (c *netnsCollector) Update(ctx context.Context, ch chan<- prometheus.Metric
 	ch <- prometheus.MustNewConstMetric(c.skippedDesc, prometheus.GaugeValue, float64(skipped))
 	ch <- prometheus.MustNewConstMetric(c.readErrorsDesc, prometheus.CounterValue, float64(c.readErrors))
 	return nil
+}
+
+// netnsHarm is what ranks a namespace for the cap, in the harm model's order (docs/harm.md): data the
+// kernel received and threw away, then receive-queue collapsing, then PruneCalled, which alone is only the
+// kernel making room (often by growing a buffer).
+type netnsHarm struct{ lost, collapsed, prune uint64 }
+
+func netnsRank(ns *netns.Namespace) netnsHarm {
+	get := func(c procnet.Counter) uint64 {
+		v, _ := ns.Stats.Get(c)
+		return v
+	}
+	var h netnsHarm
+	for _, c := range []procnet.Counter{procnet.TCPRcvQDrop, procnet.OfoPruned, procnet.RcvPruned, procnet.TCPBacklogDrop} {
+		h.lost += get(c)
+	}
+	h.collapsed, h.prune = get(procnet.TCPRcvCollapsed), get(procnet.PruneCalled)
+	return h
+}
+
+func (a netnsHarm) compare(b netnsHarm) int {
+	return cmp.Or(cmp.Compare(a.lost, b.lost), cmp.Compare(a.collapsed, b.collapsed), cmp.Compare(a.prune, b.prune))
 }
