@@ -120,48 +120,37 @@ func TestDiagnoseCappedByRmemMax(t *testing.T) {
 	wantFirst(t, diagnoseIn(t, ns, 4*time.Second), "rcvbuf_capped_by_rmem_max", "server", port)
 }
 
-// TestDiagnoseSlowReaderServer: clients upload, the server never reads (a paused reader, issue 10's 4th
-// observation): its autotuned buffers fill, its windows close, nothing is collapsed or lost.
-func TestDiagnoseSlowReaderServer(t *testing.T) {
+// TestDiagnoseSlowReader: one side writes, the other never reads, and the group of the readers is named.
+// Server: clients upload, the server never reads (a paused reader, issue 10's 4th observation): its
+// autotuned buffers fill, its windows close, nothing is collapsed or lost. Client: the server sends, the
+// clients never read (issue 10's slow client): the client sockets fill and advertise zero windows; the
+// group is the clients of the server's port.
+func TestDiagnoseSlowReader(t *testing.T) {
 	e2e.Require(t)
-	ns := testenv.NewNetNS(t)
-	port := background(t, ns, func(ctx context.Context, ready func(int)) error {
-		srv, cl, err := connected(ctx, 8, 0)
-		if err != nil {
-			return err
-		}
-		defer srv.Close()
-		defer cl.Close()
-		chunk := make([]byte, 64<<10)
-		if err := writeUntil(ctx, cl.Conns, chunk, filled()); err != nil {
-			return err
-		}
-		ready(srv.Port())
-		return writeUntil(ctx, cl.Conns, chunk, nil)
-	})
-	wantFirst(t, diagnoseIn(t, ns, 3*time.Second), "slow_reader", "server", port)
-}
-
-// TestDiagnoseSlowReaderClient: the server sends, the clients never read (issue 10's slow client): the
-// client sockets fill and advertise zero windows; the group is the clients of the server's port.
-func TestDiagnoseSlowReaderClient(t *testing.T) {
-	e2e.Require(t)
-	ns := testenv.NewNetNS(t)
-	port := background(t, ns, func(ctx context.Context, ready func(int)) error {
-		srv, cl, err := connected(ctx, 8, 0)
-		if err != nil {
-			return err
-		}
-		defer srv.Close()
-		defer cl.Close()
-		chunk := make([]byte, 64<<10)
-		if err := writeUntil(ctx, srv.Conns(), chunk, filled()); err != nil {
-			return err
-		}
-		ready(srv.Port())
-		return writeUntil(ctx, srv.Conns(), chunk, nil)
-	})
-	wantFirst(t, diagnoseIn(t, ns, 3*time.Second), "slow_reader", "client", port)
+	for _, role := range []string{"server", "client"} {
+		t.Run(role, func(t *testing.T) {
+			ns := testenv.NewNetNS(t)
+			port := background(t, ns, func(ctx context.Context, ready func(int)) error {
+				srv, cl, err := connected(ctx, 8, 0)
+				if err != nil {
+					return err
+				}
+				defer srv.Close()
+				defer cl.Close()
+				writers := cl.Conns // the server is the reader
+				if role == "client" {
+					writers = srv.Conns()
+				}
+				chunk := make([]byte, 64<<10)
+				if err := writeUntil(ctx, writers, chunk, filled()); err != nil {
+					return err
+				}
+				ready(srv.Port())
+				return writeUntil(ctx, writers, chunk, nil)
+			})
+			wantFirst(t, diagnoseIn(t, ns, 3*time.Second), "slow_reader", role, port)
+		})
+	}
 }
 
 // TestDiagnoseTCPRmemMaxLow: net.ipv4.tcp_rmem (per namespace) with its max at its default, 64 KiB, so

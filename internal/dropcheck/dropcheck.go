@@ -20,23 +20,17 @@ var equal = []struct {
 	{"socket_backlog", []string{"TCPBacklogDrop"}},
 }
 
-// TcpExtMismatches compares the rise of the drops per reason with the rise of the TcpExt counters (by
-// field name) over the same time and in the same namespace, and returns one line per rule broken.
+// TcpExtCompare compares the rise of the drops per reason with the rise of the TcpExt counters (by
+// field name) over the same time and in the same namespace, and returns one line per rule broken (broken)
+// and one per allowed shortfall (short).
 //
 // The drops may fall short of the counters, never exceed them: by the program runs the kernel skipped
 // (skipped: bpf recursion protection, a drop while the CPU was already in the program), and by the drops
 // whose skb another holder still referenced. The kernel counts TcpExt before freeing, but
 // sk_skb_reason_drop fires skb:kfree_skb only when it drops the last reference (skb_unref); the last holder
 // frees it later under another reason, or consumes it. Rare (seen: 1 to 4 of ~110 in about one run of
-// fifteen on a busy host), so up to 5% short is allowed; every shortfall is returned in short, for the log.
-func TcpExtMismatches(byReason, tcpExt map[string]uint64, skipped uint64) (broken []string) {
-	broken, _ = TcpExtCompare(byReason, tcpExt, skipped)
-	return broken
-}
-
-// TcpExtCompare is TcpExtMismatches that also returns the allowed shortfalls, one line each.
+// fifteen on a busy host), so up to 5% short is allowed; every shortfall is returned, for the log.
 func TcpExtCompare(byReason, tcpExt map[string]uint64, skipped uint64) (broken, short []string) {
-	var out []string
 	for _, eq := range equal {
 		var sum uint64
 		for _, c := range eq.counters {
@@ -45,19 +39,19 @@ func TcpExtCompare(byReason, tcpExt map[string]uint64, skipped uint64) (broken, 
 		got := byReason[eq.reason]
 		switch {
 		case got > sum || sum-got > skipped+sum/20:
-			out = append(out, fmt.Sprintf("%s drops rose by %d, TcpExt %v by %d (%d program runs skipped)", eq.reason, got, eq.counters, sum, skipped))
+			broken = append(broken, fmt.Sprintf("%s drops rose by %d, TcpExt %v by %d (%d program runs skipped)", eq.reason, got, eq.counters, sum, skipped))
 		case got != sum:
 			short = append(short, fmt.Sprintf("%s drops rose by %d, %d short of TcpExt %v (%d program runs skipped)", eq.reason, got, sum-got, eq.counters, skipped))
 		}
 	}
 	// OfoPruned counts tcp_prune_ofo_queue calls that dropped something, each dropping one or more skbs.
 	if p, n := byReason["tcp_ofo_queue_prune"], tcpExt["OfoPruned"]; p < n || (p > 0) != (n > 0) {
-		out = append(out, fmt.Sprintf("tcp_ofo_queue_prune drops rose by %d, OfoPruned by %d: want drops >= calls, both or neither zero", p, n))
+		broken = append(broken, fmt.Sprintf("tcp_ofo_queue_prune drops rose by %d, OfoPruned by %d: want drops >= calls, both or neither zero", p, n))
 	}
-	return out, short
+	return broken, short
 }
 
-// TcpExtSummary is a log line of the TcpExt counters that TcpExtMismatches and the tests use.
+// TcpExtSummary is a log line of the TcpExt counters that TcpExtCompare and the tests use.
 func TcpExtSummary(tcpExt map[string]uint64) string {
 	return fmt.Sprintf("TcpExt TCPRcvQDrop=%d TCPOFODrop=%d TCPZeroWindowDrop=%d TCPOFOMerge=%d TCPBacklogDrop=%d OfoPruned=%d RcvPruned=%d PruneCalled=%d",
 		tcpExt["TCPRcvQDrop"], tcpExt["TCPOFODrop"], tcpExt["TCPZeroWindowDrop"], tcpExt["TCPOFOMerge"], tcpExt["TCPBacklogDrop"],

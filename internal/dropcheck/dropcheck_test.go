@@ -23,7 +23,7 @@ func TestTcpExtCompare(t *testing.T) {
 		}
 	}
 	// OfoPruned: at least one drop per call that dropped, both zero or neither.
-	if b := TcpExtMismatches(map[string]uint64{"proto_mem": 100, "tcp_ofo_queue_prune": 2}, ext, 0); len(b) != 1 {
+	if b, _ := TcpExtCompare(map[string]uint64{"proto_mem": 100, "tcp_ofo_queue_prune": 2}, ext, 0); len(b) != 1 {
 		t.Errorf("fewer ofo prune drops than OfoPruned calls: %q", b)
 	}
 }

@@ -136,27 +136,18 @@ func (e *Env) curlUploadLoops(ctx context.Context, url string, n int, d time.Dur
 	return first
 }
 
-// ownMemcg is this test process's memory cgroup path (v1 "memory" line of /proc/self/cgroup), under which
-// Prepare makes the scenario's cgroup; "" when there is none.
-var ownMemcg = sync.OnceValue(func() string {
-	b, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		if f := strings.SplitN(line, ":", 3); len(f) == 3 && strings.Contains(","+f[1]+",", ",memory,") {
-			return f[2]
-		}
-	}
-	return ""
-})
-
-// foreignMemcgAlert reports whether an alert is about a memory cgroup this test did not make: the exporter
-// sees the whole host's memory hierarchy, where other tests may limit and fill cgroups of their own.
+// foreignMemcgAlert reports whether an alert is about a memory cgroup this test did not make (Prepare records
+// each one it makes in memcgs): the exporter sees the whole host's memory hierarchy, where other tests may
+// limit and fill cgroups of their own.
 func foreignMemcgAlert(labels map[string]string) bool {
 	cg, ok := labels["cgroup"]
 	if labels["alertname"] != "SockbufCgroupTCPMemoryAtLimit" || !ok {
 		return false
 	}
-	return !strings.HasPrefix(cg, strings.TrimSuffix(ownMemcg(), "/")+"/sbrealsw-memcg-")
+	ours := false
+	memcgs.Range(func(_, v any) bool {
+		ours = v.(memcgOf).path == cg
+		return !ours
+	})
+	return !ours
 }
